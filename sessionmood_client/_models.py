@@ -1,0 +1,377 @@
+"""Wire models: the request and response shapes of the SessionMood API.
+
+These pydantic models are the single source of the wire format. The client
+parses responses with them, the server builds its responses from them, and the
+server's OpenAPI document is generated from them, so the three cannot drift.
+
+Request models are strict (``"12"`` is not a number, ``NaN`` is not a number):
+a caller that sends the wrong type gets a clear 400 instead of a silent
+coercion. Response models are lax so that ISO strings parse into ``datetime``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeAlias, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_ACTIONS",
+    "EVENT_TYPES",
+    "MOODS",
+    "PLANS",
+    "AnalyticsResponse",
+    "ApiError",
+    "BackNavEvent",
+    "BacktrackEvent",
+    "BlurEvent",
+    "ClickEvent",
+    "DeleteSessionResponse",
+    "ErrorEvent",
+    "Event",
+    "EventType",
+    "EventsRequest",
+    "ExportEventsResponse",
+    "ExportedEvent",
+    "FeedbackRequest",
+    "FeedbackResponse",
+    "FocusEvent",
+    "HealthResponse",
+    "HoverEvent",
+    "IdleEvent",
+    "InputPauseEvent",
+    "KeyGenerateRequest",
+    "KeyGenerateResponse",
+    "MoodDistributionItem",
+    "MoodLabel",
+    "MoodResponse",
+    "PageViewEvent",
+    "Plan",
+    "PostEventsResponse",
+    "RageClickEvent",
+    "ScrollEvent",
+    "SuggestedAction",
+    "UsageResponse",
+    "event_adapter",
+]
+
+MoodLabel: TypeAlias = Literal[
+    "frustrated", "confused", "decisive", "browsing", "disengaged", "focused", "neutral"
+]
+SuggestedAction: TypeAlias = Literal[
+    "no_action", "show_live_chat", "show_tooltip", "show_recommendations", "show_exit_offer"
+]
+EventType: TypeAlias = Literal[
+    "click",
+    "rage_click",
+    "scroll",
+    "input_pause",
+    "backtrack",
+    "back_nav",
+    "page_view",
+    "error",
+    "idle",
+    "hover",
+    "focus",
+    "blur",
+]
+Plan: TypeAlias = Literal["starter", "growth", "pro"]
+
+MOODS: tuple[MoodLabel, ...] = get_args(MoodLabel)
+ACTIONS: tuple[SuggestedAction, ...] = get_args(SuggestedAction)
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
+PLANS: tuple[Plan, ...] = get_args(Plan)
+
+# The API reference's mood table: the action each mood suggests by default.
+DEFAULT_ACTIONS: dict[MoodLabel, SuggestedAction] = {
+    "frustrated": "show_live_chat",
+    "confused": "show_tooltip",
+    "decisive": "no_action",
+    "browsing": "show_recommendations",
+    "disengaged": "show_exit_offer",
+    "focused": "no_action",
+    "neutral": "no_action",
+}
+
+# ---------------------------------------------------------------------------
+# Events (requests)
+# ---------------------------------------------------------------------------
+
+_STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", frozen=True)
+
+# ts is Unix seconds; missing means "server receipt time". Bounded so that a
+# millisecond timestamp sent by mistake (1e12) is rejected, not stored as 33658 AD.
+Timestamp = Annotated[float, Field(ge=0, le=1e11, description="Unix time in seconds")]
+Coordinate = Annotated[float, Field(ge=-1e6, le=1e6, description="Viewport pixels")]
+DurationMs = Annotated[float, Field(ge=0, le=1e9, description="Milliseconds")]
+
+
+class _EventBase(BaseModel):
+    model_config = _STRICT
+    ts: Timestamp | None = None
+
+
+class ClickEvent(_EventBase):
+    """A single pointer click."""
+
+    type: Literal["click"] = "click"
+    x: Coordinate | None = None
+    y: Coordinate | None = None
+
+
+class RageClickEvent(_EventBase):
+    """Rapid repeated clicks in a tight area."""
+
+    type: Literal["rage_click"] = "rage_click"
+    x: Coordinate | None = None
+    y: Coordinate | None = None
+
+
+class ScrollEvent(_EventBase):
+    """A scroll gesture; ``speed`` in pixels per second."""
+
+    type: Literal["scroll"] = "scroll"
+    speed: Annotated[float, Field(ge=0, le=1e7)] | None = None
+    direction: Literal["up", "down"] | None = None
+
+
+class InputPauseEvent(_EventBase):
+    """Typing stopped mid-field for ``duration_ms``."""
+
+    type: Literal["input_pause"] = "input_pause"
+    duration_ms: DurationMs | None = None
+
+
+class BacktrackEvent(_EventBase):
+    """The visitor reversed upward after scrolling down."""
+
+    type: Literal["backtrack"] = "backtrack"
+
+
+class BackNavEvent(_EventBase):
+    """Browser back navigation."""
+
+    type: Literal["back_nav"] = "back_nav"
+
+
+class PageViewEvent(_EventBase):
+    """Navigation to a page or SPA route; send the path, not the query string."""
+
+    type: Literal["page_view"] = "page_view"
+    url: Annotated[str, Field(max_length=2048)] | None = None
+
+
+class ErrorEvent(_EventBase):
+    """A JS or API error surfaced to the visitor."""
+
+    type: Literal["error"] = "error"
+    message: Annotated[str, Field(max_length=512)] | None = None
+
+
+class IdleEvent(_EventBase):
+    """The visitor was inactive for ``duration_ms``."""
+
+    type: Literal["idle"] = "idle"
+    duration_ms: DurationMs | None = None
+
+
+class HoverEvent(_EventBase):
+    """The pointer dwelt on an element for ``duration_ms`` without clicking."""
+
+    type: Literal["hover"] = "hover"
+    duration_ms: DurationMs | None = None
+
+
+class FocusEvent(_EventBase):
+    """A form field received focus."""
+
+    type: Literal["focus"] = "focus"
+
+
+class BlurEvent(_EventBase):
+    """A form field lost focus."""
+
+    type: Literal["blur"] = "blur"
+
+
+Event: TypeAlias = Annotated[
+    ClickEvent
+    | RageClickEvent
+    | ScrollEvent
+    | InputPauseEvent
+    | BacktrackEvent
+    | BackNavEvent
+    | PageViewEvent
+    | ErrorEvent
+    | IdleEvent
+    | HoverEvent
+    | FocusEvent
+    | BlurEvent,
+    Field(discriminator="type"),
+]
+
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class EventsRequest(BaseModel):
+    """Body of ``POST /v1/sessions/{id}/events``."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+    events: Annotated[list[Event], Field(min_length=1, max_length=1000)]
+    batch_id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="Idempotency key for this batch; a repeat returns the first answer.",
+    )
+
+
+class FeedbackRequest(BaseModel):
+    """Body of ``POST /v1/sessions/{id}/feedback``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    action_taken: Annotated[str, Field(min_length=1, max_length=128)]
+    was_helpful: bool | None = None
+    notes: Annotated[str, Field(max_length=512)] | None = None
+
+
+class KeyGenerateRequest(BaseModel):
+    """Body of ``POST /v1/keys/generate``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    customer_name: Annotated[str, Field(min_length=1, max_length=200)]
+    email: Annotated[str, Field(max_length=320)] | None = None
+    plan: Plan = "starter"
+
+
+# ---------------------------------------------------------------------------
+# Responses
+# ---------------------------------------------------------------------------
+
+_RESPONSE = ConfigDict(extra="ignore")
+
+
+class PostEventsResponse(BaseModel):
+    """Answer to ``POST /v1/sessions/{id}/events``: the mood after this batch."""
+
+    model_config = _RESPONSE
+    session_id: str
+    events_stored: int
+    total_events: int
+    current_mood: MoodLabel
+    # Additive to the reference's four fields, so a page can act on the answer
+    # without a second round trip.
+    confidence: float = 0.0
+    signals: list[str] = Field(default_factory=list)
+    suggested_action: SuggestedAction = "no_action"
+
+
+class MoodResponse(BaseModel):
+    """Answer to ``GET /v1/sessions/{id}/mood``."""
+
+    model_config = _RESPONSE
+    session_id: str
+    mood: MoodLabel
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    signals: list[str]
+    suggested_action: SuggestedAction
+    event_count: int
+    updated_at: datetime
+
+
+class FeedbackResponse(BaseModel):
+    model_config = _RESPONSE
+    session_id: str
+    feedback_recorded: bool
+
+
+class MoodDistributionItem(BaseModel):
+    model_config = _RESPONSE
+    mood: MoodLabel
+    count: int
+    percentage: float
+
+
+class AnalyticsResponse(BaseModel):
+    """Answer to ``GET /v1/analytics/moods``."""
+
+    model_config = _RESPONSE
+    total_sessions: int
+    feedback_count: int
+    mood_distribution: list[MoodDistributionItem]
+
+
+class DeleteSessionResponse(BaseModel):
+    model_config = _RESPONSE
+    session_id: str
+    deleted: bool
+    message: str
+
+
+class HealthResponse(BaseModel):
+    model_config = _RESPONSE
+    status: Literal["ok", "degraded", "down"]
+    version: str
+
+
+class KeyGenerateResponse(BaseModel):
+    """Answer to ``POST /v1/keys/generate``; ``api_key`` is shown only once."""
+
+    model_config = _RESPONSE
+    api_key: str
+    customer: str
+    email: str | None
+    plan: Plan
+    limits: str
+    message: str
+
+
+class UsageResponse(BaseModel):
+    """Answer to ``GET /v1/usage``: this calendar month (UTC) against the plan."""
+
+    model_config = _RESPONSE
+    plan: Plan
+    month: str = Field(description="YYYY-MM, UTC")
+    sessions_used: int
+    limit: int
+    remaining: int
+    overage: int = Field(description="Sessions past the limit (pro plan is not blocked)")
+    reset_at: datetime
+
+
+class ExportedEvent(BaseModel):
+    """One stored event, as received (``ts`` filled with receipt time if it was missing)."""
+
+    model_config = ConfigDict(extra="allow")
+    seq: int
+    type: EventType
+    ts: float
+    received_at: float
+
+
+class ExportEventsResponse(BaseModel):
+    """Answer to ``GET /v1/sessions/{id}/events``: every stored event, in order."""
+
+    model_config = _RESPONSE
+    session_id: str
+    event_count: int
+    events: list[ExportedEvent]
+
+
+class ApiError(BaseModel):
+    """The error body every endpoint uses: at least ``error``."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    message: str | None = None
+    field: str | None = None
+    invalid: list[str] | None = None
+    valid_types: list[str] | None = None
+    plan: str | None = None
+    limit: int | None = None
+    reset_at: str | None = None
+    session_id: str | None = None
+    request_id: str | None = None
+
+    def extra_fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})

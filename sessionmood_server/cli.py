@@ -1,0 +1,109 @@
+"""``sessionmood`` command line: run the server and manage keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sessionmood_client._models import PLANS
+from sessionmood_server.keys import PLANS as PLAN_INFO
+from sessionmood_server.keys import new_key
+from sessionmood_server.settings import Settings
+from sessionmood_server.storage import Storage, StorageURLError, open_storage
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sessionmood", description="SessionMood server and admin CLI")
+    p.add_argument(
+        "--database-url",
+        help="overrides SESSIONMOOD_DATABASE_URL (default sqlite:///./sessionmood.db)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request (costs ~35%% throughput)"
+    )
+    serve.add_argument("--log-level", default="info")
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    create = ksub.add_parser("create", help="create a tenant and its secret key")
+    create.add_argument("--customer", required=True)
+    create.add_argument("--email")
+    create.add_argument("--plan", choices=PLANS, default="starter")
+    revoke = ksub.add_parser("revoke", help="revoke every key whose prefix starts with PREFIX")
+    revoke.add_argument("prefix")
+    ksub.add_parser("list", help="list keys (prefixes only: keys are stored hashed)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env(database_url=args.database_url)
+    try:
+        storage = open_storage(settings.database_url)
+    except (StorageURLError, ValueError) as exc:
+        print(f"sessionmood: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(args, settings)
+    return asyncio.run(_keys(args, storage))
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from sessionmood_server.app import create_app
+
+    print(f"SessionMood listening on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        access_log=args.access_log,
+        log_level=args.log_level,
+        proxy_headers=True,
+    )
+    return 0
+
+
+async def _keys(args: argparse.Namespace, storage: Storage) -> int:
+    await storage.open()
+    try:
+        now = time.time()
+        if args.keys_command == "create":
+            raw = new_key("secret")
+            await storage.create_tenant_key(args.customer, args.email, args.plan, raw, now)
+            print(raw)
+            print(
+                f"created {args.plan} key for {args.customer!r} "
+                f"({PLAN_INFO[args.plan].limits_text}); store it now: it is not shown again",
+                file=sys.stderr,
+            )
+            return 0
+        if args.keys_command == "revoke":
+            if len(args.prefix) < 6:
+                print("sessionmood: give at least 6 characters of the key prefix", file=sys.stderr)
+                return 2
+            n = await storage.revoke_keys(args.prefix, now)
+            print(f"revoked {n} key(s)")
+            return 0 if n else 1
+        for k in await storage.list_keys():
+            created = datetime.fromtimestamp(k.created_at, UTC).strftime("%Y-%m-%d %H:%M")
+            status = "revoked" if k.revoked_at else "active"
+            print(f"{k.prefix}…\t{k.kind}\t{k.plan}\t{status}\t{created}\t{k.customer}")
+        return 0
+    finally:
+        await storage.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""The mood engine: behavioural events in, a current mood out.
+
+Pure and deterministic: no I/O, no wall clock, no randomness. Time is the
+events' own ``ts``, so replaying a session always gives the same verdict.
+
+How it works
+------------
+Every row of :data:`RULES` watches one kind of event (optionally filtered on a
+field, e.g. ``input_pause`` with ``duration_ms >= 2500``) and keeps one
+exponentially decayed count of the matching events::
+
+    value(T) = sum over matching events of exp(-(T - t_event) / tau)
+
+where ``T`` is the newest ``ts`` seen and ``tau = half_life / ln 2``. Sums of
+exponentials are order-independent, so a late or out-of-order event simply adds
+its already-decayed weight; the clock never moves backwards. To make ``fold``
+O(1) (one ``exp`` per matching rule, no loop over the whole state) the counts
+are stored relative to an anchor time ``ref``::
+
+    acc = sum exp((t_event - ref) / tau)        value(T) = acc * exp(-(T - ref) / tau)
+
+and the anchor is moved forward (rescaling every count once) only when the
+newest ``ts`` runs far enough ahead of it that ``exp`` could overflow.
+
+:func:`verdict` turns each decayed count into a rule strength in ``[0, 1]``
+(a linear ramp from ``at`` to ``full``), adds ``strength * weight`` into each
+mood's score, and picks the best mood. Sessions with fewer than
+:data:`MIN_EVENTS` events, or whose best score is below :data:`NEUTRAL_FLOOR`,
+are ``neutral``. Confidence grows with the winning score, with its margin over
+the runner-up and with the number of events.
+
+The rules, their thresholds and the reason for each live in :data:`RULES`;
+``docs/engine.md`` documents them row by row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sessionmood_client._models import DEFAULT_ACTIONS, MOODS, MoodLabel, SuggestedAction
+
+__all__ = [
+    "MIN_EVENTS",
+    "NEUTRAL_FLOOR",
+    "RULES",
+    "Rule",
+    "State",
+    "Verdict",
+    "dumps",
+    "fold",
+    "loads",
+    "new_state",
+    "verdict",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of the rule table: which events count, how fast they fade, what they mean.
+
+    An event counts when its type is in ``events`` and, if ``field`` is set, its
+    value lies in ``[lo, hi)`` (or equals ``equals`` for string fields). Events
+    without the field count only if ``when_missing`` is true: the API reference
+    defines ``input_pause``, ``hover`` and ``idle`` as already past a client-side
+    threshold, so a bare one is still a hesitation.
+    """
+
+    signal: str
+    events: tuple[str, ...]
+    half_life_s: float
+    at: float  # decayed count where the rule starts to fire
+    full: float  # decayed count where it fires fully (strength 1)
+    weights: Mapping[MoodLabel, float]
+    reason: str
+    field: str | None = None
+    lo: float = -math.inf
+    hi: float = math.inf
+    equals: str | None = None
+    when_missing: bool = False
+    # Conjunction: strength is scaled by the strength of the rule with this signal.
+    requires: str | None = None
+    # "Nothing since": instead of a decayed count, track the newest matching
+    # event; the rule holds (decaying from that event) only while no event of
+    # these types is newer.
+    unless_after: tuple[str, ...] = ()
+
+
+# Thresholds from the landing page: input_pause >= 2.5 s and hover >= 2 s are
+# hesitation, idle >= 10 s is disengagement.
+INPUT_HESITATION_MS = 2500.0
+HOVER_HESITATION_MS = 2000.0
+LONG_IDLE_MS = 10_000.0
+# Reading scrolls run at a few hundred px/s; thousands is flinging the page.
+FAST_SCROLL_PX_S = 2000.0
+
+# Frustration and confusion fade over about a minute: a visitor who rage-clicked
+# ten minutes ago (10 half-lives) and has worked calmly since is not frustrated.
+_SLOW = 60.0
+# Pace and engagement patterns describe what the visitor is doing *now*.
+_MEDIUM = 30.0
+# "Fast, direct" is about the last few seconds only.
+_FAST = 3.0
+
+# Anything the visitor does on purpose; a blur with none of these after it is
+# a form left behind.
+_ACTIVE = (
+    "click", "rage_click", "scroll", "input_pause", "backtrack", "back_nav",
+    "page_view", "error", "hover", "focus",
+)  # fmt: skip
+
+# fmt: off
+RULES: tuple[Rule, ...] = (
+    # --- frustrated -------------------------------------------------------
+    Rule("rage_click_detected", ("rage_click",), _SLOW, 0.0, 1.5,
+         {"frustrated": 6.0},
+         "A rage_click is already several rapid clicks on one spot: the strongest cue,"
+         " outranking any amount of routine activity once repeated."),
+    Rule("repeated_errors", ("error",), _SLOW, 1.0, 2.0,
+         {"frustrated": 6.0, "confused": -1.5},
+         "Two or more recent errors: the visitor keeps failing, past mere confusion"
+         " (landing page: 1 error -> confused, 2+ -> frustrated)."),
+    Rule("error_encountered", ("error",), _SLOW, 0.0, 1.0,
+         {"confused": 2.0, "frustrated": 1.0},
+         "A single error leaves the visitor unsure what happened (landing page: 1 -> confused)."),
+    Rule("fast_scroll", ("scroll",), _MEDIUM, 0.0, 2.0,
+         {"frustrated": 1.5, "confused": 0.5},
+         "Flinging the page at thousands of px/s is frantic searching, not reading.",
+         field="speed", lo=FAST_SCROLL_PX_S),
+    Rule("back_navigation", ("back_nav",), _SLOW, 0.0, 1.0,
+         {"confused": 2.0, "frustrated": 0.6},
+         "Pressing back means the page was not what the visitor expected."),
+    # --- confused ---------------------------------------------------------
+    Rule("high_page_churn", ("page_view",), _SLOW, 2.0, 4.0,
+         {"confused": 2.0, "browsing": -1.5},
+         "Many page views *with* back navigation is hunting, not relaxed exploring.",
+         requires="back_navigation"),
+    Rule("backtrack_detected", ("backtrack",), _SLOW, 0.0, 2.0,
+         {"confused": 3.0},
+         "Reversing up the page is re-reading: the content did not answer the question."),
+    Rule("backtrack_detected", ("scroll",), _SLOW, 0.0, 2.0,
+         {"confused": 2.0},
+         "An upward scroll is a scroll reversal, the same cue as backtrack.",
+         field="direction", equals="up"),
+    Rule("hover_hesitation", ("hover",), _SLOW, 0.0, 2.0,
+         {"confused": 3.5},
+         "Hovering >= 2 s without clicking is hesitation over what an element does.",
+         field="duration_ms", lo=HOVER_HESITATION_MS, when_missing=True),
+    Rule("input_hesitation", ("input_pause",), _SLOW, 0.0, 2.0,
+         {"confused": 3.5, "frustrated": 0.3},
+         "Stopping >= 2.5 s mid-field: the visitor does not know what to enter (landing page).",
+         field="duration_ms", lo=INPUT_HESITATION_MS, when_missing=True),
+    # --- decisive ---------------------------------------------------------
+    Rule("fast_direct_interactions", ("click", "focus", "page_view"), _FAST, 2.5, 4.5,
+         {"decisive": 4.0, "focused": -1.0, "browsing": -1.0},
+         "Clicks, focuses and navigations about a second apart or faster: no hesitation,"
+         " which is neither relaxed browsing nor steady task work."),
+    # --- browsing ---------------------------------------------------------
+    Rule("multi_page_browse", ("page_view",), _SLOW, 1.0, 3.5,
+         {"browsing": 3.0, "focused": -1.0},
+         "Several page views in the last minute is exploring, not one task"
+         " (landing page: 2+ -> browsing)."),
+    Rule("casual_hover", ("hover",), _MEDIUM, 0.0, 2.0,
+         {"browsing": 1.0},
+         "Brief hovers are looking around, not hesitating.",
+         field="duration_ms", hi=HOVER_HESITATION_MS),
+    Rule("moderate_scroll", ("scroll",), _MEDIUM, 0.0, 3.0,
+         {"browsing": 1.2, "focused": 0.5},
+         "Steady scrolling is reading: relaxed exploring, or part of a task; never distress.",
+         field="speed", hi=FAST_SCROLL_PX_S, when_missing=True),
+    # --- disengaged -------------------------------------------------------
+    Rule("long_idle", ("idle",), _SLOW, 0.0, 1.0,
+         {"disengaged": 6.0},
+         "No activity for >= 10 s: attention has drifted (landing page: idle >= 10 s).",
+         field="duration_ms", lo=LONG_IDLE_MS, when_missing=True),
+    Rule("short_idle", ("idle",), _SLOW, 0.0, 2.0,
+         {"disengaged": 1.5},
+         "Repeated short lapses in activity hint at drifting attention.",
+         field="duration_ms", hi=LONG_IDLE_MS),
+    Rule("form_abandoned", ("blur",), _SLOW, 0.0, 1.0,
+         {"disengaged": 1.0},
+         "A blur with no deliberate action since is a form left behind (blur without re-focus).",
+         unless_after=_ACTIVE),
+    # --- focused ----------------------------------------------------------
+    Rule("steady_interaction_pattern", ("click",), _MEDIUM, 1.0, 4.0,
+         {"focused": 2.0, "decisive": 0.5, "browsing": 0.3},
+         "Clicks sustained over half a minute are task work."),
+    Rule("steady_interaction_pattern", ("focus", "blur"), _MEDIUM, 1.0, 4.0,
+         {"focused": 2.0, "decisive": 0.3},
+         "Moving in and out of form fields is sustained form completion."),
+    Rule("steady_interaction_pattern", ("input_pause",), _MEDIUM, 0.0, 2.0,
+         {"focused": 1.0},
+         "Pauses under 2.5 s while typing are ordinary typing rhythm.",
+         field="duration_ms", hi=INPUT_HESITATION_MS),
+)
+# fmt: on
+
+# Fewer events than this is "insufficient data" whatever they are (API
+# reference: neutral below ~3-5 events; landing page: neutral under ~3).
+MIN_EVENTS = 3
+# A best score below this is too little evidence to name a mood.
+NEUTRAL_FLOOR = 1.5
+# Score difference that multiplies a mood's odds by e (softmax temperature).
+CONFIDENCE_TEMPERATURE = 1.0
+# Event count at which the "enough data" factor reaches 1 - 1/e (~0.63).
+VOLUME_EVENTS = 3.0
+
+# --- precomputed views of the table (fold is the hot path) ---------------
+
+_N_RULES = len(RULES)
+_INV_TAU: tuple[float, ...] = tuple(math.log(2.0) / r.half_life_s for r in RULES)
+_MAX_INV_TAU = max(_INV_TAU)
+# Move the anchor when the newest event is this many (fastest) time constants
+# ahead of it: exp(40) ~ 2e17 is far from overflow, and rebasing is rare.
+_REBASE_SPAN = 40.0 / _MAX_INV_TAU
+_MOOD_INDEX = {m: i for i, m in enumerate(MOODS)}
+_NEUTRAL = _MOOD_INDEX["neutral"]
+_SIGNAL_INDEX: dict[str, int] = {}
+for _i, _r in enumerate(RULES):
+    _SIGNAL_INDEX.setdefault(_r.signal, _i)
+# Rules tracking "newest matching event" rather than a decayed count, and the
+# guard slot holding the newest event that cancels each of them.
+_LATEST: tuple[int, ...] = tuple(i for i, r in enumerate(RULES) if r.unless_after)
+_N_GUARDS = len(_LATEST)
+_REQUIRES: tuple[int, ...] = tuple(
+    -1 if r.requires is None else _SIGNAL_INDEX[r.requires] for r in RULES
+)
+
+# event type -> tuple of (rule index, field, lo, hi, equals, when_missing, inv_tau, latest)
+_Matcher = tuple[int, str | None, float, float, str | None, bool, float, bool]
+_BY_TYPE: dict[str, tuple[_Matcher, ...]] = {}
+_GUARDS_BY_TYPE: dict[str, tuple[int, ...]] = {}
+for _i, _r in enumerate(RULES):
+    for _t in _r.events:
+        _BY_TYPE[_t] = (
+            *_BY_TYPE.get(_t, ()),
+            (_i, _r.field, _r.lo, _r.hi, _r.equals, _r.when_missing, _INV_TAU[_i],
+             bool(_r.unless_after)),
+        )  # fmt: skip
+for _g, _i in enumerate(_LATEST):
+    for _t in RULES[_i].unless_after:
+        _GUARDS_BY_TYPE[_t] = (*_GUARDS_BY_TYPE.get(_t, ()), _g)
+# Per rule: (mood index, weight) pairs, so verdict avoids dict lookups.
+_WEIGHTS: tuple[tuple[tuple[int, float], ...], ...] = tuple(
+    tuple((_MOOD_INDEX[m], w) for m, w in r.weights.items()) for r in RULES
+)
+
+_NONE = -1.0  # "no such event yet" for timestamps (validated ts are >= 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    mood: MoodLabel
+    confidence: float  # 0..1
+    signals: tuple[str, ...]  # strongest first, only those that drove the verdict
+    suggested_action: SuggestedAction  # DEFAULT_ACTIONS[mood]
+
+
+@dataclass(slots=True)
+class State:
+    """Fixed-size engine state: one float per rule, one per guard, three scalars."""
+
+    n: int = 0  # events folded so far
+    t_max: float = 0.0  # newest ts seen ("now" for the verdict)
+    ref: float = 0.0  # anchor time of the decayed counts in ``acc``
+    # Per rule: decayed count relative to ``ref``, or for ``unless_after``
+    # rules the newest matching ts.
+    acc: list[float] = field(default_factory=lambda: _fresh_acc())
+    # Per ``unless_after`` rule: newest ts of a cancelling event.
+    guard: list[float] = field(default_factory=lambda: [_NONE] * _N_GUARDS)
+
+
+def _fresh_acc() -> list[float]:
+    acc = [0.0] * _N_RULES
+    for i in _LATEST:
+        acc[i] = _NONE
+    return acc
+
+
+def new_state() -> State:
+    return State()
+
+
+def _rebase(state: State, new_ref: float) -> None:
+    acc = state.acc
+    dt = new_ref - state.ref
+    for i in range(_N_RULES):
+        if acc[i] and not RULES[i].unless_after:
+            acc[i] *= math.exp(-dt * _INV_TAU[i])
+    state.ref = new_ref
+
+
+def fold(state: State, event: Mapping[str, Any]) -> State:
+    """Add one validated event to ``state`` (mutated in place and returned)."""
+    t = float(event["ts"])
+    if state.n == 0:
+        state.ref = state.t_max = t
+    elif t > state.t_max:
+        state.t_max = t
+        if t - state.ref > _REBASE_SPAN:
+            _rebase(state, t)
+    state.n += 1
+    etype = event["type"]
+    guards = _GUARDS_BY_TYPE.get(etype)
+    if guards is not None:
+        g_ts = state.guard
+        for g in guards:
+            if t > g_ts[g]:
+                g_ts[g] = t
+    matchers = _BY_TYPE.get(etype)
+    if matchers is None:
+        return state
+    acc = state.acc
+    dt = t - state.ref  # <= _REBASE_SPAN, so exp cannot overflow
+    for i, fname, lo, hi, eq, when_missing, inv_tau, latest in matchers:
+        if fname is not None:
+            v = event.get(fname)
+            if v is None:
+                if not when_missing:
+                    continue
+            elif eq is not None:
+                if v != eq:
+                    continue
+            elif not lo <= v < hi:
+                continue
+        if latest:
+            if t > acc[i]:
+                acc[i] = t
+        else:
+            acc[i] += math.exp(dt * inv_tau)
+    return state
+
+
+def _values(state: State) -> list[float]:
+    """Each rule's decayed count at ``t_max``."""
+    t_max = state.t_max
+    dt = t_max - state.ref
+    out = [a * math.exp(-dt * k) if a else 0.0 for a, k in zip(state.acc, _INV_TAU, strict=True)]
+    for g, i in enumerate(_LATEST):
+        last = state.acc[i]
+        held = last != _NONE and last >= state.guard[g]
+        out[i] = math.exp(-(t_max - last) * _INV_TAU[i]) if held else 0.0
+    return out
+
+
+def _strengths(values: list[float]) -> list[float]:
+    out = []
+    for r, v in zip(RULES, values, strict=True):
+        s = (v - r.at) / (r.full - r.at)
+        out.append(0.0 if s <= 0.0 else 1.0 if s >= 1.0 else s)
+    for i, j in enumerate(_REQUIRES):
+        if j >= 0:
+            out[i] *= out[j]
+    return out
+
+
+def _scores(strengths: list[float]) -> list[float]:
+    sc = [0.0] * len(MOODS)
+    for s, ws in zip(strengths, _WEIGHTS, strict=True):
+        if s:
+            for m, w in ws:
+                sc[m] += s * w
+    return sc
+
+
+def scores(state: State) -> dict[MoodLabel, float]:
+    """Per-mood evidence scores (diagnostics and docs; ``verdict`` uses the same sums)."""
+    sc = _scores(_strengths(_values(state)))
+    return {m: sc[i] for i, m in enumerate(MOODS)}
+
+
+def _neutral(state: State) -> Verdict:
+    # Confidence that the session is "nothing yet" stays low and grows slowly
+    # with events: 0 with no data, 0.16 after one event, 0.25 after two.
+    conf = 0.4 * (1.0 - math.exp(-state.n / 2.0))
+    return Verdict("neutral", round(conf, 3), ("insufficient_data",), DEFAULT_ACTIONS["neutral"])
+
+
+def verdict(state: State) -> Verdict:
+    """The session's current mood, evaluated at its newest event."""
+    if state.n < MIN_EVENTS:
+        return _neutral(state)
+    strengths = _strengths(_values(state))
+    sc = _scores(strengths)
+    order = sorted(range(len(MOODS)), key=lambda m: (-sc[m], m))
+    best = order[0]
+    top = sc[best]
+    if top < NEUTRAL_FLOOR or best == _NEUTRAL:
+        return _neutral(state)
+    mood = MOODS[best]
+    # Softmax share of the winner against every other mood, with "neutral"
+    # standing in at the floor score: low when a rival is close or when the
+    # winner barely clears the floor. Scaled by how many events we have seen.
+    total = 0.0
+    for m, x in enumerate(sc):
+        total += math.exp(((NEUTRAL_FLOOR if m == _NEUTRAL else x) - top) / CONFIDENCE_TEMPERATURE)
+    share = 1.0 / total
+    volume = 1.0 - math.exp(-state.n / VOLUME_EVENTS)
+    conf = share * volume
+    # Signals: rules that pushed the winner, strongest contribution first.
+    contrib: dict[str, float] = {}
+    for i, s in enumerate(strengths):
+        if s:
+            for m, w in _WEIGHTS[i]:
+                if m == best and w > 0:
+                    sig = RULES[i].signal
+                    contrib[sig] = contrib.get(sig, 0.0) + s * w
+    signals = tuple(sorted(contrib, key=lambda k: (-contrib[k], k)))
+    return Verdict(mood, round(min(max(conf, 0.0), 1.0), 3), signals, DEFAULT_ACTIONS[mood])
+
+
+def dumps(state: State) -> str:
+    """Compact JSON; floats via repr, so ``loads(dumps(s))`` is exact."""
+    return json.dumps(
+        {"v": 1, "n": state.n, "t": state.t_max, "r": state.ref, "a": state.acc, "g": state.guard},
+        separators=(",", ":"),
+    )
+
+
+def loads(data: str) -> State:
+    d = json.loads(data)
+    acc = [float(x) for x in d["a"]]
+    guard = [float(x) for x in d.get("g", ())]
+    if len(acc) != _N_RULES or len(guard) != _N_GUARDS:
+        # Saved under a different rule table: the counts cannot be mapped, so
+        # start the evidence afresh but keep the event count and clock.
+        acc, guard = _fresh_acc(), [_NONE] * _N_GUARDS
+    return State(n=int(d["n"]), t_max=float(d["t"]), ref=float(d["r"]), acc=acc, guard=guard)

@@ -1,0 +1,176 @@
+"""OpenAPI 3.1 document generated from the wire models.
+
+The schemas come from the same pydantic models the server answers with and the
+client parses with; only the path table below is written by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from sessionmood_client import _models as m
+
+_REF = "#/components/schemas/{model}"
+
+# (method, path, summary, request model, {status: response model}, auth, tags)
+_Op = tuple[str, str, str, type[BaseModel] | None, dict[int, type[BaseModel]], bool, str]
+OPERATIONS: list[_Op] = [
+    (
+        "get",
+        "/health",
+        "Health check",
+        None,
+        {200: m.HealthResponse, 503: m.HealthResponse},
+        False,
+        "ops",
+    ),
+    (
+        "post",
+        "/v1/keys/generate",
+        "Generate an API key (starter plan is self-serve)",
+        m.KeyGenerateRequest,
+        {201: m.KeyGenerateResponse, 400: m.ApiError, 403: m.ApiError},
+        False,
+        "keys",
+    ),
+    (
+        "post",
+        "/v1/sessions/{session_id}/events",
+        "Submit a batch of behavioural events",
+        m.EventsRequest,
+        {
+            200: m.PostEventsResponse,
+            400: m.ApiError,
+            401: m.ApiError,
+            409: m.ApiError,
+            413: m.ApiError,
+            415: m.ApiError,
+            429: m.ApiError,
+        },
+        True,
+        "sessions",
+    ),
+    (
+        "get",
+        "/v1/sessions/{session_id}/events",
+        "Export every stored event of a session (GDPR access)",
+        None,
+        {200: m.ExportEventsResponse, 401: m.ApiError, 404: m.ApiError},
+        True,
+        "sessions",
+    ),
+    (
+        "get",
+        "/v1/sessions/{session_id}/mood",
+        "Current mood of a session",
+        None,
+        {200: m.MoodResponse, 401: m.ApiError, 404: m.ApiError},
+        True,
+        "sessions",
+    ),
+    (
+        "post",
+        "/v1/sessions/{session_id}/feedback",
+        "Record the outcome of an intervention",
+        m.FeedbackRequest,
+        {200: m.FeedbackResponse, 400: m.ApiError, 401: m.ApiError, 404: m.ApiError},
+        True,
+        "sessions",
+    ),
+    (
+        "delete",
+        "/v1/sessions/{session_id}",
+        "Erase a session (GDPR erasure)",
+        None,
+        {200: m.DeleteSessionResponse, 401: m.ApiError, 404: m.ApiError},
+        True,
+        "sessions",
+    ),
+    (
+        "get",
+        "/v1/analytics/moods",
+        "Mood distribution across the key's sessions",
+        None,
+        {200: m.AnalyticsResponse, 401: m.ApiError},
+        True,
+        "analytics",
+    ),
+    (
+        "get",
+        "/v1/usage",
+        "This month's session usage against the plan",
+        None,
+        {200: m.UsageResponse, 401: m.ApiError},
+        True,
+        "analytics",
+    ),
+]
+
+
+def _operation_id(method: str, path: str) -> str:
+    clean = path.strip("/").replace("{", "").replace("}", "")
+    return f"{method}_{clean.replace('/', '_')}"
+
+
+def build_openapi(version: str, operations: list[_Op] | None = None) -> dict[str, Any]:
+    ops = operations if operations is not None else OPERATIONS
+    models: list[type[BaseModel]] = []
+    for _, _, _, req, responses, _, _ in ops:
+        for model in ([req] if req else []) + list(responses.values()):
+            if model not in models:
+                models.append(model)
+    keyed, schema = models_json_schema([(mdl, "validation") for mdl in models], ref_template=_REF)
+    refs = {mdl: keyed[(mdl, "validation")] for mdl in models}
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, req, responses, auth, tag in ops:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "operationId": _operation_id(method, path),
+            "tags": [tag],
+            "responses": {
+                str(status): {
+                    "description": summary if status < 300 else "Error",
+                    "content": {"application/json": {"schema": refs[model]}},
+                }
+                for status, model in responses.items()
+            },
+        }
+        if "{session_id}" in path:
+            op["parameters"] = [
+                {
+                    "name": "session_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "Opaque session id, 1-256 characters, URL-encoded",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                }
+            ]
+        if req is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[req]}},
+            }
+        if auth:
+            op["security"] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "SessionMood API",
+            "version": version,
+            "description": "Real-time behavioural mood inference: send events, read a mood, "
+            "a confidence, the signals behind it and a suggested action.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schema.get("$defs", {}),
+            "securitySchemes": {
+                "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+                "BearerAuth": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }

@@ -1,0 +1,43 @@
+"""Settings: the only module that reads the environment.
+
+Order everywhere: explicit argument, then environment, then default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite:///./sessionmood.db"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Server configuration. Build with ``Settings.from_env()`` or directly in tests."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    # Bearer token that may create growth/pro keys over HTTP; None disables that.
+    admin_token: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    max_batch_events: int = 1000
+    # Demo shop + dashboard tenant (issue 6); production turns it off.
+    demo: bool = False
+    cors_allow_all_for_secret_keys: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": os.environ.get("SESSIONMOOD_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            "admin_token": os.environ.get("SESSIONMOOD_ADMIN_TOKEN") or None,
+            "demo": _env_bool("SESSIONMOOD_DEMO", False),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

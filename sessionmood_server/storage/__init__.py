@@ -1,0 +1,157 @@
+"""Storage: one small async interface, one module per backend, chosen by URL scheme.
+
+``sqlite:///path`` (the default) is embedded; ``postgresql://...`` is for
+several replicas. Drivers are imported lazily so the Postgres driver stays an
+optional extra. Every backend runs the same contract tests
+(``tests/test_storage.py``).
+
+All writes that belong together happen in one transaction inside the backend:
+``append_events`` checks the idempotency key, the monthly quota, folds the
+events into the session's engine state and stores state + events at once, so
+a 200 means everything is committed and nothing is ever half-stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from sessionmood_client._models import MoodLabel, Plan, SuggestedAction
+from sessionmood_server.keys import KeyKind
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An API key as stored (never the raw key) with its tenant's plan."""
+
+    key_hash: str
+    prefix: str
+    tenant_id: int
+    kind: KeyKind
+    plan: Plan
+    customer: str
+    email: str | None
+    created_at: float
+    revoked_at: float | None = None
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session's current verdict as stored after its last batch."""
+
+    session_id: str
+    mood: MoodLabel
+    confidence: float
+    signals: tuple[str, ...]
+    suggested_action: SuggestedAction
+    event_count: int
+    updated_at: float
+    last_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """What a batch may do to the monthly session count."""
+
+    month: str  # "YYYY-MM" (UTC)
+    limit: int
+    blocks: bool  # False for pro: count overage instead of refusing
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Outcome of ``append_events``.
+
+    ``status`` is ``stored`` (committed now), ``replayed`` (the batch id was seen
+    before: ``response`` is the first answer), ``quota`` (opening this session
+    would pass the plan's limit; nothing stored) or ``conflict`` (the batch id
+    was used for another session).
+    """
+
+    status: Literal["stored", "replayed", "quota", "conflict"]
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MoodCounts:
+    total_sessions: int
+    feedback_count: int
+    by_mood: dict[MoodLabel, int]
+
+
+class Storage(Protocol):
+    """What the app needs from a database. Implementations are safe for
+    concurrent use from one event loop."""
+
+    url: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    # keys & tenants
+    async def create_tenant_key(
+        self, customer: str, email: str | None, plan: Plan, raw_key: str, now: float
+    ) -> KeyRecord: ...
+
+    async def create_publishable_key(
+        self, tenant_id: int, raw_key: str, allowed_origins: tuple[str, ...], now: float
+    ) -> KeyRecord: ...
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None: ...
+
+    async def list_keys(self) -> list[KeyRecord]: ...
+
+    async def revoke_keys(self, prefix: str, now: float) -> int: ...
+
+    # sessions
+    async def append_events(
+        self,
+        tenant_id: int,
+        session_id: str,
+        events: list[dict[str, Any]],
+        batch_id: str | None,
+        quota: Quota,
+        now: float,
+    ) -> AppendResult: ...
+
+    async def get_session(self, tenant_id: int, session_id: str) -> SessionRecord | None: ...
+
+    async def export_events(
+        self, tenant_id: int, session_id: str
+    ) -> list[dict[str, Any]] | None: ...
+
+    async def add_feedback(
+        self,
+        tenant_id: int,
+        session_id: str,
+        action_taken: str,
+        was_helpful: bool | None,
+        notes: str | None,
+        now: float,
+    ) -> bool: ...
+
+    async def delete_session(self, tenant_id: int, session_id: str) -> bool: ...
+
+    async def mood_counts(self, tenant_id: int) -> MoodCounts: ...
+
+    async def month_usage(self, tenant_id: int, month: str) -> int: ...
+
+
+class StorageURLError(ValueError):
+    """The database URL names no backend we have."""
+
+
+def open_storage(url: str) -> Storage:
+    """A backend for ``url`` (not yet opened: call ``await storage.open()``)."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from sessionmood_server.storage.sqlite import SQLiteStorage
+
+        return SQLiteStorage(url)
+    raise StorageURLError(
+        f"unsupported SESSIONMOOD_DATABASE_URL scheme {scheme!r}: use sqlite:///path/to/file.db"
+    )

@@ -1,0 +1,644 @@
+"""Embedded SQLite backend (the default).
+
+Concurrency model: every write goes through ONE writer thread that owns one
+connection. The writer drains whatever jobs are queued, runs each inside its
+own SAVEPOINT and commits them together (group commit): one fsync serves many
+requests, a failing job rolls back alone, and each caller is answered only
+after the commit that contains its job. A single writer also means batches for
+the same session can never race (no lost updates) and quota checks are exact.
+Reads run on a small pool of reader threads with their own connections; WAL
+mode lets them proceed while the writer commits.
+
+Durability: ``synchronous=NORMAL`` in WAL mode survives a process crash
+(SIGKILL) without losing a committed batch; only an OS crash or power loss can
+drop the last commits. Use ``?synchronous=full`` in the URL for full fsync per
+commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote
+
+import orjson
+
+from sessionmood_client._models import MOODS, Plan
+from sessionmood_server import engine
+from sessionmood_server.keys import display_prefix
+from sessionmood_server.storage import (
+    AppendResult,
+    KeyRecord,
+    MoodCounts,
+    Quota,
+    SessionRecord,
+)
+
+log = logging.getLogger("sessionmood.storage")
+T = TypeVar("T")
+
+# Versioned schema migrations, applied in order, each in its own transaction.
+# Never edit a released migration: add a new one.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE tenants (
+            id INTEGER PRIMARY KEY,
+            customer TEXT NOT NULL,
+            email TEXT,
+            plan TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE api_keys (
+            key_hash TEXT PRIMARY KEY,
+            prefix TEXT NOT NULL,
+            tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+            kind TEXT NOT NULL,
+            allowed_origins TEXT NOT NULL DEFAULT '[]',
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        );
+        CREATE INDEX api_keys_prefix ON api_keys(prefix);
+        CREATE TABLE sessions (
+            tenant_id INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            mood TEXT NOT NULL,
+            confidence REAL NOT NULL,
+            signals TEXT NOT NULL,
+            suggested_action TEXT NOT NULL,
+            event_count INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            last_url TEXT,
+            has_feedback INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (tenant_id, session_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX sessions_mood ON sessions(tenant_id, mood);
+        CREATE INDEX sessions_updated ON sessions(updated_at);
+        CREATE TABLE events (
+            tenant_id INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            ts REAL NOT NULL,
+            received_at REAL NOT NULL,
+            fields TEXT,
+            PRIMARY KEY (tenant_id, session_id, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY,
+            tenant_id INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            mood TEXT NOT NULL,
+            action_taken TEXT NOT NULL,
+            was_helpful INTEGER,
+            notes TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX feedback_session ON feedback(tenant_id, session_id);
+        CREATE TABLE batches (
+            tenant_id INTEGER NOT NULL,
+            batch_id TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            response TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (tenant_id, batch_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX batches_session ON batches(tenant_id, session_id);
+        CREATE TABLE session_months (
+            tenant_id INTEGER NOT NULL,
+            month TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, month, session_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE usage_months (
+            tenant_id INTEGER NOT NULL,
+            month TEXT NOT NULL,
+            sessions INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, month)
+        ) WITHOUT ROWID;
+        """,
+    ),
+]
+
+_KEY_COLUMNS = (
+    "k.key_hash, k.prefix, k.tenant_id, k.kind, t.plan, t.customer, t.email, "
+    "k.created_at, k.revoked_at, k.allowed_origins"
+)
+_EVENT_CORE = frozenset({"type", "ts"})
+
+
+def _key_from_row(row: tuple[Any, ...]) -> KeyRecord:
+    return KeyRecord(
+        key_hash=row[0],
+        prefix=row[1],
+        tenant_id=row[2],
+        kind=row[3],
+        plan=row[4],
+        customer=row[5],
+        email=row[6],
+        created_at=row[7],
+        revoked_at=row[8],
+        allowed_origins=tuple(orjson.loads(row[9] or "[]")),
+    )
+
+
+def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
+    """``sqlite:///rel.db``, ``sqlite:////abs.db`` or ``sqlite:///:memory:`` -> (path, options)."""
+    rest = url.split(":", 1)[1]
+    if not rest.startswith("///"):
+        raise ValueError(f"SQLite URLs look like sqlite:///path/to/file.db, got {url!r}")
+    path, _, query = rest[3:].partition("?")
+    options = {k: v[-1] for k, v in parse_qs(query).items()}
+    return unquote(path) or ":memory:", options
+
+
+class SQLiteStorage:
+    """SQLite storage with a single group-committing writer thread."""
+
+    def __init__(self, url: str, *, readers: int = 4) -> None:
+        self.url = url
+        self.path, options = parse_sqlite_url(url)
+        if self.path == ":memory:":
+            # Several connections must see one database: use a named shared cache.
+            self._uri = f"file:sessionmood-{id(self)}?mode=memory&cache=shared"
+        else:
+            self._uri = "file:" + os.path.abspath(self.path)
+        sync = options.get("synchronous", "normal").upper()
+        if sync not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"synchronous must be off, normal, full or extra, not {sync!r}")
+        self._synchronous = sync
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]] | None
+        ] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=readers, thread_name_prefix="sessionmood-sqlite-read"
+        )
+        self._local = threading.local()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._keepalive: sqlite3.Connection | None = None
+
+    # -- connections ---------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        with self._conns_lock:
+            self._all_conns.append(conn)
+        return conn
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(parent, exist_ok=True)
+        self._keepalive = self._connect()
+        if self.path != ":memory:":
+            self._keepalive.execute("PRAGMA journal_mode=WAL")
+        self._migrate(self._keepalive)
+        self._writer = threading.Thread(
+            target=self._writer_loop, name="sessionmood-sqlite-writer", daemon=True
+        )
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._jobs.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
+        self._readers.shutdown(wait=True)
+        with self._conns_lock:
+            for conn in self._all_conns:
+                conn.close()
+            self._all_conns.clear()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+        for version, sql in MIGRATIONS:
+            if version in done:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have applied it while we waited for the lock.
+                if conn.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version=?", (version,)
+                ).fetchone():
+                    conn.execute("ROLLBACK")
+                    continue
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, strftime('%s','now'))", (version,)
+                )
+                conn.execute("COMMIT")
+                log.info("applied schema migration %d", version)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- the writer ----------------------------------------------------------
+
+    def _writer_loop(self) -> None:
+        conn = self._connect()
+        stop = False
+        while not stop:
+            first = self._jobs.get()
+            if first is None:
+                break
+            jobs = [first]
+            # Group commit: take everything already waiting (bounded, so one
+            # transaction never grows without limit).
+            while len(jobs) < 256:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            self._run_group(conn, jobs)
+
+    def _run_group(
+        self,
+        conn: sqlite3.Connection,
+        jobs: list[tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]]],
+    ) -> None:
+        outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, fut in jobs:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = fn(conn)
+                except Exception as exc:  # the job's own failure: undo just it
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((fut, None, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((fut, result, None))
+            conn.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nobody's write landed
+            log.exception("SQLite group commit failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for _, fut in jobs:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for fut, result, error in outcomes:
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise RuntimeError("storage is not open")
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            return fn(self._reader_conn())
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    async def ping(self) -> bool:
+        return bool(await self._read(lambda c: c.execute("SELECT 1").fetchone()))
+
+    # -- keys ----------------------------------------------------------------
+
+    async def create_tenant_key(
+        self, customer: str, email: str | None, plan: Plan, raw_key: str, now: float
+    ) -> KeyRecord:
+        from sessionmood_server.keys import hash_key
+
+        def job(c: sqlite3.Connection) -> KeyRecord:
+            cur = c.execute(
+                "INSERT INTO tenants (customer, email, plan, created_at) VALUES (?,?,?,?)",
+                (customer, email, plan, now),
+            )
+            tenant_id = int(cur.lastrowid or 0)
+            c.execute(
+                "INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, created_at) "
+                "VALUES (?,?,?,?,?)",
+                (hash_key(raw_key), display_prefix(raw_key), tenant_id, "secret", now),
+            )
+            return KeyRecord(
+                hash_key(raw_key), display_prefix(raw_key), tenant_id, "secret", plan,
+                customer, email, now,
+            )  # fmt: skip
+
+        return await self._write(job)
+
+    async def create_publishable_key(
+        self, tenant_id: int, raw_key: str, allowed_origins: tuple[str, ...], now: float
+    ) -> KeyRecord:
+        from sessionmood_server.keys import hash_key
+
+        def job(c: sqlite3.Connection) -> KeyRecord:
+            c.execute(
+                "INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, allowed_origins, "
+                "created_at) VALUES (?,?,?,?,?,?)",
+                (
+                    hash_key(raw_key),
+                    display_prefix(raw_key),
+                    tenant_id,
+                    "publishable",
+                    orjson.dumps(list(allowed_origins)).decode(),
+                    now,
+                ),
+            )
+            row = c.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+                "WHERE k.key_hash = ?",
+                (hash_key(raw_key),),
+            ).fetchone()
+            return _key_from_row(row)
+
+        return await self._write(job)
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None:
+        def run(c: sqlite3.Connection) -> KeyRecord | None:
+            row = c.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+                "WHERE k.key_hash = ?",
+                (key_hash,),
+            ).fetchone()
+            return None if row is None else _key_from_row(row)
+
+        return await self._read(run)
+
+    async def list_keys(self) -> list[KeyRecord]:
+        def run(c: sqlite3.Connection) -> list[KeyRecord]:
+            rows = c.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+                "ORDER BY k.created_at, k.prefix"
+            ).fetchall()
+            return [_key_from_row(r) for r in rows]
+
+        return await self._read(run)
+
+    async def revoke_keys(self, prefix: str, now: float) -> int:
+        def job(c: sqlite3.Connection) -> int:
+            cur = c.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE revoked_at IS NULL "
+                "AND substr(prefix, 1, ?) = ?",
+                (now, len(prefix), prefix),
+            )
+            return cur.rowcount
+
+        return await self._write(job)
+
+    # -- sessions ------------------------------------------------------------
+
+    async def append_events(
+        self,
+        tenant_id: int,
+        session_id: str,
+        events: list[dict[str, Any]],
+        batch_id: str | None,
+        quota: Quota,
+        now: float,
+    ) -> AppendResult:
+        def job(c: sqlite3.Connection) -> AppendResult:
+            if batch_id is not None:
+                seen = c.execute(
+                    "SELECT session_id, response FROM batches WHERE tenant_id=? AND batch_id=?",
+                    (tenant_id, batch_id),
+                ).fetchone()
+                if seen is not None:
+                    if seen[0] != session_id:
+                        return AppendResult("conflict")
+                    return AppendResult("replayed", orjson.loads(seen[1]))
+            row = c.execute(
+                "SELECT state, event_count, last_url FROM sessions "
+                "WHERE tenant_id=? AND session_id=?",
+                (tenant_id, session_id),
+            ).fetchone()
+            if not self._count_session_month(c, tenant_id, session_id, quota):
+                return AppendResult("quota")
+            if row is None:
+                state, count, last_url = engine.new_state(), 0, None
+            else:
+                state, count, last_url = engine.loads(row[0]), row[1], row[2]
+            event_rows = []
+            for i, ev in enumerate(events, start=count + 1):
+                state = engine.fold(state, ev)
+                if ev["type"] == "page_view" and ev.get("url"):
+                    last_url = ev["url"]
+                extra = {k: v for k, v in ev.items() if k not in _EVENT_CORE}
+                event_rows.append(
+                    (
+                        tenant_id,
+                        session_id,
+                        i,
+                        ev["type"],
+                        ev["ts"],
+                        now,
+                        orjson.dumps(extra).decode() if extra else None,
+                    )
+                )
+            verdict = engine.verdict(state)
+            total = count + len(events)
+            c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", event_rows)
+            c.execute(
+                "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, signals, "
+                "suggested_action, event_count, created_at, updated_at, last_url) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (tenant_id, session_id) DO UPDATE SET state=excluded.state, "
+                "mood=excluded.mood, confidence=excluded.confidence, signals=excluded.signals, "
+                "suggested_action=excluded.suggested_action, event_count=excluded.event_count, "
+                "updated_at=excluded.updated_at, last_url=excluded.last_url",
+                (
+                    tenant_id,
+                    session_id,
+                    engine.dumps(state),
+                    verdict.mood,
+                    verdict.confidence,
+                    orjson.dumps(list(verdict.signals)).decode(),
+                    verdict.suggested_action,
+                    total,
+                    now,
+                    now,
+                    last_url,
+                ),
+            )
+            response = {
+                "session_id": session_id,
+                "events_stored": len(events),
+                "total_events": total,
+                "current_mood": verdict.mood,
+                "confidence": verdict.confidence,
+                "signals": list(verdict.signals),
+                "suggested_action": verdict.suggested_action,
+            }
+            if batch_id is not None:
+                c.execute(
+                    "INSERT INTO batches VALUES (?,?,?,?,?)",
+                    (tenant_id, batch_id, session_id, orjson.dumps(response).decode(), now),
+                )
+            return AppendResult("stored", response)
+
+        return await self._write(job)
+
+    @staticmethod
+    def _count_session_month(
+        c: sqlite3.Connection, tenant_id: int, session_id: str, quota: Quota
+    ) -> bool:
+        """Count the session against this month's quota; False if that is refused."""
+        if c.execute(
+            "SELECT 1 FROM session_months WHERE tenant_id=? AND month=? AND session_id=?",
+            (tenant_id, quota.month, session_id),
+        ).fetchone():
+            return True  # already counted this month: open sessions keep working
+        used_row = c.execute(
+            "SELECT sessions FROM usage_months WHERE tenant_id=? AND month=?",
+            (tenant_id, quota.month),
+        ).fetchone()
+        used = used_row[0] if used_row else 0
+        if quota.blocks and used >= quota.limit:
+            return False
+        c.execute("INSERT INTO session_months VALUES (?,?,?)", (tenant_id, quota.month, session_id))
+        c.execute(
+            "INSERT INTO usage_months VALUES (?,?,1) ON CONFLICT (tenant_id, month) "
+            "DO UPDATE SET sessions = sessions + 1",
+            (tenant_id, quota.month),
+        )
+        return True
+
+    async def get_session(self, tenant_id: int, session_id: str) -> SessionRecord | None:
+        def run(c: sqlite3.Connection) -> SessionRecord | None:
+            row = c.execute(
+                "SELECT mood, confidence, signals, suggested_action, event_count, updated_at, "
+                "last_url FROM sessions WHERE tenant_id=? AND session_id=?",
+                (tenant_id, session_id),
+            ).fetchone()
+            if row is None:
+                return None
+            return SessionRecord(
+                session_id, row[0], row[1], tuple(orjson.loads(row[2])), row[3], row[4],
+                row[5], row[6],
+            )  # fmt: skip
+
+        return await self._read(run)
+
+    async def export_events(self, tenant_id: int, session_id: str) -> list[dict[str, Any]] | None:
+        def run(c: sqlite3.Connection) -> list[dict[str, Any]] | None:
+            if not c.execute(
+                "SELECT 1 FROM sessions WHERE tenant_id=? AND session_id=?",
+                (tenant_id, session_id),
+            ).fetchone():
+                return None
+            out = []
+            for seq, type_, ts, received_at, fields in c.execute(
+                "SELECT seq, type, ts, received_at, fields FROM events "
+                "WHERE tenant_id=? AND session_id=? ORDER BY seq",
+                (tenant_id, session_id),
+            ):
+                ev: dict[str, Any] = {"seq": seq, "type": type_, "ts": ts}
+                if fields:
+                    ev.update(orjson.loads(fields))
+                ev["received_at"] = received_at
+                out.append(ev)
+            return out
+
+        return await self._read(run)
+
+    async def add_feedback(
+        self,
+        tenant_id: int,
+        session_id: str,
+        action_taken: str,
+        was_helpful: bool | None,
+        notes: str | None,
+        now: float,
+    ) -> bool:
+        def job(c: sqlite3.Connection) -> bool:
+            row = c.execute(
+                "SELECT mood FROM sessions WHERE tenant_id=? AND session_id=?",
+                (tenant_id, session_id),
+            ).fetchone()
+            if row is None:
+                return False
+            c.execute(
+                "INSERT INTO feedback (tenant_id, session_id, mood, action_taken, was_helpful, "
+                "notes, created_at) VALUES (?,?,?,?,?,?,?)",
+                (tenant_id, session_id, row[0], action_taken, was_helpful, notes, now),
+            )
+            c.execute(
+                "UPDATE sessions SET has_feedback = 1 WHERE tenant_id=? AND session_id=?",
+                (tenant_id, session_id),
+            )
+            return True
+
+        return await self._write(job)
+
+    async def delete_session(self, tenant_id: int, session_id: str) -> bool:
+        def job(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "DELETE FROM sessions WHERE tenant_id=? AND session_id=?", (tenant_id, session_id)
+            )
+            for table in ("events", "feedback", "batches"):
+                c.execute(
+                    f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?",
+                    (tenant_id, session_id),
+                )
+            return cur.rowcount > 0
+
+        return await self._write(job)
+
+    async def mood_counts(self, tenant_id: int) -> MoodCounts:
+        def run(c: sqlite3.Connection) -> MoodCounts:
+            by_mood = dict.fromkeys(MOODS, 0)
+            total = feedback = 0
+            for mood, n, fb in c.execute(
+                "SELECT mood, count(*), sum(has_feedback) FROM sessions WHERE tenant_id=? "
+                "GROUP BY mood",
+                (tenant_id,),
+            ):
+                by_mood[mood] = n
+                total += n
+                feedback += fb or 0
+            return MoodCounts(total, feedback, by_mood)
+
+        return await self._read(run)
+
+    async def month_usage(self, tenant_id: int, month: str) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            row = c.execute(
+                "SELECT sessions FROM usage_months WHERE tenant_id=? AND month=?",
+                (tenant_id, month),
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._read(run)

@@ -1,0 +1,172 @@
+"""Request parsing and validation: bytes in, validated Python values or a clear 400 out.
+
+Kept apart from the routes so the rules (which error body for which mistake)
+read in one place and can be tested without HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from sessionmood_client._models import EVENT_TYPES, FeedbackRequest, event_adapter
+from sessionmood_server.errors import ApiError, bad_request
+
+VALID_TYPES = frozenset(EVENT_TYPES)
+MAX_SESSION_ID = 256
+MAX_BATCH_ID = 128
+# A body must arrive within this many seconds: a client that trickles bytes
+# (slowloris) gets a 408 instead of holding a connection forever.
+BODY_TIMEOUT_S = 10.0
+_JSON_TYPES = {"", "application/json", "text/plain"}
+
+
+def check_session_id(session_id: str) -> str:
+    if not session_id or len(session_id) > MAX_SESSION_ID:
+        raise bad_request(
+            "Invalid session id",
+            field="session_id",
+            message=f"session id must be 1-{MAX_SESSION_ID} characters (URL-encode special ones)",
+        )
+    if "\x00" in session_id:
+        raise bad_request(
+            "Invalid session id", field="session_id", message="session id must not contain NUL"
+        )
+    return session_id
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request body parsed as JSON, refusing bodies over ``max_bytes`` (413)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    # text/plain is what browsers send without a CORS preflight (tracker.js).
+    if media not in _JSON_TYPES and not media.endswith("+json"):
+        raise ApiError(
+            415,
+            "Unsupported media type",
+            message="send a JSON body with Content-Type: application/json",
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise _too_large(max_bytes)
+    except TimeoutError:
+        raise ApiError(
+            408, "Request timeout", message="the request body did not arrive in time"
+        ) from None
+    if not body:
+        raise bad_request("Request body is empty", message="send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request("Invalid JSON", message=str(exc)) from None
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(
+        413, "Payload too large", message=f"request bodies are limited to {max_bytes} bytes"
+    )
+
+
+def _require_object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise bad_request("Request body must be a JSON object")
+    return data
+
+
+def _first_error(exc: ValidationError, prefix: str, skip: int = 0) -> ApiError:
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"][skip:]]
+    field = prefix + ("." if prefix and loc else "") + ".".join(loc)
+    if err["type"] == "missing":
+        return bad_request("Missing required field", field=field)
+    return bad_request("Invalid field", field=field, message=err["msg"])
+
+
+def parse_events(
+    data: Any, header_batch_id: str | None, max_events: int, received_at: float
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Validate an events body: (events with ``ts`` filled, batch id) or ApiError.
+
+    A batch is atomic, so every event is checked before anything is stored.
+    """
+    body = _require_object(data)
+    if "events" not in body:
+        raise bad_request("Missing required field", field="events")
+    raw = body["events"]
+    if not isinstance(raw, list):
+        raise bad_request("Invalid field", field="events", message="events must be an array")
+    if not raw:
+        raise bad_request(
+            "Invalid field", field="events", message="events must contain at least one event"
+        )
+    if len(raw) > max_events:
+        raise ApiError(
+            413,
+            "Too many events",
+            field="events",
+            limit=max_events,
+            message=f"send at most {max_events} events per batch",
+        )
+    invalid: list[str] = []
+    for i, ev in enumerate(raw):
+        if not isinstance(ev, dict):
+            raise bad_request(
+                "Invalid field", field=f"events[{i}]", message="each event must be a JSON object"
+            )
+        t = ev.get("type")
+        if t is None:
+            raise bad_request("Missing required field", field=f"events[{i}].type")
+        if t not in VALID_TYPES:
+            invalid.append(t if isinstance(t, str) else orjson.dumps(t).decode())
+    if invalid:
+        raise bad_request("Invalid event type(s)", invalid=invalid, valid_types=list(EVENT_TYPES))
+    events: list[dict[str, Any]] = []
+    for i, ev in enumerate(raw):
+        try:
+            model = event_adapter.validate_python(ev)
+        except ValidationError as exc:
+            # loc starts with the discriminator tag ("click", ...): drop it.
+            raise _first_error(exc, f"events[{i}]", skip=1) from None
+        out = model.model_dump(exclude_none=True)
+        for name in ("message", "url"):
+            value = out.get(name)
+            if value is not None and "\x00" in value:
+                raise bad_request(
+                    "Invalid field", field=f"events[{i}].{name}", message="must not contain NUL"
+                )
+        if "ts" not in out:
+            out["ts"] = received_at
+        events.append(out)
+
+    batch_id = body.get("batch_id", header_batch_id)
+    if batch_id is not None and (
+        not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_BATCH_ID
+    ):
+        raise bad_request(
+            "Invalid field",
+            field="batch_id",
+            message=f"batch_id must be a string of 1-{MAX_BATCH_ID} characters",
+        )
+    return events, batch_id
+
+
+def parse_feedback(data: Any) -> FeedbackRequest:
+    body = _require_object(data)
+    try:
+        fb = FeedbackRequest.model_validate(body)
+    except ValidationError as exc:
+        raise _first_error(exc, "") from None
+    for name, value in (("action_taken", fb.action_taken), ("notes", fb.notes)):
+        if value is not None and "\x00" in value:
+            raise bad_request("Invalid field", field=name, message="must not contain NUL")
+    return fb

@@ -1,0 +1,1 @@
+/* SessionMood tracker: placeholder until the tracker issue lands. */

@@ -1,0 +1,192 @@
+"""Shared fixtures: an in-process app, a real uvicorn server on a free port, and
+the Chromium launch recipe for Playwright on these machines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from sessionmood_server.app import create_app
+from sessionmood_server.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A real ``sessionmood serve`` process. ``restart()`` keeps the database."""
+
+    database_url: str
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        env = {
+            **os.environ,
+            "SESSIONMOOD_DATABASE_URL": self.database_url,
+            "SESSIONMOOD_ADMIN_TOKEN": ADMIN_TOKEN,
+            **self.env,
+        }
+        # The child keeps its own copy of the log descriptor; ours closes at once.
+        with open(self.log_path or os.devnull, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sessionmood_server", "serve", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            try:
+                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not become healthy in time")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handlers, no flush. What a crash looks like."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def new_key(self, plan: str = "starter", customer: str = "test") -> str:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if plan != "starter" else {}
+        r = httpx.post(
+            self.base_url + "/v1/keys/generate",
+            json={"customer_name": customer, "plan": plan},
+            headers=headers,
+        )
+        r.raise_for_status()
+        return str(r.json()["api_key"])
+
+
+def _start_live(tmp: Path, name: str, **env: str) -> LiveServer:
+    server = LiveServer(
+        database_url=f"sqlite:///{tmp / (name + '.db')}", env=env, log_path=tmp / f"{name}.log"
+    )
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real uvicorn server on a free port for the whole run (own SQLite file)."""
+    server = _start_live(tmp_path_factory.mktemp("live"), "live")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real server of the test's own, for tests that kill or restart it."""
+    server = _start_live(tmp_path, "fresh")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api_key(live_server: LiveServer) -> str:
+    """A fresh starter key (its own tenant) on the shared live server."""
+    return live_server.new_key()
+
+
+# -- in-process -------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", admin_token=ADMIN_TOKEN)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app in-process (lifespan run), raising nothing: we assert on responses."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def make_key(client: TestClient, plan: str = "starter") -> str:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if plan != "starter" else {}
+    r = client.post(
+        "/v1/keys/generate", json={"customer_name": "Acme", "plan": plan}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["api_key"])
+
+
+@pytest.fixture
+def key(client: TestClient) -> str:
+    return make_key(client)
+
+
+@pytest.fixture
+def auth(key: str) -> dict[str, str]:
+    return {"X-Api-Key": key}
+
+
+# -- Playwright (Debian's Chromium; downloads are impossible here) -----------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Without this Chromium tries DNS look-ups that fail on these machines.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {**browser_type_launch_args, "args": CHROMIUM_ARGS}
+    if os.path.exists(CHROMIUM):
+        args["executable_path"] = CHROMIUM
+    return args
+
+
+@pytest.fixture(scope="session")
+def base_url(live_server: LiveServer) -> str:
+    return live_server.base_url

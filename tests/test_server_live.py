@@ -1,0 +1,64 @@
+"""The API once through a real uvicorn process on a free port (not in-process)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import httpx
+
+from tests.conftest import LiveServer
+
+
+def test_full_flow_over_real_http(live_server: LiveServer, api_key: str) -> None:
+    base, h = live_server.base_url, {"X-Api-Key": api_key}
+    assert httpx.get(base + "/health").json()["status"] == "ok"
+    sid = "%41 real/slash ☃"
+    path = f"{base}/v1/sessions/{quote(sid, safe='')}"
+    events = [
+        {"type": "page_view", "url": "/checkout", "ts": 1714900200},
+        {"type": "rage_click", "x": 340, "y": 210, "ts": 1714900201},
+        {"type": "error", "message": "Payment failed", "ts": 1714900202},
+        {"type": "error", "message": "Payment failed", "ts": 1714900203},
+    ]
+    r = httpx.post(path + "/events", json={"events": events}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["session_id"] == sid and r.json()["current_mood"] == "frustrated"
+    mood = httpx.get(path + "/mood", headers={"Authorization": f"Bearer {api_key}"}).json()
+    assert mood["mood"] == "frustrated" and mood["suggested_action"] == "show_live_chat"
+    assert httpx.get(path + "/events", headers=h).json()["event_count"] == 4
+    fb = httpx.post(path + "/feedback", json={"action_taken": "show_live_chat"}, headers=h)
+    assert fb.json() == {"session_id": sid, "feedback_recorded": True}
+    analytics = httpx.get(base + "/v1/analytics/moods", headers=h).json()
+    assert analytics["total_sessions"] == 1 and analytics["feedback_count"] == 1
+    assert httpx.get(base + "/v1/usage", headers=h).json()["sessions_used"] == 1
+    assert httpx.delete(path, headers=h).json()["deleted"] is True
+    assert httpx.get(path + "/mood", headers=h).status_code == 404
+
+
+def test_errors_are_json_over_real_http(live_server: LiveServer, api_key: str) -> None:
+    base, h = live_server.base_url, {"X-Api-Key": api_key}
+    cases = [
+        httpx.get(base + "/nope"),
+        httpx.put(base + "/health"),
+        httpx.get(base + "/v1/analytics/moods"),
+        httpx.post(
+            base + "/v1/sessions/s/events",
+            content=b"{broken",
+            headers={**h, "Content-Type": "application/json"},
+        ),
+        httpx.post(base + "/v1/sessions/s/events", json={"events": [{"type": "x"}]}, headers=h),
+    ]
+    assert [r.status_code for r in cases] == [404, 405, 401, 400, 400]
+    for r in cases:
+        assert r.headers["content-type"] == "application/json"
+        assert "error" in r.json()
+
+
+def test_static_tracker_is_served_with_etag(live_server: LiveServer) -> None:
+    r = httpx.get(live_server.base_url + "/static/tracker.js")
+    assert r.status_code == 200
+    assert "javascript" in r.headers["content-type"]
+    etag = r.headers["etag"]
+    assert "max-age" in r.headers["cache-control"]
+    again = httpx.get(live_server.base_url + "/static/tracker.js", headers={"If-None-Match": etag})
+    assert again.status_code == 304

@@ -1,0 +1,234 @@
+"""The storage contract: every backend must pass these (see ``storage_url``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sessionmood_server.keys import hash_key, new_key
+from sessionmood_server.storage import Quota, Storage, StorageURLError, open_storage
+from sessionmood_server.storage.sqlite import parse_sqlite_url
+
+MONTH = Quota("2026-11", 1000, True)
+NOW = 1_795_000_000.0
+
+
+def _backends() -> list[Any]:
+    params: list[Any] = ["sqlite"]
+    pg = os.environ.get("SESSIONMOOD_TEST_DATABASE_URL")
+    if pg or os.environ.get("SESSIONMOOD_REQUIRE_POSTGRES") == "1":
+        params.append(pytest.param("postgres", marks=pytest.mark.postgres))
+    return params
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=_backends())
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'contract.db'}"
+    else:
+        url = os.environ.get("SESSIONMOOD_TEST_DATABASE_URL", "")
+        if not url:
+            pytest.fail("SESSIONMOOD_REQUIRE_POSTGRES=1 but SESSIONMOOD_TEST_DATABASE_URL unset")
+    s = open_storage(url)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def _tenant(store: Storage, plan: str = "starter") -> int:
+    rec = await store.create_tenant_key("T", None, plan, new_key(), NOW)  # type: ignore[arg-type]
+    return rec.tenant_id
+
+
+def _ev(t: str = "click", ts: float = NOW, **f: Any) -> dict[str, Any]:
+    return {"type": t, "ts": ts, **f}
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_keys_create_find_list_revoke(store: Storage) -> None:
+    raw = new_key()
+    rec = await store.create_tenant_key("Acme", "a@b.c", "growth", raw, NOW)
+    found = await store.find_key(hash_key(raw))
+    assert found == rec
+    assert found is not None and found.plan == "growth" and found.kind == "secret"
+    assert await store.find_key(hash_key(new_key())) is None
+    pk = new_key("publishable")
+    prec = await store.create_publishable_key(rec.tenant_id, pk, ("https://shop.test",), NOW)
+    assert prec.kind == "publishable" and prec.allowed_origins == ("https://shop.test",)
+    assert prec.tenant_id == rec.tenant_id and prec.plan == "growth"
+    assert {k.prefix for k in await store.list_keys()} >= {raw[:11], pk[:11]}
+    assert await store.revoke_keys(raw[:11], NOW + 1) == 1
+    again = await store.find_key(hash_key(raw))
+    assert again is not None and again.revoked_at == NOW + 1
+    assert await store.revoke_keys(raw[:11], NOW + 2) == 0
+
+
+async def test_append_then_read(store: Storage) -> None:
+    t = await _tenant(store)
+    res = await store.append_events(
+        t, "s", [_ev("page_view", url="/a"), _ev("error", message="x")], None, MONTH, NOW
+    )
+    assert res.status == "stored"
+    assert res.response["events_stored"] == 2 and res.response["total_events"] == 2
+    rec = await store.get_session(t, "s")
+    assert rec is not None
+    assert rec.event_count == 2 and rec.last_url == "/a" and rec.updated_at == NOW
+    assert rec.mood == res.response["current_mood"]
+    exported = await store.export_events(t, "s")
+    assert exported is not None
+    assert [e["type"] for e in exported] == ["page_view", "error"]
+    assert exported[0]["url"] == "/a" and exported[1]["message"] == "x"
+    assert await store.get_session(t, "other") is None
+    assert await store.export_events(t, "other") is None
+
+
+async def test_concurrent_batches_on_one_session_lose_nothing(store: Storage) -> None:
+    t = await _tenant(store)
+    await asyncio.gather(
+        *(store.append_events(t, "hot", [_ev(ts=NOW + i)] * 3, None, MONTH, NOW) for i in range(40))
+    )
+    rec = await store.get_session(t, "hot")
+    assert rec is not None and rec.event_count == 120
+    exported = await store.export_events(t, "hot")
+    assert exported is not None and [e["seq"] for e in exported] == list(range(1, 121))
+
+
+async def test_quota_is_exact_under_concurrency(store: Storage) -> None:
+    t = await _tenant(store)
+    quota = Quota("2026-11", 10, True)
+    results = await asyncio.gather(
+        *(store.append_events(t, f"s{i}", [_ev()], None, quota, NOW) for i in range(30))
+    )
+    assert sum(r.status == "stored" for r in results) == 10
+    assert sum(r.status == "quota" for r in results) == 20
+    assert await store.month_usage(t, "2026-11") == 10
+    # an open session keeps working at the limit; a new month starts afresh
+    opened = next(i for i, r in enumerate(results) if r.status == "stored")
+    assert (await store.append_events(t, f"s{opened}", [_ev()], None, quota, NOW)).status == (
+        "stored"
+    )
+    nxt = Quota("2026-12", 10, True)
+    assert (await store.append_events(t, "new", [_ev()], None, nxt, NOW)).status == "stored"
+
+
+async def test_unblocked_quota_counts_overage(store: Storage) -> None:
+    t = await _tenant(store, "pro")
+    quota = Quota("2026-11", 2, False)
+    for i in range(4):
+        assert (await store.append_events(t, f"s{i}", [_ev()], None, quota, NOW)).status == (
+            "stored"
+        )
+    assert await store.month_usage(t, "2026-11") == 4
+
+
+async def test_idempotent_batches_under_concurrency(store: Storage) -> None:
+    t = await _tenant(store)
+    results = await asyncio.gather(
+        *(store.append_events(t, "s", [_ev(), _ev()], "batch-1", MONTH, NOW) for _ in range(10))
+    )
+    assert sum(r.status == "stored" for r in results) == 1
+    assert all(r.response == results[0].response for r in results)
+    rec = await store.get_session(t, "s")
+    assert rec is not None and rec.event_count == 2
+    other = await store.append_events(t, "s2", [_ev()], "batch-1", MONTH, NOW)
+    assert other.status == "conflict"
+
+
+async def test_tenants_do_not_see_each_other(store: Storage) -> None:
+    a, b = await _tenant(store), await _tenant(store)
+    await store.append_events(a, "same", [_ev()], "bid", MONTH, NOW)
+    assert await store.get_session(b, "same") is None
+    res = await store.append_events(b, "same", [_ev(), _ev()], "bid", MONTH, NOW)
+    assert res.status == "stored" and res.response["total_events"] == 2
+    assert (await store.mood_counts(a)).total_sessions == 1
+    assert not await store.delete_session(b, "nope")
+
+
+async def test_feedback_and_counts(store: Storage) -> None:
+    t = await _tenant(store)
+    await store.append_events(t, "a", [_ev()], None, MONTH, NOW)
+    await store.append_events(t, "b", [_ev()], None, MONTH, NOW)
+    assert await store.add_feedback(t, "a", "show_live_chat", True, "n", NOW)
+    assert await store.add_feedback(t, "a", "no_action", None, None, NOW)
+    assert not await store.add_feedback(t, "missing", "x", None, None, NOW)
+    counts = await store.mood_counts(t)
+    assert counts.total_sessions == 2 and counts.feedback_count == 1
+    assert sum(counts.by_mood.values()) == 2
+
+
+async def test_delete_erases_session(store: Storage) -> None:
+    t = await _tenant(store)
+    await store.append_events(t, "d", [_ev()], "b1", MONTH, NOW)
+    await store.add_feedback(t, "d", "x", True, None, NOW)
+    assert await store.delete_session(t, "d")
+    assert await store.get_session(t, "d") is None
+    assert await store.export_events(t, "d") is None
+    assert (await store.mood_counts(t)).feedback_count == 0
+    assert not await store.delete_session(t, "d")
+    # usage is history: deleting a session does not refund the month
+    assert await store.month_usage(t, "2026-11") == 1
+
+
+async def test_failed_job_stores_nothing_and_others_commit(store: Storage) -> None:
+    t = await _tenant(store)
+    bad = [_ev(), {"type": "click"}]  # second event has no ts: the engine cannot fold it
+    results = await asyncio.gather(
+        store.append_events(t, "ok1", [_ev()], None, MONTH, NOW),
+        store.append_events(t, "bad", bad, None, MONTH, NOW),
+        store.append_events(t, "ok2", [_ev()], None, MONTH, NOW),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Exception)
+    assert await store.get_session(t, "bad") is None
+    assert await store.month_usage(t, "2026-11") == 2
+    assert await store.get_session(t, "ok1") is not None
+    assert await store.get_session(t, "ok2") is not None
+
+
+async def test_reopen_keeps_data_and_migrations_are_idempotent(
+    store: Storage, tmp_path: Path
+) -> None:
+    t = await _tenant(store)
+    await store.append_events(t, "kept", [_ev()], None, MONTH, NOW)
+    again = open_storage(store.url)
+    await again.open()
+    try:
+        assert await again.get_session(t, "kept") is not None
+    finally:
+        await again.close()
+
+
+async def test_ping(store: Storage) -> None:
+    assert await store.ping()
+
+
+def test_unknown_scheme() -> None:
+    with pytest.raises(StorageURLError, match="SESSIONMOOD_DATABASE_URL"):
+        open_storage("mongodb://x")
+
+
+@pytest.mark.parametrize(
+    ("url", "path", "opts"),
+    [
+        ("sqlite:///./x.db", "./x.db", {}),
+        ("sqlite:////abs/x.db", "/abs/x.db", {}),
+        ("sqlite:///:memory:", ":memory:", {}),
+        ("sqlite:///x.db?synchronous=full", "x.db", {"synchronous": "full"}),
+    ],
+)
+def test_parse_sqlite_url(url: str, path: str, opts: dict[str, str]) -> None:
+    assert parse_sqlite_url(url) == (path, opts)
