@@ -50,6 +50,8 @@ __all__ = [
     "PageViewEvent",
     "Plan",
     "PostEventsResponse",
+    "PublishableKeyRequest",
+    "PublishableKeyResponse",
     "RageClickEvent",
     "ScrollEvent",
     "SuggestedAction",
@@ -244,6 +246,16 @@ class KeyGenerateRequest(BaseModel):
     plan: Plan = "starter"
 
 
+class PublishableKeyRequest(BaseModel):
+    """Body of ``POST /v1/keys/publishable``: the site origins that may use the key."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    allowed_origins: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=255)]],
+        Field(min_length=1, max_length=50),
+    ]
+
+
 # ---------------------------------------------------------------------------
 # Responses
 # ---------------------------------------------------------------------------
@@ -323,6 +335,16 @@ class KeyGenerateResponse(BaseModel):
     email: str | None
     plan: Plan
     limits: str
+    message: str
+
+
+class PublishableKeyResponse(BaseModel):
+    """Answer to ``POST /v1/keys/publishable``: a browser key (shown only once)
+    that may only send events and read its sessions' moods."""
+
+    model_config = _RESPONSE
+    publishable_key: str
+    allowed_origins: list[str]
     message: str
 
 

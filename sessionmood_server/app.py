@@ -12,6 +12,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         Route("/health", api.health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/v1/keys/generate", api.generate_key, methods=["POST"]),
+        Route("/v1/keys/publishable", api.create_publishable_key, methods=["POST"]),
         Route("/v1/analytics/moods", api.analytics_moods, methods=["GET"]),
         Route("/v1/usage", api.usage, methods=["GET"]),
         # {session_id:path} so that URL-encoded slashes in ids round-trip; the
@@ -108,8 +111,22 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         finally:
             await store.close()
 
+    # Browsers call the API from customers' sites. Any origin may make the
+    # request; publishable keys then enforce their own origin list, and no
+    # cookies are involved (allow_credentials stays off).
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-Api-Key", "Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Idempotent-Replayed", "X-Request-Id", "Retry-After"],
+            max_age=600,
+        )
+    ]
     app = Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

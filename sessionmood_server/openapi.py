@@ -38,6 +38,15 @@ OPERATIONS: list[_Op] = [
     ),
     (
         "post",
+        "/v1/keys/publishable",
+        "Create a browser (publishable) key for tracker.js, limited to some origins",
+        m.PublishableKeyRequest,
+        {201: m.PublishableKeyResponse, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        True,
+        "keys",
+    ),
+    (
+        "post",
         "/v1/sessions/{session_id}/events",
         "Submit a batch of behavioural events",
         m.EventsRequest,

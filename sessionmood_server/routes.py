@@ -10,6 +10,7 @@ import hmac
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -28,6 +29,8 @@ from sessionmood_client._models import (
     MoodDistributionItem,
     MoodResponse,
     PostEventsResponse,
+    PublishableKeyRequest,
+    PublishableKeyResponse,
     UsageResponse,
 )
 from sessionmood_server.errors import (
@@ -67,6 +70,17 @@ def month_bounds(now: float) -> tuple[str, datetime]:
     return f"{d.year:04d}-{d.month:02d}", nxt
 
 
+def normalise_origin(origin: str) -> str | None:
+    """``https://Shop.example:443/`` -> ``https://shop.example:443``; None if not an origin."""
+    parsed = urlsplit(origin.strip())
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        return None
+    if parsed.path not in {"", "/"} or parsed.query or parsed.fragment or parsed.username:
+        return None
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.hostname}{port}"
+
+
 def model_response(
     model: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
@@ -86,6 +100,13 @@ class Api:
 
     async def authenticate(self, request: Request, *, publishable_ok: bool = False) -> KeyRecord:
         raw = request.headers.get("x-api-key")
+        query_key = request.query_params.get("key")
+        if raw is None and query_key is not None:
+            # Only for beacons, which cannot set headers; a secret key in a URL
+            # ends up in logs and histories, so it is refused outright.
+            if key_kind(query_key) != "publishable":
+                raise unauthorized("secret keys must not be sent in URLs: use X-Api-Key")
+            raw = query_key
         if raw is None:
             auth = request.headers.get("authorization")
             if auth is not None:
@@ -100,11 +121,15 @@ class Api:
         record = await self.storage.find_key(hash_key(raw))
         if record is None or record.revoked_at is not None:
             raise unauthorized()
-        if record.kind == "publishable" and not publishable_ok:
-            raise forbidden(
-                "publishable keys (pk_) may only send events and read moods; "
-                "use a secret key (sm_) from your backend"
-            )
+        if record.kind == "publishable":
+            if not publishable_ok:
+                raise forbidden(
+                    "publishable keys (pk_) may only send events and read moods; "
+                    "use a secret key (sm_) from your backend"
+                )
+            origin = request.headers.get("origin")
+            if origin is not None and origin not in record.allowed_origins:
+                raise forbidden(f"origin {origin} is not allowed for this publishable key")
         return record
 
     async def _session_id(self, request: Request) -> str:
@@ -155,6 +180,36 @@ class Api:
             plan=req.plan,
             limits=PLAN_INFO[req.plan].limits_text,
             message="Store this key safely - it won't be shown again.",
+        )
+        return model_response(body, 201)
+
+    async def create_publishable_key(self, request: Request) -> Response:
+        key = await self.authenticate(request)
+        data = await read_json(request, self.settings.max_body_bytes)
+        try:
+            req = PublishableKeyRequest.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in err["loc"]) or "allowed_origins"
+            if err["type"] == "missing":
+                raise bad_request("Missing required field", field=field) from None
+            raise bad_request("Invalid field", field=field, message=err["msg"]) from None
+        origins = []
+        for i, origin in enumerate(req.allowed_origins):
+            normal = normalise_origin(origin)
+            if normal is None:
+                raise bad_request(
+                    "Invalid field",
+                    field=f"allowed_origins.{i}",
+                    message="an origin looks like https://shop.example.com[:port], without a path",
+                )
+            origins.append(normal)
+        raw = new_key("publishable")
+        await self.storage.create_publishable_key(key.tenant_id, raw, tuple(origins), time.time())
+        body = PublishableKeyResponse(
+            publishable_key=raw,
+            allowed_origins=origins,
+            message="Embed this key in tracker.js; it can only send events and read moods.",
         )
         return model_response(body, 201)
 

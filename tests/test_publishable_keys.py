@@ -1,0 +1,125 @@
+"""Publishable (browser) keys: what they may do, from where, and CORS."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from sessionmood_server.routes import normalise_origin
+
+SHOP = "https://shop.example"
+EVENTS = {"events": [{"type": "click", "x": 1, "y": 2}]}
+
+
+def _pk(client: TestClient, auth: dict[str, str], origins: list[str] | None = None) -> str:
+    r = client.post(
+        "/v1/keys/publishable", json={"allowed_origins": origins or [SHOP]}, headers=auth
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["publishable_key"].startswith("pk_") and len(body["publishable_key"]) == 51
+    return str(body["publishable_key"])
+
+
+def test_publishable_key_sends_events_and_reads_mood(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    pk = {"X-Api-Key": _pk(client, auth), "Origin": SHOP}
+    assert client.post("/v1/sessions/b1/events", json=EVENTS, headers=pk).status_code == 200
+    assert client.get("/v1/sessions/b1/mood", headers=pk).status_code == 200
+    # same tenant: the secret key sees what the browser sent
+    assert client.get("/v1/sessions/b1/events", headers=auth).json()["event_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/analytics/moods"),
+        ("GET", "/v1/usage"),
+        ("GET", "/v1/sessions/b1/events"),
+        ("DELETE", "/v1/sessions/b1"),
+        ("POST", "/v1/sessions/b1/feedback"),
+        ("POST", "/v1/keys/publishable"),
+    ],
+)
+def test_publishable_key_may_do_nothing_else(
+    client: TestClient, auth: dict[str, str], method: str, path: str
+) -> None:
+    pk = {"X-Api-Key": _pk(client, auth), "Origin": SHOP}
+    client.post("/v1/sessions/b1/events", json=EVENTS, headers=pk)
+    r = client.request(method, path, headers=pk, json={"action_taken": "x"})
+    assert r.status_code == 403
+    assert r.json()["error"] == "Forbidden"
+
+
+def test_other_origin_is_refused(client: TestClient, auth: dict[str, str]) -> None:
+    pk = _pk(client, auth)
+    r = client.post(
+        "/v1/sessions/x/events",
+        json=EVENTS,
+        headers={"X-Api-Key": pk, "Origin": "https://evil.test"},
+    )
+    assert r.status_code == 403
+    assert "https://evil.test" in r.json()["message"]
+    assert client.get("/v1/sessions/x/mood", headers=auth).status_code == 404
+
+
+def test_key_in_query_only_for_publishable(client: TestClient, auth: dict[str, str]) -> None:
+    pk = _pk(client, auth)
+    ok = client.post(
+        f"/v1/sessions/q/events?key={pk}",
+        content=b'{"events":[{"type":"click"}]}',
+        headers={"Content-Type": "text/plain", "Origin": SHOP},
+    )
+    assert ok.status_code == 200
+    secret = auth["X-Api-Key"]
+    r = client.post(f"/v1/sessions/q/events?key={secret}", json=EVENTS)
+    assert r.status_code == 401
+    assert "URL" in r.json()["message"]
+
+
+def test_preflight_and_cors_headers(client: TestClient) -> None:
+    r = client.options(
+        "/v1/sessions/x/events",
+        headers={
+            "Origin": SHOP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key, content-type",
+        },
+    )
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "*"
+    allowed = r.headers["access-control-allow-headers"].lower()
+    for h in ("x-api-key", "authorization", "content-type"):
+        assert h in allowed
+    simple = client.get("/health", headers={"Origin": SHOP})
+    assert simple.headers["access-control-allow-origin"] == "*"
+
+
+@pytest.mark.parametrize(
+    "origins", [[], ["not a url"], ["https://shop.example/path"], ["ftp://x"], "https://x"]
+)
+def test_bad_origin_lists(client: TestClient, auth: dict[str, str], origins: object) -> None:
+    r = client.post("/v1/keys/publishable", json={"allowed_origins": origins}, headers=auth)
+    assert r.status_code == 400
+    assert r.json()["field"].startswith("allowed_origins")
+
+
+def test_missing_origin_list(client: TestClient, auth: dict[str, str]) -> None:
+    r = client.post("/v1/keys/publishable", json={}, headers=auth)
+    assert r.status_code == 400 and r.json()["field"] == "allowed_origins"
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("https://Shop.Example", "https://shop.example"),
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000"),
+        ("https://a.b:443", "https://a.b:443"),
+        ("https://a.b/x", None),
+        ("javascript:alert(1)", None),
+        ("https://user@a.b", None),
+    ],
+)
+def test_normalise_origin(raw: str, want: str | None) -> None:
+    assert normalise_origin(raw) == want
