@@ -13,12 +13,12 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from sessionmood_server.cors import CORSMiddleware
 from sessionmood_server.errors import ApiError, JSONResponse
 from sessionmood_server.openapi import build_openapi
 from sessionmood_server.routes import VERSION, Api
@@ -111,19 +111,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         finally:
             await store.close()
 
-    # Browsers call the API from customers' sites. Any origin may make the
-    # request; publishable keys then enforce their own origin list, and no
-    # cookies are involved (allow_credentials stays off).
-    middleware = [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=["*"],
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["X-Api-Key", "Authorization", "Content-Type", "Idempotency-Key"],
-            expose_headers=["Idempotent-Replayed", "X-Request-Id", "Retry-After"],
-            max_age=600,
-        )
-    ]
+    middleware = [Middleware(CORSMiddleware)]
     app = Starlette(
         routes=routes,
         middleware=middleware,

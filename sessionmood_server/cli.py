@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         "--access-log", action="store_true", help="log every request (costs ~35%% throughput)"
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-* from --forwarded-allow-ips (behind a load balancer)",
+    )
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
 
     keys = sub.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
@@ -70,7 +76,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         access_log=args.access_log,
         log_level=args.log_level,
-        proxy_headers=True,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
     return 0
 

@@ -35,11 +35,12 @@ The rules, their thresholds and the reason for each live in :data:`RULES`;
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from sessionmood_client._models import DEFAULT_ACTIONS, MOODS, MoodLabel, SuggestedAction
 
@@ -54,6 +55,7 @@ __all__ = [
     "fold",
     "loads",
     "new_state",
+    "scores",
     "verdict",
 ]
 
@@ -413,15 +415,14 @@ def verdict(state: State) -> Verdict:
 
 
 def dumps(state: State) -> str:
-    """Compact JSON; floats via repr, so ``loads(dumps(s))`` is exact."""
-    return json.dumps(
-        {"v": 1, "n": state.n, "t": state.t_max, "r": state.ref, "a": state.acc, "g": state.guard},
-        separators=(",", ":"),
-    )
+    """Compact JSON; floats in shortest round-trip form, so ``loads(dumps(s))`` is exact."""
+    return orjson.dumps(
+        {"v": 1, "n": state.n, "t": state.t_max, "r": state.ref, "a": state.acc, "g": state.guard}
+    ).decode()
 
 
 def loads(data: str) -> State:
-    d = json.loads(data)
+    d = orjson.loads(data)
     acc = [float(x) for x in d["a"]]
     guard = [float(x) for x in d.get("g", ())]
     if len(acc) != _N_RULES or len(guard) != _N_GUARDS:

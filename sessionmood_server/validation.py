@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from sessionmood_client._models import EVENT_TYPES, FeedbackRequest, event_adapter
 from sessionmood_server.errors import ApiError, bad_request
@@ -63,6 +63,9 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         raise ApiError(
             408, "Request timeout", message="the request body did not arrive in time"
         ) from None
+    except ClientDisconnect:
+        # Nobody is left to read the answer; this just ends the request quietly.
+        raise ApiError(400, "Client disconnected") from None
     if not body:
         raise bad_request("Request body is empty", message="send a JSON object")
     try:

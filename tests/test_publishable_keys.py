@@ -87,13 +87,16 @@ def test_preflight_and_cors_headers(client: TestClient) -> None:
             "Access-Control-Request-Headers": "x-api-key, content-type",
         },
     )
-    assert r.status_code == 200
+    assert r.status_code == 204
     assert r.headers["access-control-allow-origin"] == "*"
     allowed = r.headers["access-control-allow-headers"].lower()
     for h in ("x-api-key", "authorization", "content-type"):
         assert h in allowed
     simple = client.get("/health", headers={"Origin": SHOP})
     assert simple.headers["access-control-allow-origin"] == "*"
+    assert "idempotent-replayed" in simple.headers["access-control-expose-headers"].lower()
+    # server-to-server calls carry no Origin and get no CORS headers
+    assert "access-control-allow-origin" not in client.get("/health").headers
 
 
 @pytest.mark.parametrize(

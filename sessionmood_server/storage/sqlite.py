@@ -1,13 +1,12 @@
 """Embedded SQLite backend (the default).
 
-Concurrency model: every write goes through ONE writer thread that owns one
-connection. The writer drains whatever jobs are queued, runs each inside its
-own SAVEPOINT and commits them together (group commit): one fsync serves many
-requests, a failing job rolls back alone, and each caller is answered only
-after the commit that contains its job. A single writer also means batches for
-the same session can never race (no lost updates) and quota checks are exact.
-Reads run on a small pool of reader threads with their own connections; WAL
-mode lets them proceed while the writer commits.
+Concurrency model (details at "group commit" below): every write runs on the
+event loop thread and all writes requested in one loop iteration are committed
+together, each in its own SAVEPOINT. Writes never interleave, so batches for
+one session cannot lose updates and quota checks are exact; a caller is
+answered only after the COMMIT that holds its job. Point reads run inline;
+reads that may scan many rows (export, analytics) run on reader threads with
+their own connections, which WAL mode lets proceed during commits.
 
 Durability: ``synchronous=NORMAL`` in WAL mode survives a process crash
 (SIGKILL) without losing a committed batch; only an OS crash or power loss can
@@ -21,7 +20,6 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -163,9 +161,9 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 class SQLiteStorage:
-    """SQLite storage with a single group-committing writer thread."""
+    """SQLite storage: writes group-committed on the event loop, big reads on threads."""
 
-    def __init__(self, url: str, *, readers: int = 4) -> None:
+    def __init__(self, url: str, *, readers: int = 2) -> None:
         self.url = url
         self.path, options = parse_sqlite_url(url)
         if self.path == ":memory:":
@@ -177,25 +175,24 @@ class SQLiteStorage:
         if sync not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"synchronous must be off, normal, full or extra, not {sync!r}")
         self._synchronous = sync
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]] | None
-        ] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._readers = concurrent.futures.ThreadPoolExecutor(
             max_workers=readers, thread_name_prefix="sessionmood-sqlite-read"
         )
         self._local = threading.local()
+        self._key_cache: dict[str, KeyRecord] = {}
+        self._cache_version = -1
         self._all_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
-        self._keepalive: sqlite3.Connection | None = None
 
     # -- connections ---------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self._uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30
+            self._uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10
         )
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         with self._conns_lock:
@@ -213,25 +210,21 @@ class SQLiteStorage:
         if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(parent, exist_ok=True)
-        self._keepalive = self._connect()
+        self._conn = self._connect()
         if self.path != ":memory:":
-            self._keepalive.execute("PRAGMA journal_mode=WAL")
-        self._migrate(self._keepalive)
-        self._writer = threading.Thread(
-            target=self._writer_loop, name="sessionmood-sqlite-writer", daemon=True
-        )
-        self._writer.start()
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._migrate(self._conn)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._jobs.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
-            self._writer = None
+        # Let any writes queued in this loop iteration commit before closing.
+        while self._pending:
+            await asyncio.sleep(0)
         self._readers.shutdown(wait=True)
         with self._conns_lock:
             for conn in self._all_conns:
                 conn.close()
             self._all_conns.clear()
+        self._conn = None
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute(
@@ -262,35 +255,36 @@ class SQLiteStorage:
                 conn.execute("ROLLBACK")
                 raise
 
-    # -- the writer ----------------------------------------------------------
+    # -- group commit ----------------------------------------------------------
+    #
+    # Writes run on the event loop thread itself, not on a writer thread: a
+    # point write in WAL mode takes microseconds, while handing work to another
+    # thread costs more than that in GIL hand-offs and wake-ups. Every write
+    # requested during one loop iteration is committed together by a single
+    # callback (one COMMIT for many requests), each inside its own SAVEPOINT
+    # so a failing job rolls back alone. Nothing else runs on the loop while a
+    # group executes, so no two writes ever interleave: batches for one session
+    # cannot lose updates and quota checks are exact.
 
-    def _writer_loop(self) -> None:
-        conn = self._connect()
-        stop = False
-        while not stop:
-            first = self._jobs.get()
-            if first is None:
-                break
-            jobs = [first]
-            # Group commit: take everything already waiting (bounded, so one
-            # transaction never grows without limit).
-            while len(jobs) < 256:
-                try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                jobs.append(nxt)
-            self._run_group(conn, jobs)
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise RuntimeError("storage is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._run_group)
+        self._pending.append((fn, fut))
+        return await fut
 
-    def _run_group(
-        self,
-        conn: sqlite3.Connection,
-        jobs: list[tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]]],
-    ) -> None:
-        outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+    def _run_group(self) -> None:
+        jobs, self._pending = self._pending, []
+        conn = self._conn
+        if conn is None:
+            for _, fut in jobs:
+                if not fut.done():
+                    fut.set_exception(RuntimeError("storage is closed"))
+            return
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, fut in jobs:
@@ -313,20 +307,24 @@ class SQLiteStorage:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        # Answer only now, after COMMIT: a 200 means the batch is durable.
         for fut, result, error in outcomes:
+            if fut.done():  # the request was cancelled (client went away)
+                continue
             if error is not None:
                 fut.set_exception(error)
             else:
                 fut.set_result(result)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is None:
-            raise RuntimeError("storage is not open")
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put((fn, fut))
-        return await asyncio.wrap_future(fut)
-
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A point read, inline: cheaper than a thread hop, sees every commit."""
+        if self._conn is None:
+            raise RuntimeError("storage is not open")
+        return fn(self._conn)
+
+    async def _read_large(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read that may scan many rows: on a reader thread, off the event loop."""
+
         def run() -> T:
             return fn(self._reader_conn())
 
@@ -358,7 +356,9 @@ class SQLiteStorage:
                 customer, email, now,
             )  # fmt: skip
 
-        return await self._write(job)
+        result = await self._write(job)
+        self._key_cache.clear()  # after the commit, or a racing read could re-cache
+        return result
 
     async def create_publishable_key(
         self, tenant_id: int, raw_key: str, allowed_origins: tuple[str, ...], now: float
@@ -385,18 +385,37 @@ class SQLiteStorage:
             ).fetchone()
             return _key_from_row(row)
 
-        return await self._write(job)
+        result = await self._write(job)
+        self._key_cache.clear()  # after the commit, or a racing read could re-cache
+        return result
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:
-        def run(c: sqlite3.Connection) -> KeyRecord | None:
-            row = c.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
-                "WHERE k.key_hash = ?",
-                (key_hash,),
-            ).fetchone()
-            return None if row is None else _key_from_row(row)
-
-        return await self._read(run)
+        # Auth runs on every request, so found keys are cached. The cache is
+        # exact, not time-based: PRAGMA data_version changes whenever another
+        # connection (the CLI revoking a key, another process) commits, and
+        # then the cache is dropped; this process's own key writes drop it too.
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("storage is not open")
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._cache_version:
+            self._key_cache.clear()
+            self._cache_version = version
+        hit = self._key_cache.get(key_hash)
+        if hit is not None:
+            return hit
+        row = conn.execute(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+            "WHERE k.key_hash = ?",
+            (key_hash,),
+        ).fetchone()
+        if row is None:
+            return None  # unknown keys are not cached: random keys cannot fill memory
+        record = _key_from_row(row)
+        if len(self._key_cache) >= 10_000:
+            self._key_cache.clear()
+        self._key_cache[key_hash] = record
+        return record
 
     async def list_keys(self) -> list[KeyRecord]:
         def run(c: sqlite3.Connection) -> list[KeyRecord]:
@@ -406,7 +425,7 @@ class SQLiteStorage:
             ).fetchall()
             return [_key_from_row(r) for r in rows]
 
-        return await self._read(run)
+        return await self._read_large(run)
 
     async def revoke_keys(self, prefix: str, now: float) -> int:
         def job(c: sqlite3.Connection) -> int:
@@ -417,7 +436,9 @@ class SQLiteStorage:
             )
             return cur.rowcount
 
-        return await self._write(job)
+        result = await self._write(job)
+        self._key_cache.clear()  # after the commit, or a racing read could re-cache
+        return result
 
     # -- sessions ------------------------------------------------------------
 
@@ -572,7 +593,7 @@ class SQLiteStorage:
                 out.append(ev)
             return out
 
-        return await self._read(run)
+        return await self._read_large(run)
 
     async def add_feedback(
         self,
@@ -631,7 +652,7 @@ class SQLiteStorage:
                 feedback += fb or 0
             return MoodCounts(total, feedback, by_mood)
 
-        return await self._read(run)
+        return await self._read_large(run)
 
     async def month_usage(self, tenant_id: int, month: str) -> int:
         def run(c: sqlite3.Connection) -> int:

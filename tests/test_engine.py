@@ -1,0 +1,392 @@
+"""The mood engine: properties that must hold for any input, then behaviour by example."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sessionmood_client._models import DEFAULT_ACTIONS, EVENT_TYPES, MOODS
+from sessionmood_server import engine
+
+Event = dict[str, Any]
+T0 = 1_760_000_000.0
+PUBLIC = Path("/work/shared/scenarios/public.jsonl")
+
+
+def run(events: Iterable[Mapping[str, Any]]) -> engine.State:
+    state = engine.new_state()
+    for e in events:
+        state = engine.fold(state, e)
+    return state
+
+
+def mood_of(events: Iterable[Mapping[str, Any]]) -> engine.Verdict:
+    return engine.verdict(run(events))
+
+
+def ev(kind: str, t: float, **fields: Any) -> Event:
+    return {"type": kind, "ts": T0 + t, **fields}
+
+
+# --- strategies ------------------------------------------------------------
+
+_coord = st.floats(-1e6, 1e6, allow_nan=False)
+_dur = st.floats(0, 1e9, allow_nan=False)
+_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    "click": {"x": _coord, "y": _coord},
+    "rage_click": {"x": _coord, "y": _coord},
+    "scroll": {
+        "speed": st.floats(0, 1e7, allow_nan=False),
+        "direction": st.sampled_from(["up", "down"]),
+    },
+    "input_pause": {"duration_ms": _dur},
+    "page_view": {"url": st.text("/abz", max_size=5)},
+    "error": {"message": st.text("/abz", max_size=5)},
+    "idle": {"duration_ms": _dur},
+    "hover": {"duration_ms": _dur},
+}
+
+
+@st.composite
+def events(draw: st.DrawFn, *, base: float = T0, span: float = 3600.0) -> Event:
+    kind = draw(st.sampled_from(EVENT_TYPES))
+    e: Event = {"type": kind, "ts": draw(st.floats(base, base + span, allow_nan=False))}
+    for name, strat in _FIELDS.get(kind, {}).items():
+        if draw(st.booleans()):
+            e[name] = draw(strat)
+    return e
+
+
+# Sessions mixing ordinary timestamps with the extremes the wire format allows
+# (0 and 1e11), to exercise the anchor rebasing and exp() range.
+sessions = st.one_of(
+    st.lists(events(), max_size=25),
+    st.lists(events(base=0.0, span=1e11), max_size=10),
+    st.lists(events(span=5.0), max_size=25),
+)
+
+
+def check_verdict(v: engine.Verdict) -> None:
+    assert v.mood in MOODS
+    assert 0.0 <= v.confidence <= 1.0 and not math.isnan(v.confidence)
+    assert v.suggested_action == DEFAULT_ACTIONS[v.mood]
+    assert isinstance(v.signals, tuple) and v.signals
+    assert all(isinstance(s, str) and re.fullmatch(r"[a-z_]+", s) for s in v.signals)
+    assert len(set(v.signals)) == len(v.signals)
+
+
+# --- properties --------------------------------------------------------------
+
+
+@given(sessions)
+def test_any_sequence_gives_a_valid_verdict(evs: list[Event]) -> None:
+    state = engine.new_state()
+    check_verdict(engine.verdict(state))
+    for e in evs:
+        state = engine.fold(state, e)
+        check_verdict(engine.verdict(state))
+
+
+@given(sessions, st.lists(st.integers(0, 25), max_size=4))
+def test_batching_and_persistence_do_not_change_the_verdict(
+    evs: list[Event], cuts: list[int]
+) -> None:
+    """The server folds each batch into a state loaded from the database."""
+    whole = run(evs)
+    state = engine.new_state()
+    bounds = sorted({0, len(evs), *(c for c in cuts if c <= len(evs))})
+    for a, b in itertools.pairwise(bounds):
+        state = engine.loads(engine.dumps(state))
+        for e in evs[a:b]:
+            state = engine.fold(state, e)
+    state = engine.loads(engine.dumps(state))
+    assert engine.verdict(state) == engine.verdict(whole)
+    assert engine.dumps(state) == engine.dumps(whole)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(sessions, st.randoms(use_true_random=False))
+def test_arrival_order_does_not_change_the_evidence(evs: list[Event], rnd: random.Random) -> None:
+    """Late and out-of-order events add the same decayed weight as in-order ones."""
+    shuffled = list(evs)
+    rnd.shuffle(shuffled)
+    a, b = engine.scores(run(evs)), engine.scores(run(shuffled))
+    for m in MOODS:
+        assert math.isclose(a[m], b[m], rel_tol=1e-9, abs_tol=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(events(span=1e6), min_size=1, max_size=12), st.integers(2000, 4000))
+def test_state_stays_small_however_long_the_session(sample: list[Event], n: int) -> None:
+    state = engine.new_state()
+    for i in range(n):
+        e = dict(sample[i % len(sample)])
+        e["ts"] = T0 + i * 7.3  # hours of activity
+        state = engine.fold(state, e)
+        if i % 500 == 0:
+            state = engine.loads(engine.dumps(state))
+    data = engine.dumps(state)
+    assert len(data.encode()) < 1024
+    assert engine.loads(data) == state
+
+
+@given(st.lists(events(), min_size=1, max_size=2))
+def test_one_or_two_events_are_neutral_with_low_confidence(evs: list[Event]) -> None:
+    """Landing page: neutral under ~3 events, however loud those events are."""
+    v = mood_of(evs)
+    assert v.mood == "neutral" and v.signals == ("insufficient_data",)
+    assert v.confidence < 0.5
+
+
+# --- behaviour by example ----------------------------------------------------
+
+
+def test_empty_state_is_neutral_with_no_confidence() -> None:
+    v = engine.verdict(engine.new_state())
+    assert v.mood == "neutral"
+    assert v.confidence < 0.05
+    assert v.signals == ("insufficient_data",)
+    assert v.suggested_action == "no_action"
+
+
+def test_neutral_confidence_stays_below_half() -> None:
+    v = mood_of([ev("page_view", 0), ev("click", 1)])
+    assert v.mood == "neutral" and v.confidence < 0.5
+
+
+def calm_work(start: float, seconds: float) -> list[Event]:
+    """Steady form work: a click, a field filled, a slow scroll, every few seconds."""
+    out: list[Event] = []
+    t = start
+    cycle: list[tuple[str, dict[str, Any]]] = [
+        ("click", {}),
+        ("focus", {}),
+        ("input_pause", {"duration_ms": 900}),
+        ("blur", {}),
+        ("scroll", {"speed": 200, "direction": "down"}),
+    ]
+    i = 0
+    while t < start + seconds:
+        kind, fields = cycle[i % len(cycle)]
+        out.append(ev(kind, t, **fields))
+        t += 3.0
+        i += 1
+    return out
+
+
+def test_old_rage_clicks_fade_after_calm_work() -> None:
+    rage = [ev("page_view", 0), *(ev("rage_click", 1 + i * 0.4) for i in range(10))]
+    assert mood_of(rage).mood == "frustrated"
+    v = mood_of(rage + calm_work(10, 600))
+    assert v.mood == "focused"
+    assert "rage_click_detected" not in v.signals
+
+
+def test_calm_session_ending_in_two_errors_is_frustrated_at_once() -> None:
+    calm = [ev("page_view", 0), *calm_work(1, 300)]
+    assert mood_of(calm).mood == "focused"
+    v = mood_of([*calm, ev("error", 301, message="Payment failed"), ev("error", 302)])
+    assert v.mood == "frustrated"
+    assert v.signals[0] == "repeated_errors"
+    assert v.suggested_action == "show_live_chat"
+
+
+def test_one_error_confuses_two_frustrate() -> None:
+    start = [ev("page_view", 0), ev("click", 2), ev("click", 5)]
+    assert mood_of([*start, ev("error", 6)]).mood == "confused"
+    assert mood_of([*start, ev("error", 6), ev("error", 8)]).mood == "frustrated"
+
+
+def test_out_of_order_events_give_the_same_verdict() -> None:
+    session = [
+        ev("page_view", 0),
+        ev("focus", 1.5),
+        ev("click", 2.1),
+        ev("error", 2.9, message="Payment failed"),
+        ev("rage_click", 3.6),
+        ev("error", 4.4),
+        ev("back_nav", 5.0),
+    ]
+    in_order = mood_of(session)
+    for seed in range(5):
+        shuffled = list(session)
+        random.Random(seed).shuffle(shuffled)
+        v = mood_of(shuffled)
+        assert v.mood == in_order.mood == "frustrated"
+        assert v.confidence == pytest.approx(in_order.confidence, abs=1e-3)
+
+
+def test_late_event_does_not_move_the_clock_back() -> None:
+    state = run([ev("page_view", 0), ev("click", 100)])
+    state = engine.fold(state, ev("click", 50))
+    assert state.t_max == T0 + 100
+    assert state.n == 3
+
+
+def test_late_event_counts_with_its_decayed_weight() -> None:
+    # An error reported late but stamped 10 minutes earlier barely registers.
+    work = [ev("page_view", 0), *calm_work(1, 700)]
+    late_old = mood_of([*work, ev("error", 80), ev("error", 81)])
+    assert late_old.mood == "focused"
+    late_recent = mood_of([*work, ev("error", 690), ev("error", 691)])
+    assert late_recent.mood == "frustrated"
+
+
+@pytest.mark.parametrize(("duration_ms", "expected"), [(12_000, True), (5_000, False)])
+def test_idle_threshold_is_ten_seconds(duration_ms: float, expected: bool) -> None:
+    v = mood_of(
+        [ev("page_view", 0), ev("scroll", 3, speed=300), ev("idle", 9, duration_ms=duration_ms)]
+    )
+    assert (v.mood == "disengaged") is expected
+
+
+@pytest.mark.parametrize(("duration_ms", "expected"), [(3_000, "confused"), (1_200, "focused")])
+def test_input_pause_threshold_is_two_and_a_half_seconds(duration_ms: float, expected: str) -> None:
+    evs = [ev("page_view", 0)]
+    for i in range(3):
+        evs += [
+            ev("focus", 3 + 10 * i),
+            ev("input_pause", 5 + 10 * i, duration_ms=duration_ms),
+            ev("blur", 7 + 10 * i),
+            ev("click", 9 + 10 * i),
+        ]
+    assert mood_of(evs).mood == expected
+
+
+def test_hovering_long_is_confused_briefly_is_browsing() -> None:
+    pages = [ev("page_view", 4 * i, url=f"/p{i}") for i in range(4)]
+    long_hovers = [ev("hover", 2 + 4 * i, duration_ms=4000) for i in range(3)]
+    short_hovers = [ev("hover", 2 + 4 * i, duration_ms=600) for i in range(3)]
+    base = [ev("page_view", 0), ev("backtrack", 1)]
+    assert mood_of(base + long_hovers).mood == "confused"
+    assert mood_of(pages + short_hovers).mood == "browsing"
+
+
+def test_fast_direct_clicks_are_decisive_and_slow_ones_are_not() -> None:
+    fast = [ev("page_view", 0), *(ev("click", 0.6 * (i + 1)) for i in range(8))]
+    v = mood_of(fast)
+    assert v.mood == "decisive"
+    assert v.signals[0] == "fast_direct_interactions"
+    slow = [ev("page_view", 0), *(ev("click", 4.0 * (i + 1)) for i in range(8))]
+    assert mood_of(slow).mood != "decisive"
+
+
+def test_page_hopping_is_browsing_but_with_back_navigation_is_churn() -> None:
+    hops = [ev("page_view", 4.0 * i, url=f"/p{i}") for i in range(6)]
+    assert mood_of(hops).mood == "browsing"
+    churn = [*hops, ev("back_nav", 25), ev("page_view", 27), ev("back_nav", 29)]
+    v = mood_of(churn)
+    assert v.mood == "confused"
+    assert "high_page_churn" in v.signals
+
+
+def test_scroll_reversal_is_backtracking() -> None:
+    evs = [ev("page_view", 0), *(ev("scroll", 1 + i, direction="up", speed=400) for i in range(3))]
+    v = mood_of(evs)
+    assert v.mood == "confused" and v.signals[0] == "backtrack_detected"
+
+
+def test_blur_without_refocus_then_idle_is_form_abandoned() -> None:
+    v = mood_of(
+        [ev("page_view", 0), ev("focus", 5), ev("blur", 9), ev("idle", 11, duration_ms=40_000)]
+    )
+    assert v.mood == "disengaged"
+    assert v.signals == ("long_idle", "form_abandoned")
+    refocused = run([ev("page_view", 0), ev("focus", 5), ev("blur", 9), ev("focus", 10)])
+    assert "form_abandoned" not in engine.verdict(refocused).signals
+
+
+def test_signals_are_strongest_first_and_only_for_the_winning_mood() -> None:
+    v = mood_of(
+        [ev("page_view", 0), ev("error", 1), ev("rage_click", 2), ev("error", 3), ev("hover", 4)]
+    )
+    assert v.mood == "frustrated"
+    assert v.signals[:2] == ("repeated_errors", "rage_click_detected")
+    for sig in v.signals:
+        assert any(r.signal == sig and r.weights.get("frustrated", 0) > 0 for r in engine.RULES)
+
+
+def test_confidence_rises_with_consistent_evidence() -> None:
+    confs = []
+    evs = [ev("page_view", 0)]
+    for i in range(8):
+        evs.append(ev("rage_click", 1 + i))
+        v = mood_of(evs)
+        if len(evs) >= 3:
+            assert v.mood == "frustrated"
+            confs.append(v.confidence)
+    assert confs == sorted(confs) and confs[-1] > confs[0] + 0.2
+
+
+def test_huge_time_jumps_do_not_overflow() -> None:
+    evs: list[Event] = [
+        {"type": "click", "ts": 0.0},
+        {"type": "rage_click", "ts": 1e11},
+        {"type": "error", "ts": 0.5},
+        {"type": "error", "ts": 1e11 - 1},
+        {"type": "error", "ts": 1e11 - 2},
+    ]
+    v = mood_of(evs)
+    assert v.mood == "frustrated"
+    assert engine.loads(engine.dumps(run(evs))) == run(evs)
+
+
+def test_state_from_another_rule_table_restarts_the_evidence() -> None:
+    saved = json.loads(engine.dumps(run([ev("page_view", 0), ev("click", 1), ev("error", 2)])))
+    saved["a"] = saved["a"][:-1]
+    state = engine.loads(json.dumps(saved))
+    assert state.n == 3 and state.t_max == T0 + 2
+    assert engine.verdict(state).mood == "neutral"
+
+
+def test_rule_table_is_well_formed() -> None:
+    assert engine.RULES
+    for r in engine.RULES:
+        assert re.fullmatch(r"[a-z_]+", r.signal)
+        assert set(r.events) <= set(EVENT_TYPES) and r.events
+        assert set(r.weights) <= set(MOODS) and "neutral" not in r.weights
+        assert r.half_life_s > 0 and r.full > r.at >= 0
+        assert r.reason.strip() and len(r.reason) < 200
+        assert r.requires is None or any(q.signal == r.requires for q in engine.RULES)
+
+
+# --- the labeled sessions ------------------------------------------------------
+
+
+def _f1s(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in MOODS:
+        tp = sum(1 for a, p in pairs if a == p == m)
+        fp = sum(1 for a, p in pairs if p == m != a)
+        fn = sum(1 for a, p in pairs if a == m != p)
+        if tp + fn:
+            out[m] = 2 * tp / (2 * tp + fp + fn)
+    return out
+
+
+@pytest.mark.skipif(not PUBLIC.exists(), reason="labeled sessions not available")
+def test_public_sessions_accuracy_and_reliability() -> None:
+    rows = []
+    for line in PUBLIC.read_text().splitlines():
+        s = json.loads(line)
+        rows.append((s["label"], mood_of(s["events"])))
+    f1 = _f1s([(label, v.mood) for label, v in rows])
+    assert sum(f1.values()) / len(f1) >= 0.97
+    assert min(f1.values()) >= 0.93
+    # Higher confidence bands are at least as accurate as lower ones.
+    accs = []
+    for lo, hi in ((0.0, 0.5), (0.5, 0.7), (0.7, 0.85), (0.85, 1.01)):
+        band = [label == v.mood for label, v in rows if lo <= v.confidence < hi]
+        if band:
+            accs.append(sum(band) / len(band))
+    assert accs == sorted(accs)
