@@ -22,6 +22,8 @@ __all__ = [
     "EVENT_TYPES",
     "MOODS",
     "PLANS",
+    "ActionAnalyticsItem",
+    "ActionAnalyticsResponse",
     "AnalyticsResponse",
     "ApiError",
     "BackNavEvent",
@@ -44,9 +46,12 @@ __all__ = [
     "InputPauseEvent",
     "KeyGenerateRequest",
     "KeyGenerateResponse",
+    "MoodChange",
     "MoodDistributionItem",
     "MoodLabel",
     "MoodResponse",
+    "PageAnalyticsItem",
+    "PageAnalyticsResponse",
     "PageViewEvent",
     "Plan",
     "PostEventsResponse",
@@ -311,6 +316,61 @@ class AnalyticsResponse(BaseModel):
     total_sessions: int
     feedback_count: int
     mood_distribution: list[MoodDistributionItem]
+
+
+class PageAnalyticsItem(BaseModel):
+    """One page (URL path): the sessions seen on it and the mood they left it in."""
+
+    model_config = _RESPONSE
+    url: str
+    sessions: int
+    mood_distribution: list[MoodDistributionItem]
+    frustration_rate: float = Field(description="Share of the page's sessions frustrated, 0-1")
+
+
+class PageAnalyticsResponse(BaseModel):
+    """Answer to ``GET /v1/analytics/pages``: busiest pages first."""
+
+    model_config = _RESPONSE
+    since: datetime | None
+    until: datetime | None
+    pages: list[PageAnalyticsItem]
+
+
+class ActionAnalyticsItem(BaseModel):
+    """Feedback for one mood x action pair."""
+
+    model_config = _RESPONSE
+    mood: MoodLabel
+    action: str
+    taken: int
+    helpful: int
+    not_helpful: int
+    helpful_rate: float | None = Field(description="helpful / (helpful + not_helpful)")
+
+
+class ActionAnalyticsResponse(BaseModel):
+    """Answer to ``GET /v1/analytics/actions``: which intervention works for which mood."""
+
+    model_config = _RESPONSE
+    since: datetime | None
+    until: datetime | None
+    actions: list[ActionAnalyticsItem]
+
+
+class MoodChange(BaseModel):
+    """One ``mood.changed`` event of ``GET /v1/stream/moods`` (Server-Sent Events)."""
+
+    model_config = _RESPONSE
+    id: int
+    session_id: str
+    previous_mood: MoodLabel
+    mood: MoodLabel
+    confidence: float
+    signals: list[str]
+    suggested_action: SuggestedAction
+    url: str | None
+    occurred_at: datetime
 
 
 class DeleteSessionResponse(BaseModel):

@@ -7,6 +7,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sessionmood_client._models import PLANS
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         help="trust X-Forwarded-* from --forwarded-allow-ips (behind a load balancer)",
     )
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="do not serve the demo shop or create the demo tenant (production)",
+    )
 
     keys = sub.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
@@ -60,7 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sessionmood: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        return _serve(args, settings)
+        host = "127.0.0.1" if args.host in {"0.0.0.0", "::"} else args.host
+        public = f"http://{host}:{args.port}"
+        origins = tuple(
+            dict.fromkeys(
+                [public, f"http://127.0.0.1:{args.port}", f"http://localhost:{args.port}"]
+            )
+        )
+        serve_settings = replace(
+            settings, demo=not args.no_demo, demo_origins=origins, public_url=public
+        )
+        return _serve(args, serve_settings)
     return asyncio.run(_keys(args, storage))
 
 
@@ -78,6 +94,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=args.log_level,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
+        # Live streams (SSE) never end on their own: give them 5 s, then close.
+        timeout_graceful_shutdown=5,
     )
     return 0
 

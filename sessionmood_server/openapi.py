@@ -109,6 +109,33 @@ OPERATIONS: list[_Op] = [
     ),
     (
         "get",
+        "/v1/analytics/pages",
+        "Per page (URL path): sessions, mood distribution, frustration rate",
+        None,
+        {200: m.PageAnalyticsResponse, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        True,
+        "analytics",
+    ),
+    (
+        "get",
+        "/v1/analytics/actions",
+        "Per mood x action: times taken, helpful, not helpful, helpful rate",
+        None,
+        {200: m.ActionAnalyticsResponse, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        True,
+        "analytics",
+    ),
+    (
+        "get",
+        "/v1/stream/moods",
+        "Server-Sent Events: mood.changed for every session of the tenant",
+        None,
+        {200: m.MoodChange, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        True,
+        "analytics",
+    ),
+    (
+        "get",
         "/v1/usage",
         "This month's session usage against the plan",
         None,
@@ -117,6 +144,9 @@ OPERATIONS: list[_Op] = [
         "analytics",
     ),
 ]
+
+
+_TIME_RANGE_PATHS = {"/v1/analytics/pages", "/v1/analytics/actions"}
 
 
 def _operation_id(method: str, path: str) -> str:
@@ -157,6 +187,24 @@ def build_openapi(version: str, operations: list[_Op] | None = None) -> dict[str
                     "schema": {"type": "string", "minLength": 1, "maxLength": 256},
                 }
             ]
+        if path in _TIME_RANGE_PATHS:
+            op["parameters"] = [
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": False,
+                    "description": f"{name}: Unix seconds or ISO 8601",
+                    "schema": {"type": "string"},
+                }
+                for name in ("since", "until")
+            ]
+        if path == "/v1/stream/moods":
+            ok = op["responses"]["200"]
+            ok["content"] = {"text/event-stream": ok["content"]["application/json"]}
+            ok["description"] = (
+                "A stream of `event: mood.changed` messages whose `data` is a MoodChange; "
+                "resume with the Last-Event-ID header"
+            )
         if req is not None:
             op["requestBody"] = {
                 "required": True,

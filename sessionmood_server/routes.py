@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from sessionmood_client._models import (
     MOODS,
     PLANS,
+    ActionAnalyticsItem,
+    ActionAnalyticsResponse,
     AnalyticsResponse,
     DeleteSessionResponse,
     ExportEventsResponse,
@@ -26,8 +29,12 @@ from sessionmood_client._models import (
     HealthResponse,
     KeyGenerateRequest,
     KeyGenerateResponse,
+    MoodChange,
     MoodDistributionItem,
+    MoodLabel,
     MoodResponse,
+    PageAnalyticsItem,
+    PageAnalyticsResponse,
     PublishableKeyRequest,
     PublishableKeyResponse,
     UsageResponse,
@@ -67,6 +74,41 @@ def month_bounds(now: float) -> tuple[str, datetime]:
     d = datetime.fromtimestamp(now, UTC)
     nxt = datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=UTC)
     return f"{d.year:04d}-{d.month:02d}", nxt
+
+
+def distribution(counts: dict[MoodLabel, int]) -> list[MoodDistributionItem]:
+    """All seven moods, most frequent first, with one-decimal percentages."""
+    total = sum(counts.values())
+    order = {m: i for i, m in enumerate(MOODS)}
+    items = sorted(((m, counts.get(m, 0)) for m in MOODS), key=lambda kv: (-kv[1], order[kv[0]]))
+    return [
+        MoodDistributionItem(
+            mood=m, count=n, percentage=round(n * 100 / total, 1) if total else 0.0
+        )
+        for m, n in items
+    ]
+
+
+def parse_time_param(request: Request, name: str) -> float | None:
+    """``since``/``until``: Unix seconds or ISO 8601 (naive means UTC)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(
+            "Invalid field", field=name, message="use Unix seconds or ISO 8601"
+        ) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
 def normalise_origin(origin: str) -> str | None:
@@ -313,22 +355,111 @@ class Api:
     async def analytics_moods(self, request: Request) -> Response:
         key = await self.authenticate(request)
         counts = await self.storage.mood_counts(key.tenant_id)
-        total = counts.total_sessions
-        order = {m: i for i, m in enumerate(MOODS)}
-        items = sorted(counts.by_mood.items(), key=lambda kv: (-kv[1], order[kv[0]]))
         body = AnalyticsResponse(
-            total_sessions=total,
+            total_sessions=counts.total_sessions,
             feedback_count=counts.feedback_count,
-            mood_distribution=[
-                MoodDistributionItem(
-                    mood=mood,
-                    count=n,
-                    percentage=round(n * 100 / total, 1) if total else 0.0,
-                )
-                for mood, n in items
-            ],
+            mood_distribution=distribution(counts.by_mood),
         )
         return model_response(body)
+
+    async def analytics_pages(self, request: Request) -> Response:
+        key = await self.authenticate(request)
+        since, until = parse_time_param(request, "since"), parse_time_param(request, "until")
+        pages = await self.storage.page_moods(key.tenant_id, since, until)
+        items = []
+        for url, counts in pages.items():
+            n = sum(counts.values())
+            items.append(
+                PageAnalyticsItem(
+                    url=url,
+                    sessions=n,
+                    mood_distribution=distribution(counts),
+                    frustration_rate=round(counts.get("frustrated", 0) / n, 4),
+                )
+            )
+        items.sort(key=lambda p: (-p.sessions, p.url))
+        return model_response(
+            PageAnalyticsResponse(since=_dt(since), until=_dt(until), pages=items)
+        )
+
+    async def analytics_actions(self, request: Request) -> Response:
+        key = await self.authenticate(request)
+        since, until = parse_time_param(request, "since"), parse_time_param(request, "until")
+        rows = await self.storage.action_counts(key.tenant_id, since, until)
+        items = [
+            ActionAnalyticsItem(
+                mood=r.mood,
+                action=r.action,
+                taken=r.taken,
+                helpful=r.helpful,
+                not_helpful=r.not_helpful,
+                helpful_rate=(
+                    round(r.helpful / (r.helpful + r.not_helpful), 4)
+                    if r.helpful + r.not_helpful
+                    else None
+                ),
+            )
+            for r in rows
+        ]
+        body = ActionAnalyticsResponse(since=_dt(since), until=_dt(until), actions=items)
+        return model_response(body)
+
+    async def stream_moods(self, request: Request) -> Response:
+        """Server-Sent Events: every mood change of the tenant's sessions.
+
+        Resumes after ``Last-Event-ID`` (header, or ``last_event_id`` in the
+        query for clients that cannot set it); otherwise starts with the next
+        change. A comment line every ``heartbeat_s`` keeps proxies from
+        closing an idle stream.
+        """
+        key = await self.authenticate(request)
+        raw_last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        if raw_last is not None:
+            if not raw_last.isdigit():
+                raise bad_request(
+                    "Invalid field", field="Last-Event-ID", message="must be an event id"
+                )
+            last = int(raw_last)
+        else:
+            last = await self.storage.last_mood_change_id(key.tenant_id)
+        storage, heartbeat = self.storage, self.settings.sse_heartbeat_s
+
+        async def events() -> AsyncIterator[bytes]:
+            nonlocal last
+            yield b"retry: 2000\n\n"
+            idle = 0.0
+            while True:
+                changes = await storage.mood_changes(key.tenant_id, last)
+                for ch in changes:
+                    last = ch.id
+                    payload = MoodChange(
+                        id=ch.id,
+                        session_id=ch.session_id,
+                        previous_mood=ch.previous_mood,
+                        mood=ch.mood,
+                        confidence=ch.confidence,
+                        signals=list(ch.signals),
+                        suggested_action=ch.suggested_action,
+                        url=ch.url,
+                        occurred_at=datetime.fromtimestamp(ch.occurred_at, UTC),
+                    ).model_dump_json()
+                    yield f"id: {ch.id}\nevent: mood.changed\ndata: {payload}\n\n".encode()
+                if changes:
+                    idle = 0.0
+                    continue
+                t0 = time.monotonic()
+                if not await storage.wait_for_mood_change(min(1.0, heartbeat)):
+                    return  # the server is shutting down
+                idle += time.monotonic() - t0
+                if idle >= heartbeat:
+                    idle = 0.0
+                    yield b": heartbeat\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def usage(self, request: Request) -> Response:
         key = await self.authenticate(request)

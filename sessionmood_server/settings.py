@@ -6,7 +6,7 @@ Order everywhere: explicit argument, then environment, then default.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///./sessionmood.db"
 
@@ -29,8 +29,12 @@ class Settings:
     max_batch_events: int = 1000
     # Demo shop + dashboard tenant (issue 6); production turns it off.
     demo: bool = False
-    cors_allow_all_for_secret_keys: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
+    # Origins the demo's publishable key accepts (the CLI fills in its own address).
+    demo_origins: tuple[str, ...] = ("http://127.0.0.1:8000", "http://localhost:8000")
+    # Where people reach this server (printed links).
+    public_url: str = "http://127.0.0.1:8000"
+    # Seconds between SSE comment lines on an idle /v1/stream/moods.
+    sse_heartbeat_s: float = 15.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -38,6 +42,7 @@ class Settings:
             "database_url": os.environ.get("SESSIONMOOD_DATABASE_URL") or DEFAULT_DATABASE_URL,
             "admin_token": os.environ.get("SESSIONMOOD_ADMIN_TOKEN") or None,
             "demo": _env_bool("SESSIONMOOD_DEMO", False),
+            "sse_heartbeat_s": float(os.environ.get("SESSIONMOOD_SSE_HEARTBEAT_S") or 15.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ from typing import Any, Literal, Protocol
 from sessionmood_client._models import MoodLabel, Plan, SuggestedAction
 from sessionmood_server.keys import KeyKind
 
+DEMO_CUSTOMER = "SessionMood demo"
+
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
@@ -80,6 +82,28 @@ class MoodCounts:
     by_mood: dict[MoodLabel, int]
 
 
+@dataclass(frozen=True, slots=True)
+class MoodChangeRecord:
+    id: int
+    session_id: str
+    previous_mood: MoodLabel
+    mood: MoodLabel
+    confidence: float
+    signals: tuple[str, ...]
+    suggested_action: SuggestedAction
+    url: str | None
+    occurred_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCounts:
+    mood: MoodLabel
+    action: str
+    taken: int
+    helpful: int
+    not_helpful: int
+
+
 class Storage(Protocol):
     """What the app needs from a database. Implementations are safe for
     concurrent use from one event loop."""
@@ -139,6 +163,33 @@ class Storage(Protocol):
     async def mood_counts(self, tenant_id: int) -> MoodCounts: ...
 
     async def month_usage(self, tenant_id: int, month: str) -> int: ...
+
+    async def ensure_demo_tenant(
+        self, raw_secret: str, raw_publishable: str, origins: tuple[str, ...], now: float
+    ) -> KeyRecord:
+        """Create the demo tenant once; replace its keys with these on every start."""
+        ...
+
+    # dashboard analytics and the live stream
+    async def page_moods(
+        self, tenant_id: int, since: float | None, until: float | None
+    ) -> dict[str, dict[MoodLabel, int]]: ...
+
+    async def action_counts(
+        self, tenant_id: int, since: float | None, until: float | None
+    ) -> list[ActionCounts]: ...
+
+    async def mood_changes(
+        self, tenant_id: int, after_id: int, limit: int = 100
+    ) -> list[MoodChangeRecord]: ...
+
+    async def last_mood_change_id(self, tenant_id: int) -> int: ...
+
+    async def wait_for_mood_change(self, timeout: float) -> bool:
+        """Return when a mood change may have been stored (by any process), or after
+        ``timeout`` seconds; callers re-query either way. False once the storage
+        is closing, so live streams end."""
+        ...
 
 
 class StorageURLError(ValueError):

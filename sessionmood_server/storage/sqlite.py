@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import sqlite3
@@ -28,12 +29,16 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from sessionmood_client._models import MOODS, Plan
+from sessionmood_client._models import MOODS, MoodLabel, Plan
 from sessionmood_server import engine
-from sessionmood_server.keys import display_prefix
+from sessionmood_server.keys import display_prefix, hash_key
+from sessionmood_server.scoring import fold_batch
 from sessionmood_server.storage import (
+    DEMO_CUSTOMER,
+    ActionCounts,
     AppendResult,
     KeyRecord,
+    MoodChangeRecord,
     MoodCounts,
     Quota,
     SessionRecord,
@@ -126,13 +131,40 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE page_moods (
+            tenant_id INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            mood TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (tenant_id, session_id, url)
+        ) WITHOUT ROWID;
+        CREATE INDEX page_moods_tenant ON page_moods(tenant_id, updated_at);
+        CREATE TABLE mood_changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            tenant_id INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            previous_mood TEXT NOT NULL,
+            mood TEXT NOT NULL,
+            confidence REAL NOT NULL,
+            signals TEXT NOT NULL,
+            suggested_action TEXT NOT NULL,
+            url TEXT,
+            occurred_at REAL NOT NULL
+        );
+        CREATE INDEX mood_changes_tenant ON mood_changes(tenant_id, id);
+        CREATE INDEX feedback_tenant ON feedback(tenant_id, created_at);
+        """,
+    ),
 ]
 
 _KEY_COLUMNS = (
     "k.key_hash, k.prefix, k.tenant_id, k.kind, t.plan, t.customer, t.email, "
     "k.created_at, k.revoked_at, k.allowed_origins"
 )
-_EVENT_CORE = frozenset({"type", "ts"})
 
 
 def _key_from_row(row: tuple[Any, ...]) -> KeyRecord:
@@ -182,6 +214,11 @@ class SQLiteStorage:
         )
         self._local = threading.local()
         self._key_cache: dict[str, KeyRecord] = {}
+        # Tenants whose sessions changed mood in the group being committed, and
+        # the signal that wakes live streams once it has committed.
+        self._changed: set[int] = set()
+        self._change_signal = asyncio.Event()
+        self._closing = False
         self._cache_version = -1
         self._all_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -216,6 +253,8 @@ class SQLiteStorage:
         self._migrate(self._conn)
 
     async def close(self) -> None:
+        self._closing = True
+        self._change_signal.set()  # live streams see _closing and end
         # Let any writes queued in this loop iteration commit before closing.
         while self._pending:
             await asyncio.sleep(0)
@@ -303,10 +342,15 @@ class SQLiteStorage:
             log.exception("SQLite group commit failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._changed.clear()
             for _, fut in jobs:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        if self._changed:
+            self._changed.clear()
+            signal, self._change_signal = self._change_signal, asyncio.Event()
+            signal.set()
         # Answer only now, after COMMIT: a 200 means the batch is durable.
         for fut, result, error in outcomes:
             if fut.done():  # the request was cancelled (client went away)
@@ -338,7 +382,6 @@ class SQLiteStorage:
     async def create_tenant_key(
         self, customer: str, email: str | None, plan: Plan, raw_key: str, now: float
     ) -> KeyRecord:
-        from sessionmood_server.keys import hash_key
 
         def job(c: sqlite3.Connection) -> KeyRecord:
             cur = c.execute(
@@ -363,7 +406,6 @@ class SQLiteStorage:
     async def create_publishable_key(
         self, tenant_id: int, raw_key: str, allowed_origins: tuple[str, ...], now: float
     ) -> KeyRecord:
-        from sessionmood_server.keys import hash_key
 
         def job(c: sqlite3.Connection) -> KeyRecord:
             c.execute(
@@ -462,36 +504,24 @@ class SQLiteStorage:
                         return AppendResult("conflict")
                     return AppendResult("replayed", orjson.loads(seen[1]))
             row = c.execute(
-                "SELECT state, event_count, last_url FROM sessions "
+                "SELECT state, event_count, last_url, mood FROM sessions "
                 "WHERE tenant_id=? AND session_id=?",
                 (tenant_id, session_id),
             ).fetchone()
             if not self._count_session_month(c, tenant_id, session_id, quota):
                 return AppendResult("quota")
             if row is None:
-                state, count, last_url = engine.new_state(), 0, None
+                state, count, last_url, previous = engine.new_state(), 0, None, "neutral"
             else:
-                state, count, last_url = engine.loads(row[0]), row[1], row[2]
-            event_rows = []
-            for i, ev in enumerate(events, start=count + 1):
-                state = engine.fold(state, ev)
-                if ev["type"] == "page_view" and ev.get("url"):
-                    last_url = ev["url"]
-                extra = {k: v for k, v in ev.items() if k not in _EVENT_CORE}
-                event_rows.append(
-                    (
-                        tenant_id,
-                        session_id,
-                        i,
-                        ev["type"],
-                        ev["ts"],
-                        now,
-                        orjson.dumps(extra).decode() if extra else None,
-                    )
-                )
-            verdict = engine.verdict(state)
+                state, count, last_url, previous = engine.loads(row[0]), row[1], row[2], row[3]
+            out = fold_batch(state, count, last_url, events)
+            verdict = out.verdict
             total = count + len(events)
-            c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", event_rows)
+            signals_json = orjson.dumps(list(verdict.signals)).decode()
+            c.executemany(
+                "INSERT INTO events VALUES (?,?,?,?,?,?,?)",
+                [(tenant_id, session_id, seq, t, ts, now, f) for seq, t, ts, f in out.event_rows],
+            )
             c.execute(
                 "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, signals, "
                 "suggested_action, event_count, created_at, updated_at, last_url) "
@@ -503,17 +533,42 @@ class SQLiteStorage:
                 (
                     tenant_id,
                     session_id,
-                    engine.dumps(state),
+                    engine.dumps(out.state),
                     verdict.mood,
                     verdict.confidence,
-                    orjson.dumps(list(verdict.signals)).decode(),
+                    signals_json,
                     verdict.suggested_action,
                     total,
                     now,
                     now,
-                    last_url,
+                    out.last_url,
                 ),
             )
+            if out.page_moods:
+                c.executemany(
+                    "INSERT INTO page_moods VALUES (?,?,?,?,?) ON CONFLICT "
+                    "(tenant_id, session_id, url) DO UPDATE SET mood=excluded.mood, "
+                    "updated_at=excluded.updated_at",
+                    [(tenant_id, session_id, u, m, now) for u, m in out.page_moods.items()],
+                )
+            if verdict.mood != previous:
+                c.execute(
+                    "INSERT INTO mood_changes (tenant_id, session_id, previous_mood, mood, "
+                    "confidence, signals, suggested_action, url, occurred_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        tenant_id,
+                        session_id,
+                        previous,
+                        verdict.mood,
+                        verdict.confidence,
+                        signals_json,
+                        verdict.suggested_action,
+                        out.last_url,
+                        now,
+                    ),
+                )
+                self._changed.add(tenant_id)
             response = {
                 "session_id": session_id,
                 "events_stored": len(events),
@@ -629,7 +684,7 @@ class SQLiteStorage:
             cur = c.execute(
                 "DELETE FROM sessions WHERE tenant_id=? AND session_id=?", (tenant_id, session_id)
             )
-            for table in ("events", "feedback", "batches"):
+            for table in ("events", "feedback", "batches", "page_moods", "mood_changes"):
                 c.execute(
                     f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?",
                     (tenant_id, session_id),
@@ -663,3 +718,122 @@ class SQLiteStorage:
             return int(row[0]) if row else 0
 
         return await self._read(run)
+
+    async def ensure_demo_tenant(
+        self, raw_secret: str, raw_publishable: str, origins: tuple[str, ...], now: float
+    ) -> KeyRecord:
+        def job(c: sqlite3.Connection) -> KeyRecord:
+            row = c.execute(
+                "SELECT id FROM tenants WHERE customer = ? ORDER BY id LIMIT 1", (DEMO_CUSTOMER,)
+            ).fetchone()
+            if row is None:
+                tenant_id = int(
+                    c.execute(
+                        "INSERT INTO tenants (customer, email, plan, created_at) "
+                        "VALUES (?, NULL, 'growth', ?)",
+                        (DEMO_CUSTOMER, now),
+                    ).lastrowid
+                    or 0
+                )
+            else:
+                tenant_id = row[0]
+            # Keys are stored hashed, so last run's demo keys cannot be shown
+            # again: retire them and issue fresh ones.
+            c.execute(
+                "UPDATE api_keys SET revoked_at=? WHERE tenant_id=? AND revoked_at IS NULL",
+                (now, tenant_id),
+            )
+            for raw, kind, allowed in (
+                (raw_secret, "secret", ()),
+                (raw_publishable, "publishable", origins),
+            ):
+                c.execute(
+                    "INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, allowed_origins, "
+                    "created_at) VALUES (?,?,?,?,?,?)",
+                    (
+                        hash_key(raw),
+                        display_prefix(raw),
+                        tenant_id,
+                        kind,
+                        orjson.dumps(list(allowed)).decode(),
+                        now,
+                    ),
+                )
+            row = c.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+                "WHERE k.key_hash = ?",
+                (hash_key(raw_secret),),
+            ).fetchone()
+            return _key_from_row(row)
+
+        result = await self._write(job)
+        self._key_cache.clear()
+        return result
+
+    async def page_moods(
+        self, tenant_id: int, since: float | None, until: float | None
+    ) -> dict[str, dict[MoodLabel, int]]:
+        def run(c: sqlite3.Connection) -> dict[str, dict[MoodLabel, int]]:
+            out: dict[str, dict[MoodLabel, int]] = {}
+            for url, mood, n in c.execute(
+                "SELECT url, mood, count(*) FROM page_moods WHERE tenant_id=? "
+                "AND updated_at >= ? AND updated_at < ? GROUP BY url, mood",
+                (tenant_id, since or 0.0, until or 1e18),
+            ):
+                out.setdefault(url, {})[mood] = n
+            return out
+
+        return await self._read_large(run)
+
+    async def action_counts(
+        self, tenant_id: int, since: float | None, until: float | None
+    ) -> list[ActionCounts]:
+        def run(c: sqlite3.Connection) -> list[ActionCounts]:
+            return [
+                ActionCounts(mood, action, n, helpful or 0, unhelpful or 0)
+                for mood, action, n, helpful, unhelpful in c.execute(
+                    "SELECT mood, action_taken, count(*), sum(was_helpful = 1), "
+                    "sum(was_helpful = 0) FROM feedback WHERE tenant_id=? "
+                    "AND created_at >= ? AND created_at < ? GROUP BY mood, action_taken "
+                    "ORDER BY mood, action_taken",
+                    (tenant_id, since or 0.0, until or 1e18),
+                )
+            ]
+
+        return await self._read_large(run)
+
+    async def mood_changes(
+        self, tenant_id: int, after_id: int, limit: int = 100
+    ) -> list[MoodChangeRecord]:
+        def run(c: sqlite3.Connection) -> list[MoodChangeRecord]:
+            return [
+                MoodChangeRecord(
+                    r[0], r[1], r[2], r[3], r[4], tuple(orjson.loads(r[5])), r[6], r[7], r[8]
+                )
+                for r in c.execute(
+                    "SELECT id, session_id, previous_mood, mood, confidence, signals, "
+                    "suggested_action, url, occurred_at FROM mood_changes "
+                    "WHERE tenant_id=? AND id > ? ORDER BY id LIMIT ?",
+                    (tenant_id, after_id, limit),
+                )
+            ]
+
+        return await self._read(run)
+
+    async def last_mood_change_id(self, tenant_id: int) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            row = c.execute(
+                "SELECT max(id) FROM mood_changes WHERE tenant_id=?", (tenant_id,)
+            ).fetchone()
+            return int(row[0] or 0)
+
+        return await self._read(run)
+
+    async def wait_for_mood_change(self, timeout: float) -> bool:
+        if self._closing:
+            return False
+        # Another process writing the same file cannot wake us: the timeout
+        # doubles as the polling interval for that case.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._change_signal.wait(), timeout)
+        return not self._closing
