@@ -292,6 +292,8 @@ class Api:
             raise ApiError(
                 409,
                 "Idempotency key reused",
+                # Permanent: retrying the same batch id cannot succeed.
+                headers={"X-Should-Retry": "false"},
                 field="batch_id",
                 message="this batch_id was already used for another session",
             )

@@ -232,3 +232,72 @@ def test_unknown_scheme() -> None:
 )
 def test_parse_sqlite_url(url: str, path: str, opts: dict[str, str]) -> None:
     assert parse_sqlite_url(url) == (path, opts)
+
+
+async def test_page_moods_and_mood_changes(store: Storage) -> None:
+    t = await _tenant(store)
+    calm = [_ev("page_view", NOW, url="/a"), _ev(ts=NOW + 1), _ev(ts=NOW + 2)]
+    await store.append_events(t, "s", calm, None, MONTH, NOW)
+    bad = [_ev("page_view", NOW + 10, url="/pay")]
+    bad += [_ev(k, NOW + 11 + i) for i, k in enumerate(["rage_click", "error", "error"])]
+    res = await store.append_events(t, "s", bad, None, MONTH, NOW + 20)
+    assert res.response["current_mood"] == "frustrated"
+    pages = await store.page_moods(t, None, None)
+    assert set(pages) == {"/a", "/pay"}
+    assert pages["/pay"] == {"frustrated": 1}
+    assert await store.page_moods(t, NOW + 100, None) == {}
+    # the range filters on when a page's mood was last recorded: both pages
+    # were last recorded by the second batch (left /a, now on /pay)
+    assert await store.page_moods(t, None, NOW + 10) == {}
+    assert set(await store.page_moods(t, NOW + 10, NOW + 30)) == {"/a", "/pay"}
+    changes = await store.mood_changes(t, 0)
+    assert changes and changes[-1].mood == "frustrated" and changes[-1].url == "/pay"
+    assert changes[-1].session_id == "s" and changes[-1].suggested_action == "show_live_chat"
+    assert [c.id for c in changes] == sorted(c.id for c in changes)
+    assert await store.last_mood_change_id(t) == changes[-1].id
+    assert await store.mood_changes(t, changes[-1].id) == []
+    other = await _tenant(store)
+    assert await store.mood_changes(other, 0) == []
+    assert await store.last_mood_change_id(other) == 0
+    # erasure takes the page and change history with it
+    await store.delete_session(t, "s")
+    assert await store.page_moods(t, None, None) == {}
+    assert await store.mood_changes(t, 0) == []
+
+
+async def test_wait_for_mood_change_wakes_on_commit(store: Storage) -> None:
+    t = await _tenant(store)
+    waiter = asyncio.create_task(store.wait_for_mood_change(5.0))
+    await asyncio.sleep(0.05)
+    bad = [_ev("rage_click"), _ev("error"), _ev("error"), _ev("rage_click")]
+    t0 = asyncio.get_running_loop().time()
+    await store.append_events(t, "w", bad, None, MONTH, NOW)
+    assert await asyncio.wait_for(waiter, 5.0) is True
+    assert asyncio.get_running_loop().time() - t0 < 2.0
+
+
+async def test_action_counts(store: Storage) -> None:
+    t = await _tenant(store)
+    await store.append_events(t, "s", [_ev()], None, MONTH, NOW)
+    for helpful in (True, False, None, True):
+        await store.add_feedback(t, "s", "show_tooltip", helpful, None, NOW)
+    await store.add_feedback(t, "s", "no_action", None, None, NOW + 50)
+    counts = {(c.mood, c.action): c for c in await store.action_counts(t, None, None)}
+    tip = counts[("neutral", "show_tooltip")]
+    assert (tip.taken, tip.helpful, tip.not_helpful) == (4, 2, 1)
+    assert [c.action for c in await store.action_counts(t, NOW + 10, None)] == ["no_action"]
+
+
+async def test_demo_tenant_is_reused_and_keys_rotated(store: Storage) -> None:
+    sm1, pk1 = new_key(), new_key("publishable")
+    first = await store.ensure_demo_tenant(sm1, pk1, ("http://127.0.0.1:8000",), NOW)
+    await store.append_events(first.tenant_id, "kept", [_ev()], None, MONTH, NOW)
+    sm2, pk2 = new_key(), new_key("publishable")
+    second = await store.ensure_demo_tenant(sm2, pk2, ("http://127.0.0.1:8000",), NOW + 1)
+    assert second.tenant_id == first.tenant_id and second.kind == "secret"
+    old = await store.find_key(hash_key(sm1))
+    assert old is not None and old.revoked_at is not None
+    new_pk = await store.find_key(hash_key(pk2))
+    assert new_pk is not None and new_pk.revoked_at is None
+    assert new_pk.allowed_origins == ("http://127.0.0.1:8000",)
+    assert await store.get_session(second.tenant_id, "kept") is not None

@@ -1,0 +1,456 @@
+"""Everything the sync and async clients share: all of it free of I/O.
+
+Configuration, building requests, mapping responses to models or errors,
+deciding whether to retry and how long to wait live here once, so that
+``SessionMoodClient`` and ``AsyncSessionMoodClient`` differ only in ``await``
+and in how they sleep. If a behaviour differs between the two, it is a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Any, Generic, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    SessionMoodError,
+)
+from ._models import (
+    AnalyticsResponse,
+    DeleteSessionResponse,
+    Event,
+    ExportEventsResponse,
+    FeedbackResponse,
+    HealthResponse,
+    KeyGenerateResponse,
+    MoodResponse,
+    Plan,
+    PostEventsResponse,
+    UsageResponse,
+)
+from ._version import __version__
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "BaseClient",
+    "EventInput",
+    "ModelT",
+    "RequestSpec",
+    "decode_body",
+    "quote_session_id",
+    "serialize_event",
+    "translate_httpx_errors",
+]
+
+log = logging.getLogger("sessionmood_client")
+
+API_KEY_ENV = "SESSIONMOOD_API_KEY"
+BASE_URL_ENV = "SESSIONMOOD_BASE_URL"
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+# Connect fails fast (a dead host should not stall a request handler for long);
+# the rest allows for a slow database behind the API.
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+DEFAULT_MAX_RETRIES = 2
+
+# An event as callers may pass it: a typed model or a plain dict on the wire shape.
+EventInput = Event | Mapping[str, Any]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+HttpClientT = TypeVar("HttpClientT", httpx.Client, httpx.AsyncClient)
+
+# Transport failures worth another try; anything else (a malformed URL, a bad
+# header) fails the same way every time.
+_RETRYABLE_TRANSPORT_ERRORS = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
+
+
+@contextmanager
+def translate_httpx_errors(request: httpx.Request) -> Iterator[None]:
+    """The one place where httpx exceptions become ``APIConnectionError``s.
+
+    A plain (sync) context manager on purpose: it also wraps an ``await``.
+    """
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(request=request) from exc
+    except httpx.RequestError as exc:
+        raise APIConnectionError(f"Connection error: {exc}", request=request) from exc
+
+
+@dataclass(frozen=True)
+class RequestSpec(Generic[ModelT]):
+    """One API call, described without doing it: what to send, what to parse."""
+
+    method: str
+    path: str
+    cast_to: type[ModelT]
+    json: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    authenticated: bool = True
+
+
+def quote_session_id(session_id: str) -> str:
+    """Percent-encode a session id so any character survives as one path segment."""
+    if not isinstance(session_id, str) or not session_id:
+        raise ValueError("session_id must be a non-empty string")
+    quoted = quote(session_id, safe="")
+    # "." and ".." are unreserved, so quote() keeps them, and httpx would then
+    # collapse them as dot-segments and hit a different URL.
+    if quoted in {".", ".."}:
+        quoted = quoted.replace(".", "%2E")
+    return quoted
+
+
+def serialize_event(event: EventInput) -> dict[str, Any]:
+    """Wire form of one event; dicts pass through so the server stays the judge."""
+    if isinstance(event, BaseModel):
+        return event.model_dump(mode="json", exclude_none=True)
+    if isinstance(event, Mapping):
+        return dict(event)
+    raise TypeError(f"an event must be an event model or a mapping, not {type(event).__name__}")
+
+
+def decode_body(response: httpx.Response) -> object:
+    """The JSON body, or the text when it is not JSON (a proxy's HTML page, say)."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _is_quota_exhausted(body: object) -> bool:
+    # The monthly-quota 429 names the plan and when it resets; waiting seconds
+    # cannot help, so it must not be retried.
+    return isinstance(body, dict) and any(k in body for k in ("plan", "limit", "reset_at"))
+
+
+def _mask(api_key: str | None) -> str:
+    return "None" if api_key is None else f"'{api_key[:5]}…'"
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    429: RateLimitError,
+}
+
+
+class BaseClient(Generic[HttpClientT]):
+    """State and I/O-free logic shared by the sync and async clients."""
+
+    # Backoff: INITIAL * 2**retry, capped at MAX, times a jitter in (1 - JITTER, 1]
+    # so that many clients failing together do not retry in lockstep.
+    INITIAL_RETRY_DELAY = 0.5
+    MAX_RETRY_DELAY = 8.0
+    JITTER = 0.25
+    # A server asking us to wait longer than this is not worth blocking a caller on.
+    MAX_RETRY_AFTER = 60.0
+
+    base_url: str
+    timeout: httpx.Timeout
+    max_retries: int
+    _api_key: str | None
+    _http: HttpClientT
+    _owns_http: bool
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: HttpClientT | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        key = key.strip() if key else None
+        if not key:
+            raise SessionMoodError(
+                f"No API key: pass api_key=... or set the {API_KEY_ENV} environment variable "
+                "(create one with generate_key() or POST /v1/keys/generate)."
+            )
+        self._setup(key, base_url, timeout, max_retries, http_client)
+
+    @classmethod
+    def _without_key(cls, base_url: str | None, http_client: HttpClientT | None) -> Self:
+        """An instance for the endpoints that need no key (``generate_key``)."""
+        self = cls.__new__(cls)
+        self._setup(None, base_url, DEFAULT_TIMEOUT, DEFAULT_MAX_RETRIES, http_client)
+        return self
+
+    def _setup(
+        self,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float | httpx.Timeout,
+        max_retries: int,
+        http_client: HttpClientT | None,
+    ) -> None:
+        url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise SessionMoodError(f"Invalid base URL {url!r}: {exc}") from exc
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise SessionMoodError(
+                f"Invalid base URL {url!r}: expected http(s)://host[:port]; "
+                f"check base_url= or {BASE_URL_ENV}."
+            )
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self._api_key = api_key
+        self.base_url = url.rstrip("/")
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.max_retries = max_retries
+        self._owns_http = http_client is None
+        self._http = self._make_http_client() if http_client is None else http_client
+
+    def _make_http_client(self) -> HttpClientT:
+        # Redirects stay off (the httpx default): httpx strips Authorization on
+        # a cross-origin redirect but would forward X-Api-Key to any host.
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={_mask(self._api_key)})"
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the underlying HTTP client has been closed."""
+        return self._http.is_closed
+
+    # -- hooks that tests patch ------------------------------------------------
+
+    def _random(self) -> float:
+        return random.random()
+
+    def _now(self) -> float:
+        return time.time()
+
+    # -- the API, described ----------------------------------------------------
+
+    def _send_events_spec(
+        self, session_id: str, events: Sequence[EventInput], batch_id: str | None
+    ) -> RequestSpec[PostEventsResponse]:
+        if isinstance(events, Mapping) or not isinstance(events, Sequence):
+            raise TypeError("events must be a list of events")
+        if not events:
+            raise ValueError("events must contain at least one event")
+        # One key per call, fixed before the first try: every retry carries the
+        # same key, so the server stores the batch at most once.
+        key = batch_id if batch_id is not None else str(uuid.uuid4())
+        return RequestSpec(
+            "POST",
+            f"/v1/sessions/{quote_session_id(session_id)}/events",
+            PostEventsResponse,
+            json={"events": [serialize_event(e) for e in events], "batch_id": key},
+            headers={"Idempotency-Key": key},
+        )
+
+    def _get_mood_spec(self, session_id: str) -> RequestSpec[MoodResponse]:
+        return RequestSpec("GET", f"/v1/sessions/{quote_session_id(session_id)}/mood", MoodResponse)
+
+    def _send_feedback_spec(
+        self, session_id: str, action_taken: str, was_helpful: bool | None, notes: str | None
+    ) -> RequestSpec[FeedbackResponse]:
+        body: dict[str, Any] = {"action_taken": action_taken}
+        if was_helpful is not None:
+            body["was_helpful"] = was_helpful
+        if notes is not None:
+            body["notes"] = notes
+        return RequestSpec(
+            "POST",
+            f"/v1/sessions/{quote_session_id(session_id)}/feedback",
+            FeedbackResponse,
+            json=body,
+        )
+
+    def _get_analytics_spec(self) -> RequestSpec[AnalyticsResponse]:
+        return RequestSpec("GET", "/v1/analytics/moods", AnalyticsResponse)
+
+    def _delete_session_spec(self, session_id: str) -> RequestSpec[DeleteSessionResponse]:
+        return RequestSpec(
+            "DELETE", f"/v1/sessions/{quote_session_id(session_id)}", DeleteSessionResponse
+        )
+
+    def _export_events_spec(self, session_id: str) -> RequestSpec[ExportEventsResponse]:
+        return RequestSpec(
+            "GET", f"/v1/sessions/{quote_session_id(session_id)}/events", ExportEventsResponse
+        )
+
+    def _get_usage_spec(self) -> RequestSpec[UsageResponse]:
+        return RequestSpec("GET", "/v1/usage", UsageResponse)
+
+    def _health_spec(self) -> RequestSpec[HealthResponse]:
+        return RequestSpec("GET", "/health", HealthResponse, authenticated=False)
+
+    @staticmethod
+    def _generate_key_spec(
+        customer_name: str, email: str | None, plan: Plan
+    ) -> RequestSpec[KeyGenerateResponse]:
+        body: dict[str, Any] = {"customer_name": customer_name, "plan": plan}
+        if email is not None:
+            body["email"] = email
+        return RequestSpec(
+            "POST", "/v1/keys/generate", KeyGenerateResponse, json=body, authenticated=False
+        )
+
+    # -- requests and responses ------------------------------------------------
+
+    def _build_request(self, spec: RequestSpec[Any]) -> httpx.Request:
+        headers = {"Accept": "application/json", "User-Agent": f"sessionmood-python/{__version__}"}
+        if spec.authenticated:
+            if self._api_key is None:  # only _without_key instances, which never get here
+                raise SessionMoodError(f"This call needs an API key; set {API_KEY_ENV}.")
+            headers["X-Api-Key"] = self._api_key
+        headers.update(spec.headers)
+        # build_request (not httpx.Request) so an injected client's own default
+        # headers and cookies still apply. The body is bytes, so the same request
+        # object can be sent again on retry, byte for byte.
+        return self._http.build_request(
+            spec.method,
+            self.base_url + spec.path,
+            json=spec.json,
+            headers=headers,
+            timeout=self.timeout,
+        )
+
+    def _process_response(self, spec: RequestSpec[ModelT], response: httpx.Response) -> ModelT:
+        body = decode_body(response)
+        if not response.is_success:
+            raise self._make_status_error(response, body)
+        try:
+            return spec.cast_to.model_validate(body)
+        except ValidationError as exc:
+            raise APIResponseValidationError(
+                f"{spec.method} {spec.path} answered {response.status_code} with a body that is "
+                f"not a {spec.cast_to.__name__}: {exc.error_count()} validation error(s)",
+                response=response,
+                body=body,
+            ) from exc
+
+    def _make_status_error(self, response: httpx.Response, body: object) -> APIStatusError:
+        status = response.status_code
+        cls = _STATUS_ERRORS.get(status) or (
+            InternalServerError if status >= 500 else APIStatusError
+        )
+        message = f"HTTP {status}"
+        if isinstance(body, dict):
+            if isinstance(body.get("error"), str):
+                message += f": {body['error']}"
+            if isinstance(body.get("message"), str):
+                message += f" ({body['message']})"
+        elif isinstance(body, str) and body.strip():
+            message += f": {body.strip()[:200]}"
+        error = cls(message, response=response, body=body)
+        if error.request_id:
+            error.args = (f"{message} [request_id={error.request_id}]",)
+        return error
+
+    # -- retries ---------------------------------------------------------------
+
+    def _retry_delay_after_error(
+        self, error: APIConnectionError, retries_done: int
+    ) -> float | None:
+        """Seconds to wait before retrying after a transport error, or None to give up."""
+        if retries_done >= self.max_retries:
+            return None
+        if not isinstance(error.__cause__, _RETRYABLE_TRANSPORT_ERRORS):
+            return None
+        delay = self._backoff(retries_done)
+        self._log_retry(error.request, delay, retries_done, type(error.__cause__).__name__)
+        return delay
+
+    def _retry_delay_after_response(
+        self, response: httpx.Response, retries_done: int
+    ) -> float | None:
+        """Seconds to wait before retrying after this response, or None to keep it."""
+        if retries_done >= self.max_retries:
+            return None
+        status = response.status_code
+        retry_after = self._parse_retry_after(response)
+        # A server can veto retries of an answer that will not change (the
+        # Anthropic SDK's header), e.g. a 409 that is a permanent conflict.
+        if response.headers.get("x-should-retry", "").lower() == "false":
+            return None
+        if status == 429:
+            # Only a short-term throttle that says when to come back is retried;
+            # the monthly quota answer is final until reset_at.
+            if retry_after is None or _is_quota_exhausted(decode_body(response)):
+                return None
+        elif not (status in (408, 409) or status >= 500):
+            return None
+        delay = retry_after if retry_after is not None else self._backoff(retries_done)
+        self._log_retry(response.request, delay, retries_done, f"HTTP {status}")
+        return delay
+
+    def _backoff(self, retries_done: int) -> float:
+        base = min(self.INITIAL_RETRY_DELAY * 2.0**retries_done, self.MAX_RETRY_DELAY)
+        return base * (1 - self.JITTER * self._random())
+
+    def _parse_retry_after(self, response: httpx.Response) -> float | None:
+        """``Retry-After`` as seconds (delta-seconds or HTTP-date), capped; None if absent/bad."""
+        value = response.headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+            # HTTP-dates are GMT; "-0000" parses as naive, which would mean local time.
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = when.timestamp() - self._now()
+        if seconds != seconds:  # NaN
+            return None
+        return min(max(seconds, 0.0), self.MAX_RETRY_AFTER)
+
+    def _log_retry(self, request: httpx.Request, delay: float, retries_done: int, why: str) -> None:
+        # Method and path only: headers carry the API key and must never be logged.
+        log.info(
+            "Retrying %s %s in %.2fs (retry %d of %d) after %s",
+            request.method,
+            request.url.path,
+            delay,
+            retries_done + 1,
+            self.max_retries,
+            why,
+        )
