@@ -61,6 +61,13 @@ __all__ = [
     "ScrollEvent",
     "SuggestedAction",
     "UsageResponse",
+    "Webhook",
+    "WebhookCreateRequest",
+    "WebhookCreated",
+    "WebhookDeleted",
+    "WebhookDelivery",
+    "WebhookDeliveryList",
+    "WebhookList",
     "event_adapter",
 ]
 
@@ -261,6 +268,14 @@ class PublishableKeyRequest(BaseModel):
     ]
 
 
+class WebhookCreateRequest(BaseModel):
+    """Body of ``POST /v1/webhooks``: where to send mood changes, optionally only some moods."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    moods: Annotated[list[MoodLabel], Field(min_length=1)] | None = None
+
+
 # ---------------------------------------------------------------------------
 # Responses
 # ---------------------------------------------------------------------------
@@ -406,6 +421,57 @@ class PublishableKeyResponse(BaseModel):
     publishable_key: str
     allowed_origins: list[str]
     message: str
+
+
+class Webhook(BaseModel):
+    """A webhook subscription (its secret is only shown when it is created)."""
+
+    model_config = _RESPONSE
+    id: str
+    url: str
+    moods: list[MoodLabel] | None
+    created_at: datetime
+
+
+class WebhookCreated(Webhook):
+    """Answer to ``POST /v1/webhooks``: ``secret`` signs every delivery; shown once."""
+
+    secret: str
+
+
+class WebhookList(BaseModel):
+    model_config = _RESPONSE
+    webhooks: list[Webhook]
+
+
+class WebhookDeleted(BaseModel):
+    model_config = _RESPONSE
+    id: str
+    deleted: bool
+
+
+class WebhookDelivery(BaseModel):
+    """One delivery of one mood change to one webhook, and how its attempts went."""
+
+    model_config = _RESPONSE
+    id: int
+    change_id: int
+    session_id: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    latency_ms: float | None
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+class WebhookDeliveryList(BaseModel):
+    """Answer to ``GET /v1/webhooks/{id}/deliveries``: newest first."""
+
+    model_config = _RESPONSE
+    deliveries: list[WebhookDelivery]
 
 
 class UsageResponse(BaseModel):

@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gzip
+import hashlib
 import logging
+import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from sessionmood_server.cors import CORSMiddleware
 from sessionmood_server.errors import ApiError, JSONResponse
 from sessionmood_server.keys import new_key
 from sessionmood_server.openapi import build_openapi
+from sessionmood_server.retention import purge_expired
 from sessionmood_server.routes import VERSION, Api
 from sessionmood_server.settings import Settings
 from sessionmood_server.storage import Storage, open_storage
+from sessionmood_server.webhooks import DeliveryWorker
 
 log = logging.getLogger("sessionmood")
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -41,13 +50,49 @@ def _redirect(to: str) -> Any:
     return endpoint
 
 
-class CachedStaticFiles(StaticFiles):
-    """Static files with ETag (from Starlette) plus a short public cache, so
-    a tracker update reaches sites within minutes while repeat views revalidate cheaply."""
+_GZIP_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
-    def file_response(self, *args: Any, **kwargs: Any) -> Response:
-        response = super().file_response(*args, **kwargs)
+
+class CachedStaticFiles(StaticFiles):
+    """Static files with ETag, a short public cache (a tracker update reaches sites
+    within minutes; repeat views revalidate cheaply) and gzip for text assets, so
+    tracker.js travels at its gzipped size without a reverse proxy."""
+
+    _gzipped: dict[tuple[str, float], tuple[bytes, str]] = {}
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        headers = Headers(scope=scope)
+        path = str(full_path)
+        media = _GZIP_TYPES.get(os.path.splitext(path)[1])
+        if media is not None and "gzip" in headers.get("accept-encoding", ""):
+            key = (path, stat_result.st_mtime)
+            if key not in self._gzipped:
+                raw = Path(path).read_bytes()
+                etag = '"' + hashlib.sha256(raw).hexdigest()[:32] + '-gz"'
+                self._gzipped[key] = (gzip.compress(raw, 9, mtime=0), etag)
+            body, etag = self._gzipped[key]
+            common = {
+                "ETag": etag,
+                "Cache-Control": "public, max-age=300",
+                "Vary": "Accept-Encoding",
+            }
+            if etag in headers.get("if-none-match", ""):
+                return Response(status_code=304, headers=common)
+            return Response(
+                body,
+                status_code=status_code,
+                headers={**common, "Content-Encoding": "gzip"},
+                media_type=media,
+            )
+        response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers["Cache-Control"] = "public, max-age=300"
+        response.headers["Vary"] = "Accept-Encoding"
         return response
 
 
@@ -119,6 +164,10 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         Route("/v1/analytics/actions", api.analytics_actions, methods=["GET"]),
         Route("/v1/stream/moods", api.stream_moods, methods=["GET"]),
         Route("/v1/usage", api.usage, methods=["GET"]),
+        Route("/v1/webhooks", api.create_webhook, methods=["POST"]),
+        Route("/v1/webhooks", api.list_webhooks, methods=["GET"]),
+        Route("/v1/webhooks/{webhook_id}", api.delete_webhook, methods=["DELETE"]),
+        Route("/v1/webhooks/{webhook_id}/deliveries", api.list_deliveries, methods=["GET"]),
         # {session_id:path} so that URL-encoded slashes in ids round-trip; the
         # fixed suffix tells the routes apart.
         Route(sid + "/events", api.post_events, methods=["POST"]),
@@ -159,9 +208,23 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
                 "  (new demo keys on every start; `sessionmood serve --no-demo` in production)\n",
                 flush=True,
             )
+        background: list[Callable[[], Awaitable[None]]] = []
+        if settings.webhooks_enabled:
+            worker = DeliveryWorker(
+                store,
+                allow_private=settings.allow_private_webhooks,
+                retry_base_s=settings.webhook_retry_base_s,
+            )
+            worker.start()
+            background.append(worker.stop)
+        if settings.purge_interval_s > 0:
+            purger = asyncio.create_task(_purge_forever(store, settings.purge_interval_s))
+            background.append(lambda: _cancel(purger))
         try:
             yield
         finally:
+            for stop in background:
+                await stop()
             await store.close()
 
     middleware = [Middleware(CORSMiddleware)]
@@ -178,6 +241,24 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.state.api = api
     app.state.settings = settings
     return app
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _purge_forever(store: Storage, interval_s: float) -> None:
+    """Retention: erase sessions past their plan's window, a chunk at a time."""
+    while True:
+        try:
+            total = await purge_expired(store, time.time())
+            if total:
+                log.info("retention purge erased %d session(s)", total)
+        except Exception:  # a failed pass is retried next period
+            log.exception("retention purge failed")
+        await asyncio.sleep(interval_s)
 
 
 def _redact(url: str) -> str:

@@ -45,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
         help="do not serve the demo shop or create the demo tenant (production)",
     )
 
+    purge = sub.add_parser(
+        "purge", help="erase sessions past their plan's retention window (7/30/90 days)"
+    )
+    purge.add_argument(
+        "--as-of",
+        type=float,
+        help="Unix time to treat as now (default: now); for audits and tests",
+    )
+
     keys = sub.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
     create = ksub.add_parser("create", help="create a tenant and its secret key")
@@ -77,7 +86,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings, demo=not args.no_demo, demo_origins=origins, public_url=public
         )
         return _serve(args, serve_settings)
+    if args.command == "purge":
+        return asyncio.run(_purge(storage, args.as_of))
     return asyncio.run(_keys(args, storage))
+
+
+async def _purge(storage: Storage, as_of: float | None) -> int:
+    from sessionmood_server.retention import purge_expired
+
+    await storage.open()
+    try:
+        n = await purge_expired(storage, time.time() if as_of is None else as_of)
+    finally:
+        await storage.close()
+    print(f"purged {n} expired session(s)")
+    return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from sessionmood_client._models import (
+    DEFAULT_ACTIONS,
     MOODS,
     PLANS,
     ActionAnalyticsItem,
@@ -38,6 +39,13 @@ from sessionmood_client._models import (
     PublishableKeyRequest,
     PublishableKeyResponse,
     UsageResponse,
+    Webhook,
+    WebhookCreated,
+    WebhookCreateRequest,
+    WebhookDeleted,
+    WebhookDelivery,
+    WebhookDeliveryList,
+    WebhookList,
 )
 from sessionmood_server.errors import (
     ApiError,
@@ -49,16 +57,25 @@ from sessionmood_server.errors import (
 )
 from sessionmood_server.keys import PLANS as PLAN_INFO
 from sessionmood_server.keys import hash_key, key_kind, new_key
+from sessionmood_server.learning import LEARNED_SIGNAL, Policy, apply_policy, learn_policy
 from sessionmood_server.settings import Settings
-from sessionmood_server.storage import KeyRecord, Quota, Storage
+from sessionmood_server.storage import KeyRecord, Quota, Storage, WebhookRecord
 from sessionmood_server.validation import (
     check_session_id,
     parse_events,
     parse_feedback,
     read_json,
 )
+from sessionmood_server.webhooks import (
+    WebhookURLError,
+    check_webhook_url,
+    new_webhook_id,
+    new_webhook_secret,
+)
 
 VERSION = "1.0.0"
+POLICY_TTL_S = 10.0
+MAX_WEBHOOKS = 20
 
 
 def iso(ts: float) -> str:
@@ -111,6 +128,10 @@ def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
+def _dt_req(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
 def normalise_origin(origin: str) -> str | None:
     """``https://Shop.example:443/`` -> ``https://shop.example:443``; None if not an origin."""
     parsed = urlsplit(origin.strip())
@@ -136,6 +157,20 @@ class Api:
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self.settings = settings
         self.storage = storage
+        # tenant -> (expires at, learned policy). Short-lived so other replicas'
+        # feedback shows up soon; this process's own feedback drops the entry.
+        self._policies: dict[int, tuple[float, Policy]] = {}
+
+    async def policy(self, tenant_id: int) -> Policy:
+        now = time.monotonic()
+        hit = self._policies.get(tenant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        policy = learn_policy(await self.storage.action_counts(tenant_id, None, None))
+        if len(self._policies) > 10_000:
+            self._policies.clear()
+        self._policies[tenant_id] = (now + POLICY_TTL_S, policy)
+        return policy
 
     # -- auth ----------------------------------------------------------------
 
@@ -278,6 +313,7 @@ class Api:
             batch_id,
             Quota(month, plan.monthly_sessions, plan.blocks_at_limit),
             now,
+            await self.policy(key.tenant_id),
         )
         if result.status == "quota":
             raise ApiError(
@@ -308,12 +344,18 @@ class Api:
         rec = await self.storage.get_session(key.tenant_id, session_id)
         if rec is None:
             raise session_not_found(session_id)
+        signals = list(rec.signals)
+        # Re-applied at read time: feedback since the last batch counts too.
+        policy = await self.policy(key.tenant_id)
+        action = apply_policy(policy, rec.mood, DEFAULT_ACTIONS[rec.mood], signals)
+        if action == DEFAULT_ACTIONS[rec.mood] and LEARNED_SIGNAL in signals:
+            signals.remove(LEARNED_SIGNAL)  # learned at write time, since unlearned
         body = MoodResponse(
             session_id=session_id,
             mood=rec.mood,
             confidence=rec.confidence,
-            signals=list(rec.signals),
-            suggested_action=rec.suggested_action,
+            signals=signals,
+            suggested_action=action,
             event_count=rec.event_count,
             updated_at=datetime.fromtimestamp(rec.updated_at, UTC),
         )
@@ -342,6 +384,7 @@ class Api:
         )
         if not ok:
             raise session_not_found(session_id)
+        self._policies.pop(key.tenant_id, None)
         return model_response(FeedbackResponse(session_id=session_id, feedback_recorded=True))
 
     async def delete_session(self, request: Request) -> Response:
@@ -462,6 +505,100 @@ class Api:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    # -- webhooks ----------------------------------------------------------------
+
+    async def _webhook_key(self, request: Request) -> KeyRecord:
+        key = await self.authenticate(request)
+        if key.plan not in {"growth", "pro"}:
+            raise forbidden(
+                f"webhooks are available on the growth and pro plans (this key is {key.plan})"
+            )
+        return key
+
+    async def create_webhook(self, request: Request) -> Response:
+        key = await self._webhook_key(request)
+        data = await read_json(request, self.settings.max_body_bytes)
+        try:
+            req = WebhookCreateRequest.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in err["loc"]) or "url"
+            if err["type"] == "missing":
+                raise bad_request("Missing required field", field=field) from None
+            raise bad_request("Invalid field", field=field, message=err["msg"]) from None
+        try:
+            url = await check_webhook_url(req.url, self.settings.allow_private_webhooks)
+        except WebhookURLError as exc:
+            raise bad_request("Webhook URL refused", field="url", message=str(exc)) from None
+        if len(await self.storage.list_webhooks(key.tenant_id)) >= MAX_WEBHOOKS:
+            raise bad_request(f"At most {MAX_WEBHOOKS} webhooks per tenant", field="url")
+        record = WebhookRecord(
+            id=new_webhook_id(),
+            tenant_id=key.tenant_id,
+            url=url,
+            moods=None if req.moods is None else tuple(dict.fromkeys(req.moods)),
+            secret=new_webhook_secret(),
+            created_at=time.time(),
+        )
+        await self.storage.create_webhook(record)
+        body = WebhookCreated(
+            id=record.id,
+            url=record.url,
+            moods=None if record.moods is None else list(record.moods),
+            secret=record.secret,
+            created_at=_dt_req(record.created_at),
+        )
+        return model_response(body, 201)
+
+    async def list_webhooks(self, request: Request) -> Response:
+        key = await self._webhook_key(request)
+        hooks = await self.storage.list_webhooks(key.tenant_id)
+        body = WebhookList(
+            webhooks=[
+                Webhook(
+                    id=h.id,
+                    url=h.url,
+                    moods=None if h.moods is None else list(h.moods),
+                    created_at=_dt_req(h.created_at),
+                )
+                for h in hooks
+            ]
+        )
+        return model_response(body)
+
+    async def delete_webhook(self, request: Request) -> Response:
+        key = await self._webhook_key(request)
+        webhook_id = request.path_params["webhook_id"]
+        if not await self.storage.delete_webhook(key.tenant_id, webhook_id, time.time()):
+            raise ApiError(404, "Webhook not found", webhook_id=webhook_id)
+        return model_response(WebhookDeleted(id=webhook_id, deleted=True))
+
+    async def list_deliveries(self, request: Request) -> Response:
+        key = await self._webhook_key(request)
+        webhook_id = request.path_params["webhook_id"]
+        rows = await self.storage.list_deliveries(key.tenant_id, webhook_id)
+        if rows is None:
+            raise ApiError(404, "Webhook not found", webhook_id=webhook_id)
+        body = WebhookDeliveryList(
+            deliveries=[
+                WebhookDelivery(
+                    id=d.id,
+                    change_id=d.change_id,
+                    session_id=d.session_id,
+                    status=d.status,
+                    attempts=d.attempts,
+                    last_status_code=d.last_status_code,
+                    last_error=d.last_error,
+                    latency_ms=None if d.latency_ms is None else round(d.latency_ms, 2),
+                    created_at=_dt_req(d.created_at),
+                    delivered_at=_dt(d.delivered_at),
+                    next_attempt_at=_dt(d.next_attempt_at),
+                )
+                for d in rows
+            ]
+        )
+        return model_response(body)
 
     async def usage(self, request: Request) -> Response:
         key = await self.authenticate(request)

@@ -35,6 +35,13 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     # Seconds between SSE comment lines on an idle /v1/stream/moods.
     sse_heartbeat_s: float = 15.0
+    # Webhooks: SSRF escape hatch for internal receivers, and the retry base
+    # delay (attempt n waits base * 2**(n-1), capped at an hour, for 24 h).
+    allow_private_webhooks: bool = False
+    webhook_retry_base_s: float = 5.0
+    webhooks_enabled: bool = True
+    # Retention purge period (seconds); 0 turns the periodic purge off.
+    purge_interval_s: float = 3600.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -43,6 +50,11 @@ class Settings:
             "admin_token": os.environ.get("SESSIONMOOD_ADMIN_TOKEN") or None,
             "demo": _env_bool("SESSIONMOOD_DEMO", False),
             "sse_heartbeat_s": float(os.environ.get("SESSIONMOOD_SSE_HEARTBEAT_S") or 15.0),
+            "allow_private_webhooks": _env_bool("SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS", False),
+            "webhook_retry_base_s": float(
+                os.environ.get("SESSIONMOOD_WEBHOOK_RETRY_BASE_S") or 5.0
+            ),
+            "purge_interval_s": float(os.environ.get("SESSIONMOOD_PURGE_INTERVAL_S") or 3600.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -62,3 +62,19 @@ def test_static_tracker_is_served_with_etag(live_server: LiveServer) -> None:
     assert "max-age" in r.headers["cache-control"]
     again = httpx.get(live_server.base_url + "/static/tracker.js", headers={"If-None-Match": etag})
     assert again.status_code == 304
+
+
+def test_tracker_travels_gzipped(live_server: LiveServer) -> None:
+    import gzip
+    from pathlib import Path
+
+    raw = (Path(__file__).resolve().parent.parent / "static" / "tracker.js").read_bytes()
+    r = httpx.get(live_server.base_url + "/static/tracker.js", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip"
+    assert r.content == raw  # httpx decodes; the bytes are the shipped file
+    assert int(r.headers["content-length"]) == len(gzip.compress(raw, 9, mtime=0)) <= 4096
+    again = httpx.get(
+        live_server.base_url + "/static/tracker.js",
+        headers={"Accept-Encoding": "gzip", "If-None-Match": r.headers["etag"]},
+    )
+    assert again.status_code == 304

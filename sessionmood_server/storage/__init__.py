@@ -13,6 +13,7 @@ a 200 means everything is committed and nothing is ever half-stored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -104,6 +105,47 @@ class ActionCounts:
     not_helpful: int
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookRecord:
+    id: str
+    tenant_id: int
+    url: str
+    moods: tuple[MoodLabel, ...] | None  # None: every mood change
+    secret: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One webhook delivery (an outbox row) and how its attempts went."""
+
+    id: int
+    webhook_id: str
+    change_id: int
+    session_id: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    latency_ms: float | None
+    created_at: float
+    delivered_at: float | None
+    next_attempt_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryJob:
+    """A claimed delivery: everything needed to send it."""
+
+    id: int
+    webhook_id: str
+    url: str
+    secret: str
+    payload: str
+    attempts: int
+    created_at: float
+
+
 class Storage(Protocol):
     """What the app needs from a database. Implementations are safe for
     concurrent use from one event loop."""
@@ -140,7 +182,11 @@ class Storage(Protocol):
         batch_id: str | None,
         quota: Quota,
         now: float,
-    ) -> AppendResult: ...
+        policy: Mapping[MoodLabel, SuggestedAction] | None = None,
+    ) -> AppendResult:
+        """Store a batch atomically. ``policy`` (learned from feedback) overrides the
+        engine's suggested action per mood in everything written."""
+        ...
 
     async def get_session(self, tenant_id: int, session_id: str) -> SessionRecord | None: ...
 
@@ -185,6 +231,46 @@ class Storage(Protocol):
 
     async def last_mood_change_id(self, tenant_id: int) -> int: ...
 
+    # webhooks: subscriptions, the outbox, deliveries
+    async def create_webhook(self, record: WebhookRecord) -> None: ...
+
+    async def list_webhooks(self, tenant_id: int) -> list[WebhookRecord]: ...
+
+    async def delete_webhook(self, tenant_id: int, webhook_id: str, now: float) -> bool: ...
+
+    async def list_deliveries(
+        self, tenant_id: int, webhook_id: str, limit: int = 50
+    ) -> list[DeliveryRecord] | None:
+        """Newest first; None if the tenant has no such webhook."""
+        ...
+
+    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[DeliveryJob]:
+        """Due pending deliveries, at most one per (webhook, session) and only the
+        oldest pending one of each, so every session's changes arrive in order.
+        Claimed rows are leased: another worker (or replica) skips them until
+        ``now + lease_s``."""
+        ...
+
+    async def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        delivered: bool,
+        status_code: int | None,
+        error: str | None,
+        latency_ms: float,
+        next_attempt_at: float | None,
+        now: float,
+    ) -> None:
+        """Record one attempt: delivered, retry at ``next_attempt_at``, or (None) give up."""
+        ...
+
+    # retention
+    async def purge_expired(self, cutoffs: Mapping[Plan, float], limit: int = 1000) -> int:
+        """Erase up to ``limit`` sessions whose last activity is before their plan's
+        cutoff (events, state, feedback, history, deliveries); returns how many."""
+        ...
+
     async def wait_for_mood_change(self, timeout: float) -> bool:
         """Return when a mood change may have been stored (by any process), or after
         ``timeout`` seconds; callers re-query either way. False once the storage
@@ -204,5 +290,6 @@ def open_storage(url: str) -> Storage:
 
         return SQLiteStorage(url)
     raise StorageURLError(
-        f"unsupported SESSIONMOOD_DATABASE_URL scheme {scheme!r}: use sqlite:///path/to/file.db"
+        f"unsupported SESSIONMOOD_DATABASE_URL scheme {scheme!r}: "
+        "use sqlite:///path/to/file.db or postgresql://user@host/db"
     )

@@ -23,26 +23,31 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from sessionmood_client._models import MOODS, MoodLabel, Plan
+from sessionmood_client._models import MOODS, MoodLabel, Plan, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.keys import display_prefix, hash_key
+from sessionmood_server.learning import apply_policy
 from sessionmood_server.scoring import fold_batch
 from sessionmood_server.storage import (
     DEMO_CUSTOMER,
     ActionCounts,
     AppendResult,
+    DeliveryJob,
+    DeliveryRecord,
     KeyRecord,
     MoodChangeRecord,
     MoodCounts,
     Quota,
     SessionRecord,
+    WebhookRecord,
 )
+from sessionmood_server.webhooks import webhook_payload
 
 log = logging.getLogger("sessionmood.storage")
 T = TypeVar("T")
@@ -159,12 +164,62 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX feedback_tenant ON feedback(tenant_id, created_at);
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY,
+            tenant_id INTEGER NOT NULL,
+            url TEXT NOT NULL,
+            moods TEXT,
+            secret TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            deleted_at REAL
+        );
+        CREATE INDEX webhooks_tenant ON webhooks(tenant_id);
+        CREATE TABLE webhook_deliveries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            webhook_id TEXT NOT NULL,
+            tenant_id INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            change_id INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            claimed_until REAL,
+            last_status_code INTEGER,
+            last_error TEXT,
+            latency_ms REAL,
+            created_at REAL NOT NULL,
+            delivered_at REAL
+        );
+        CREATE INDEX deliveries_pending ON webhook_deliveries(status, next_attempt_at);
+        CREATE INDEX deliveries_order ON webhook_deliveries(webhook_id, session_id, id);
+        CREATE INDEX deliveries_session ON webhook_deliveries(tenant_id, session_id);
+        CREATE INDEX sessions_tenant_updated ON sessions(tenant_id, updated_at);
+        """,
+    ),
 ]
+
+# Everything stored about a session besides its row in `sessions` (erasure, purge).
+_SESSION_TABLES = (
+    "events",
+    "feedback",
+    "batches",
+    "page_moods",
+    "mood_changes",
+    "webhook_deliveries",
+)
 
 _KEY_COLUMNS = (
     "k.key_hash, k.prefix, k.tenant_id, k.kind, t.plan, t.customer, t.email, "
     "k.created_at, k.revoked_at, k.allowed_origins"
 )
+
+
+def _moods(raw: str | None) -> tuple[MoodLabel, ...] | None:
+    return None if raw is None else tuple(orjson.loads(raw))
 
 
 def _key_from_row(row: tuple[Any, ...]) -> KeyRecord:
@@ -251,6 +306,12 @@ class SQLiteStorage:
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._migrate(self._conn)
+        # SQLite serves one server process, so no other worker can hold a
+        # delivery lease: whatever a crashed run had claimed is due again now.
+        self._conn.execute(
+            "UPDATE webhook_deliveries SET claimed_until=NULL WHERE status='pending' "
+            "AND claimed_until IS NOT NULL"
+        )
 
     async def close(self) -> None:
         self._closing = True
@@ -492,6 +553,7 @@ class SQLiteStorage:
         batch_id: str | None,
         quota: Quota,
         now: float,
+        policy: Mapping[MoodLabel, SuggestedAction] | None = None,
     ) -> AppendResult:
         def job(c: sqlite3.Connection) -> AppendResult:
             if batch_id is not None:
@@ -517,7 +579,9 @@ class SQLiteStorage:
             out = fold_batch(state, count, last_url, events)
             verdict = out.verdict
             total = count + len(events)
-            signals_json = orjson.dumps(list(verdict.signals)).decode()
+            signals = list(verdict.signals)
+            action = apply_policy(policy or {}, verdict.mood, verdict.suggested_action, signals)
+            signals_json = orjson.dumps(signals).decode()
             c.executemany(
                 "INSERT INTO events VALUES (?,?,?,?,?,?,?)",
                 [(tenant_id, session_id, seq, t, ts, now, f) for seq, t, ts, f in out.event_rows],
@@ -537,7 +601,7 @@ class SQLiteStorage:
                     verdict.mood,
                     verdict.confidence,
                     signals_json,
-                    verdict.suggested_action,
+                    action,
                     total,
                     now,
                     now,
@@ -563,11 +627,16 @@ class SQLiteStorage:
                         verdict.mood,
                         verdict.confidence,
                         signals_json,
-                        verdict.suggested_action,
+                        action,
                         out.last_url,
                         now,
                     ),
                 )
+                change_id = int(c.execute("SELECT last_insert_rowid()").fetchone()[0])
+                self._enqueue_webhooks(
+                    c, tenant_id, session_id, change_id, previous, verdict.mood,
+                    verdict.confidence, signals, action, now,
+                )  # fmt: skip
                 self._changed.add(tenant_id)
             response = {
                 "session_id": session_id,
@@ -575,8 +644,8 @@ class SQLiteStorage:
                 "total_events": total,
                 "current_mood": verdict.mood,
                 "confidence": verdict.confidence,
-                "signals": list(verdict.signals),
-                "suggested_action": verdict.suggested_action,
+                "signals": signals,
+                "suggested_action": action,
             }
             if batch_id is not None:
                 c.execute(
@@ -684,7 +753,7 @@ class SQLiteStorage:
             cur = c.execute(
                 "DELETE FROM sessions WHERE tenant_id=? AND session_id=?", (tenant_id, session_id)
             )
-            for table in ("events", "feedback", "batches", "page_moods", "mood_changes"):
+            for table in _SESSION_TABLES:
                 c.execute(
                     f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?",
                     (tenant_id, session_id),
@@ -837,3 +906,179 @@ class SQLiteStorage:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._change_signal.wait(), timeout)
         return not self._closing
+
+    # -- webhooks ---------------------------------------------------------------
+
+    @staticmethod
+    def _enqueue_webhooks(
+        c: sqlite3.Connection,
+        tenant_id: int,
+        session_id: str,
+        change_id: int,
+        previous: str,
+        mood: MoodLabel,
+        confidence: float,
+        signals: list[str],
+        action: str,
+        now: float,
+    ) -> None:
+        """Write the outbox rows for one mood change, in the batch's own transaction."""
+        hooks = c.execute(
+            "SELECT id, moods FROM webhooks WHERE tenant_id=? AND deleted_at IS NULL",
+            (tenant_id,),
+        ).fetchall()
+        if not hooks:
+            return
+        payload = webhook_payload(
+            change_id, session_id, previous, mood, confidence, signals, action, now
+        )
+        c.executemany(
+            "INSERT INTO webhook_deliveries (webhook_id, tenant_id, session_id, change_id, "
+            "payload, status, next_attempt_at, created_at) VALUES (?,?,?,?,?,'pending',?,?)",
+            [
+                (hook_id, tenant_id, session_id, change_id, payload, now, now)
+                for hook_id, moods in hooks
+                if moods is None or mood in orjson.loads(moods)
+            ],
+        )
+
+    async def create_webhook(self, record: WebhookRecord) -> None:
+        def job(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO webhooks (id, tenant_id, url, moods, secret, created_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (
+                    record.id,
+                    record.tenant_id,
+                    record.url,
+                    None if record.moods is None else orjson.dumps(list(record.moods)).decode(),
+                    record.secret,
+                    record.created_at,
+                ),
+            )
+
+        await self._write(job)
+
+    async def list_webhooks(self, tenant_id: int) -> list[WebhookRecord]:
+        def run(c: sqlite3.Connection) -> list[WebhookRecord]:
+            return [
+                WebhookRecord(r[0], r[1], r[2], _moods(r[3]), r[4], r[5])
+                for r in c.execute(
+                    "SELECT id, tenant_id, url, moods, secret, created_at FROM webhooks "
+                    "WHERE tenant_id=? AND deleted_at IS NULL ORDER BY created_at, id",
+                    (tenant_id,),
+                )
+            ]
+
+        return await self._read(run)
+
+    async def delete_webhook(self, tenant_id: int, webhook_id: str, now: float) -> bool:
+        def job(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE webhooks SET deleted_at=? WHERE tenant_id=? AND id=? "
+                "AND deleted_at IS NULL",
+                (now, tenant_id, webhook_id),
+            )
+            # Nothing more goes to a deleted endpoint.
+            c.execute(
+                "UPDATE webhook_deliveries SET status='failed', last_error='webhook deleted', "
+                "next_attempt_at=NULL WHERE webhook_id=? AND status='pending'",
+                (webhook_id,),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(job)
+
+    async def list_deliveries(
+        self, tenant_id: int, webhook_id: str, limit: int = 50
+    ) -> list[DeliveryRecord] | None:
+        def run(c: sqlite3.Connection) -> list[DeliveryRecord] | None:
+            if not c.execute(
+                "SELECT 1 FROM webhooks WHERE tenant_id=? AND id=?", (tenant_id, webhook_id)
+            ).fetchone():
+                return None
+            return [
+                DeliveryRecord(*r)
+                for r in c.execute(
+                    "SELECT id, webhook_id, change_id, session_id, status, attempts, "
+                    "last_status_code, last_error, latency_ms, created_at, delivered_at, "
+                    "next_attempt_at FROM webhook_deliveries WHERE webhook_id=? "
+                    "ORDER BY id DESC LIMIT ?",
+                    (webhook_id, limit),
+                )
+            ]
+
+        return await self._read(run)
+
+    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[DeliveryJob]:
+        def job(c: sqlite3.Connection) -> list[DeliveryJob]:
+            rows = c.execute(
+                "SELECT d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at "
+                "FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
+                "WHERE d.status='pending' AND d.next_attempt_at <= ? "
+                "AND (d.claimed_until IS NULL OR d.claimed_until < ?) "
+                # the oldest pending delivery of its (webhook, session): keeps order
+                "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE "
+                "e.webhook_id = d.webhook_id AND e.session_id = d.session_id "
+                "AND e.status = 'pending' AND e.id < d.id) "
+                "ORDER BY d.id LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            c.executemany(
+                "UPDATE webhook_deliveries SET claimed_until=? WHERE id=?",
+                [(now + lease_s, r[0]) for r in rows],
+            )
+            return [DeliveryJob(*r) for r in rows]
+
+        return await self._write(job)
+
+    async def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        delivered: bool,
+        status_code: int | None,
+        error: str | None,
+        latency_ms: float,
+        next_attempt_at: float | None,
+        now: float,
+    ) -> None:
+        status = "delivered" if delivered else "pending" if next_attempt_at else "failed"
+
+        def job(c: sqlite3.Connection) -> None:
+            c.execute(
+                "UPDATE webhook_deliveries SET status=?, attempts=attempts+1, "
+                "last_status_code=?, last_error=?, latency_ms=?, next_attempt_at=?, "
+                "claimed_until=NULL, delivered_at=? WHERE id=?",
+                (
+                    status,
+                    status_code,
+                    error,
+                    latency_ms,
+                    None if delivered else next_attempt_at,
+                    now if delivered else None,
+                    delivery_id,
+                ),
+            )
+
+        await self._write(job)
+
+    # -- retention ----------------------------------------------------------------
+
+    async def purge_expired(self, cutoffs: Mapping[Plan, float], limit: int = 1000) -> int:
+        def job(c: sqlite3.Connection) -> int:
+            victims: list[tuple[int, str]] = []
+            for plan, cutoff in cutoffs.items():
+                victims += c.execute(
+                    "SELECT s.tenant_id, s.session_id FROM sessions s "
+                    "JOIN tenants t ON t.id = s.tenant_id "
+                    "WHERE t.plan = ? AND s.updated_at < ? LIMIT ?",
+                    (plan, cutoff, limit - len(victims)),
+                ).fetchall()
+                if len(victims) >= limit:
+                    break
+            for table in ("sessions", *_SESSION_TABLES):
+                c.executemany(f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?", victims)
+            return len(victims)
+
+        return await self._write(job)

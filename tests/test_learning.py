@@ -1,0 +1,111 @@
+"""Feedback-loop learning: per-tenant suggested actions that change only on evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from sessionmood_server.learning import (
+    LEARNED_SIGNAL,
+    MIN_SAMPLES,
+    apply_policy,
+    learn_policy,
+)
+from sessionmood_server.storage import ActionCounts
+from tests.conftest import make_key
+
+FRUSTRATED = [
+    {"type": "rage_click", "x": 1, "y": 1},
+    {"type": "error", "message": "Payment failed"},
+    {"type": "error", "message": "Payment failed"},
+    {"type": "rage_click", "x": 2, "y": 2},
+]
+
+
+def _frustrated(client: TestClient, h: dict[str, str], sid: str) -> dict[str, Any]:
+    r = client.post(f"/v1/sessions/{sid}/events", json={"events": FRUSTRATED}, headers=h)
+    assert r.json()["current_mood"] == "frustrated"
+    return dict(r.json())
+
+
+def _feedback(client: TestClient, h: dict[str, str], sid: str, action: str, ok: bool) -> None:
+    r = client.post(
+        f"/v1/sessions/{sid}/feedback",
+        json={"action_taken": action, "was_helpful": ok},
+        headers=h,
+    )
+    assert r.status_code == 200
+
+
+def test_tenant_learns_tooltip_beats_chat_other_tenant_unaffected(client: TestClient) -> None:
+    a = {"X-Api-Key": make_key(client)}
+    b = {"X-Api-Key": make_key(client)}
+    _frustrated(client, b, "b-probe")
+    # Tenant A: live chat rarely helps its frustrated visitors, tooltips usually do.
+    for i in range(20):
+        _frustrated(client, a, f"chat{i}")
+        _feedback(client, a, f"chat{i}", "show_live_chat", ok=i < 4)
+    switched_after = None
+    for i in range(20):
+        _frustrated(client, a, f"tip{i}")
+        _feedback(client, a, f"tip{i}", "show_tooltip", ok=i % 10 != 0)  # 90 % helpful
+        mood = client.get(f"/v1/sessions/tip{i}/mood", headers=a).json()
+        if mood["suggested_action"] == "show_tooltip" and switched_after is None:
+            switched_after = i + 1
+            assert LEARNED_SIGNAL in mood["signals"]
+    # not before the minimum evidence, but as soon as it is there
+    assert switched_after == MIN_SAMPLES
+    fresh = _frustrated(client, a, "new-visitor")
+    assert fresh["suggested_action"] == "show_tooltip"
+    assert LEARNED_SIGNAL in fresh["signals"]
+    # B's visitors still get the reference's action; its feedback is its own
+    mood_b = client.get("/v1/sessions/b-probe/mood", headers=b).json()
+    assert mood_b["suggested_action"] == "show_live_chat"
+    assert LEARNED_SIGNAL not in mood_b["signals"]
+    # the evidence is visible
+    actions = client.get("/v1/analytics/actions", headers=a).json()["actions"]
+    tip = next(x for x in actions if x["action"] == "show_tooltip")
+    assert (tip["helpful"], tip["not_helpful"]) == (18, 2)
+
+
+def _counts(mood: str, action: str, helpful: int, unhelpful: int) -> ActionCounts:
+    return ActionCounts(mood, action, helpful + unhelpful, helpful, unhelpful)  # type: ignore[arg-type]
+
+
+def test_no_evidence_no_change() -> None:
+    assert learn_policy([]) == {}
+    assert learn_policy([_counts("frustrated", "show_tooltip", 9, 0)]) == {}  # < MIN_SAMPLES
+
+
+def test_default_keeps_ties_and_small_margins() -> None:
+    # the default has helped as often as the challenger: no switch
+    even = [
+        _counts("frustrated", "show_live_chat", 15, 5),
+        _counts("frustrated", "show_tooltip", 15, 5),
+    ]
+    assert learn_policy(even) == {}
+
+
+def test_unknown_actions_are_ignored_and_learning_is_deterministic() -> None:
+    data = [
+        _counts("confused", "call_the_ceo", 50, 0),
+        _counts("confused", "show_tooltip", 1, 19),
+        _counts("confused", "show_recommendations", 19, 1),
+        _counts("confused", "show_live_chat", 19, 1),
+    ]
+    first = learn_policy(data)
+    assert first == learn_policy(list(reversed(data)))
+    assert first["confused"] in {"show_recommendations", "show_live_chat"}
+    assert first == {"confused": "show_live_chat"}  # documented order breaks the tie
+
+
+def test_apply_policy() -> None:
+    signals: list[str] = ["rage_click_detected"]
+    assert apply_policy({}, "frustrated", "show_live_chat", signals) == "show_live_chat"
+    assert signals == ["rage_click_detected"]
+    assert (
+        apply_policy({"frustrated": "show_tooltip"}, "frustrated", "show_live_chat", signals)
+        == "show_tooltip"
+    )
+    assert signals == ["rage_click_detected", LEARNED_SIGNAL]
