@@ -200,8 +200,8 @@ class Api:
         if record.kind == "publishable":
             if not publishable_ok:
                 raise forbidden(
-                    "publishable keys (pk_) may only send events and read moods; "
-                    "use a secret key (sm_) from your backend"
+                    "publishable keys (pk_) may only send events and feedback and read "
+                    "moods; use a secret key (sm_) from your backend"
                 )
             origin = request.headers.get("origin")
             if origin is not None and origin not in record.allowed_origins:
@@ -376,7 +376,9 @@ class Api:
         return model_response(body)
 
     async def post_feedback(self, request: Request) -> Response:
-        key = await self.authenticate(request)
+        # Publishable keys may report how an on-page intervention went: the page
+        # that showed it is the one that knows.
+        key = await self.authenticate(request, publishable_ok=True)
         session_id = await self._session_id(request)
         fb = parse_feedback(await read_json(request, self.settings.max_body_bytes))
         ok = await self.storage.add_feedback(

@@ -38,7 +38,6 @@ def test_publishable_key_sends_events_and_reads_mood(
         ("GET", "/v1/usage"),
         ("GET", "/v1/sessions/b1/events"),
         ("DELETE", "/v1/sessions/b1"),
-        ("POST", "/v1/sessions/b1/feedback"),
         ("POST", "/v1/keys/publishable"),
     ],
 )
@@ -50,6 +49,20 @@ def test_publishable_key_may_do_nothing_else(
     r = client.request(method, path, headers=pk, json={"action_taken": "x"})
     assert r.status_code == 403
     assert r.json()["error"] == "Forbidden"
+
+
+def test_publishable_key_reports_intervention_feedback(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    pk = {"X-Api-Key": _pk(client, auth), "Origin": SHOP}
+    client.post("/v1/sessions/fb/events", json=EVENTS, headers=pk)
+    r = client.post(
+        "/v1/sessions/fb/feedback",
+        json={"action_taken": "show_live_chat", "was_helpful": True},
+        headers=pk,
+    )
+    assert r.status_code == 200
+    assert client.get("/v1/analytics/moods", headers=auth).json()["feedback_count"] == 1
 
 
 def test_other_origin_is_refused(client: TestClient, auth: dict[str, str]) -> None:
