@@ -27,6 +27,7 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     SessionMoodError,
+    WebhookVerificationError,
 )
 from ._models import (
     ACTIONS,
@@ -73,9 +74,17 @@ from ._models import (
     ScrollEvent,
     SuggestedAction,
     UsageResponse,
+    Webhook,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookDelivery,
+    WebhookDeliveryList,
+    WebhookList,
 )
+from ._stream import AsyncMoodStream, MoodStream
 from ._tracker import AsyncEventTracker, EventTracker
 from ._version import __version__
+from ._webhooks import WEBHOOK_SIGNATURE_HEADER, WebhookEvent, sign_webhook, verify_webhook
 
 __all__ = [
     "ACTIONS",
@@ -86,6 +95,7 @@ __all__ = [
     "EVENT_TYPES",
     "MOODS",
     "PLANS",
+    "WEBHOOK_SIGNATURE_HEADER",
     "APIConnectionError",
     "APIResponseValidationError",
     "APIStatusError",
@@ -95,6 +105,7 @@ __all__ = [
     "AnalyticsResponse",
     "ApiError",
     "AsyncEventTracker",
+    "AsyncMoodStream",
     "AsyncSessionMoodClient",
     "AuthenticationError",
     "BackNavEvent",
@@ -125,6 +136,7 @@ __all__ = [
     "MoodDistributionItem",
     "MoodLabel",
     "MoodResponse",
+    "MoodStream",
     "NotFoundError",
     "PageAnalyticsItem",
     "PageAnalyticsResponse",
@@ -142,5 +154,15 @@ __all__ = [
     "SessionMoodError",
     "SuggestedAction",
     "UsageResponse",
+    "Webhook",
+    "WebhookCreated",
+    "WebhookDeleted",
+    "WebhookDelivery",
+    "WebhookDeliveryList",
+    "WebhookEvent",
+    "WebhookList",
+    "WebhookVerificationError",
     "__version__",
+    "sign_webhook",
+    "verify_webhook",
 ]

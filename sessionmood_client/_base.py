@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote
@@ -40,6 +40,8 @@ from ._exceptions import (
     SessionMoodError,
 )
 from ._models import (
+    MOODS,
+    ActionAnalyticsResponse,
     AnalyticsResponse,
     DeleteSessionResponse,
     Event,
@@ -47,10 +49,18 @@ from ._models import (
     FeedbackResponse,
     HealthResponse,
     KeyGenerateResponse,
+    MoodChange,
+    MoodLabel,
     MoodResponse,
+    PageAnalyticsResponse,
     Plan,
     PostEventsResponse,
+    PublishableKeyResponse,
     UsageResponse,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookDeliveryList,
+    WebhookList,
 )
 from ._version import __version__
 
@@ -64,7 +74,10 @@ __all__ = [
     "EventInput",
     "ModelT",
     "RequestSpec",
+    "TimeInput",
     "decode_body",
+    "format_time",
+    "quote_path_segment",
     "quote_session_id",
     "serialize_event",
     "translate_httpx_errors",
@@ -82,6 +95,8 @@ DEFAULT_MAX_RETRIES = 2
 
 # An event as callers may pass it: a typed model or a plain dict on the wire shape.
 EventInput = Event | Mapping[str, Any]
+# since/until: an aware datetime (naive means UTC) or Unix seconds.
+TimeInput = datetime | float
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 HttpClientT = TypeVar("HttpClientT", httpx.Client, httpx.AsyncClient)
@@ -119,13 +134,20 @@ class RequestSpec(Generic[ModelT]):
     json: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     authenticated: bool = True
+    params: Mapping[str, str] | None = None
+    timeout: httpx.Timeout | None = None  # None: the client's
 
 
 def quote_session_id(session_id: str) -> str:
     """Percent-encode a session id so any character survives as one path segment."""
-    if not isinstance(session_id, str) or not session_id:
-        raise ValueError("session_id must be a non-empty string")
-    quoted = quote(session_id, safe="")
+    return quote_path_segment(session_id, "session_id")
+
+
+def quote_path_segment(value: str, name: str) -> str:
+    """Percent-encode ``value`` as exactly one path segment (``name`` is for the error)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    quoted = quote(value, safe="")
     # "." and ".." are unreserved, so quote() keeps them, and httpx would then
     # collapse them as dot-segments and hit a different URL.
     if quoted in {".", ".."}:
@@ -140,6 +162,38 @@ def serialize_event(event: EventInput) -> dict[str, Any]:
     if isinstance(event, Mapping):
         return dict(event)
     raise TypeError(f"an event must be an event model or a mapping, not {type(event).__name__}")
+
+
+def format_time(value: TimeInput, name: str) -> str:
+    """A ``since``/``until`` query value: ISO 8601 in UTC for datetimes, else seconds."""
+    if isinstance(value, datetime):
+        # Naive means UTC (as the server reads it), not the machine's local time.
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        # Always "Z": a "+02:00" offset would need its "+" escaped in a query string.
+        return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a datetime or Unix seconds, not {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number of seconds")
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _time_params(since: TimeInput | None, until: TimeInput | None) -> dict[str, str]:
+    params = {}
+    if since is not None:
+        params["since"] = format_time(since, "since")
+    if until is not None:
+        params["until"] = format_time(until, "until")
+    return params
+
+
+def _string_list(values: Sequence[str], name: str) -> list[str]:
+    # A bare string is a Sequence too; iterating it would send one item per letter.
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a list of strings")
+    if not all(isinstance(v, str) for v in values):
+        raise TypeError(f"{name} must be a list of strings")
+    return list(values)
 
 
 def decode_body(response: httpx.Response) -> object:
@@ -319,6 +373,76 @@ class BaseClient(Generic[HttpClientT]):
     def _health_spec(self) -> RequestSpec[HealthResponse]:
         return RequestSpec("GET", "/health", HealthResponse, authenticated=False)
 
+    def _create_publishable_key_spec(
+        self, allowed_origins: Sequence[str]
+    ) -> RequestSpec[PublishableKeyResponse]:
+        origins = _string_list(allowed_origins, "allowed_origins")
+        if not origins:
+            raise ValueError("allowed_origins must name at least one origin")
+        return RequestSpec(
+            "POST",
+            "/v1/keys/publishable",
+            PublishableKeyResponse,
+            json={"allowed_origins": origins},
+        )
+
+    def _get_page_analytics_spec(
+        self, since: TimeInput | None, until: TimeInput | None
+    ) -> RequestSpec[PageAnalyticsResponse]:
+        return RequestSpec(
+            "GET", "/v1/analytics/pages", PageAnalyticsResponse, params=_time_params(since, until)
+        )
+
+    def _get_action_analytics_spec(
+        self, since: TimeInput | None, until: TimeInput | None
+    ) -> RequestSpec[ActionAnalyticsResponse]:
+        return RequestSpec(
+            "GET",
+            "/v1/analytics/actions",
+            ActionAnalyticsResponse,
+            params=_time_params(since, until),
+        )
+
+    def _stream_moods_spec(self, last_event_id: str | None) -> RequestSpec[MoodChange]:
+        """The request (re)opening the SSE stream; ``cast_to`` is the model of each event."""
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        # No read timeout: a quiet stream is normal (heartbeats come every 15 s
+        # or so), but a dead host must still fail fast.
+        timeout = httpx.Timeout(
+            connect=self.timeout.connect,
+            read=None,
+            write=self.timeout.write,
+            pool=self.timeout.pool,
+        )
+        return RequestSpec("GET", "/v1/stream/moods", MoodChange, headers=headers, timeout=timeout)
+
+    def _create_webhook_spec(
+        self, url: str, moods: Sequence[MoodLabel] | None
+    ) -> RequestSpec[WebhookCreated]:
+        if not isinstance(url, str) or not url:
+            raise ValueError("url must be a non-empty string")
+        body: dict[str, Any] = {"url": url}
+        if moods is not None:
+            chosen = _string_list(moods, "moods")
+            unknown = [m for m in chosen if m not in MOODS]
+            if unknown:
+                raise ValueError(f"unknown mood(s) {unknown}; valid: {list(MOODS)}")
+            body["moods"] = chosen
+        return RequestSpec("POST", "/v1/webhooks", WebhookCreated, json=body)
+
+    def _list_webhooks_spec(self) -> RequestSpec[WebhookList]:
+        return RequestSpec("GET", "/v1/webhooks", WebhookList)
+
+    def _delete_webhook_spec(self, webhook_id: str) -> RequestSpec[WebhookDeleted]:
+        segment = quote_path_segment(webhook_id, "webhook_id")
+        return RequestSpec("DELETE", f"/v1/webhooks/{segment}", WebhookDeleted)
+
+    def _list_webhook_deliveries_spec(self, webhook_id: str) -> RequestSpec[WebhookDeliveryList]:
+        segment = quote_path_segment(webhook_id, "webhook_id")
+        return RequestSpec("GET", f"/v1/webhooks/{segment}/deliveries", WebhookDeliveryList)
+
     @staticmethod
     def _generate_key_spec(
         customer_name: str, email: str | None, plan: Plan
@@ -346,8 +470,9 @@ class BaseClient(Generic[HttpClientT]):
             spec.method,
             self.base_url + spec.path,
             json=spec.json,
+            params=spec.params,
             headers=headers,
-            timeout=self.timeout,
+            timeout=spec.timeout or self.timeout,
         )
 
     def _process_response(self, spec: RequestSpec[ModelT], response: httpx.Response) -> ModelT:
@@ -385,19 +510,32 @@ class BaseClient(Generic[HttpClientT]):
     # -- retries ---------------------------------------------------------------
 
     def _retry_delay_after_error(
-        self, error: APIConnectionError, retries_done: int
+        self, error: APIConnectionError, retries_done: int, *, floor: float = 0.0
     ) -> float | None:
-        """Seconds to wait before retrying after a transport error, or None to give up."""
+        """Seconds to wait before retrying after a transport error, or None to give up.
+
+        ``floor`` is a minimum wait the server asked for (an SSE ``retry:``).
+        """
         if retries_done >= self.max_retries:
             return None
         if not isinstance(error.__cause__, _RETRYABLE_TRANSPORT_ERRORS):
             return None
-        delay = self._backoff(retries_done)
+        delay = max(self._backoff(retries_done), floor)
         self._log_retry(error.request, delay, retries_done, type(error.__cause__).__name__)
         return delay
 
+    def _retry_delay_after_end_of_stream(
+        self, request: httpx.Request, retries_done: int, *, floor: float = 0.0
+    ) -> float | None:
+        """Seconds to wait before reopening a stream the server closed, or None to give up."""
+        if retries_done >= self.max_retries:
+            return None
+        delay = max(self._backoff(retries_done), floor)
+        self._log_retry(request, delay, retries_done, "end of stream")
+        return delay
+
     def _retry_delay_after_response(
-        self, response: httpx.Response, retries_done: int
+        self, response: httpx.Response, retries_done: int, *, floor: float = 0.0
     ) -> float | None:
         """Seconds to wait before retrying after this response, or None to keep it."""
         if retries_done >= self.max_retries:
@@ -416,6 +554,7 @@ class BaseClient(Generic[HttpClientT]):
         elif not (status in (408, 409) or status >= 500):
             return None
         delay = retry_after if retry_after is not None else self._backoff(retries_done)
+        delay = max(delay, floor)
         self._log_retry(response.request, delay, retries_done, f"HTTP {status}")
         return delay
 

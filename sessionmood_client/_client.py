@@ -22,21 +22,31 @@ from ._base import (
     EventInput,
     ModelT,
     RequestSpec,
+    TimeInput,
     translate_httpx_errors,
 )
 from ._exceptions import APIConnectionError
 from ._models import (
+    ActionAnalyticsResponse,
     AnalyticsResponse,
     DeleteSessionResponse,
     ExportEventsResponse,
     FeedbackResponse,
     HealthResponse,
     KeyGenerateResponse,
+    MoodLabel,
     MoodResponse,
+    PageAnalyticsResponse,
     Plan,
     PostEventsResponse,
+    PublishableKeyResponse,
     UsageResponse,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookDeliveryList,
+    WebhookList,
 )
+from ._stream import AsyncMoodStream, MoodStream
 from ._tracker import AsyncEventTracker, EventTracker
 
 __all__ = ["AsyncSessionMoodClient", "SessionMoodClient"]
@@ -167,6 +177,21 @@ class SessionMoodClient(BaseClient[httpx.Client]):
         """Mood distribution and feedback count across this key's sessions."""
         return self._request(self._get_analytics_spec())
 
+    def get_page_analytics(
+        self, since: TimeInput | None = None, until: TimeInput | None = None
+    ) -> PageAnalyticsResponse:
+        """Per page: sessions, mood distribution, frustration rate; busiest pages first.
+
+        ``since``/``until`` are datetimes (naive means UTC) or Unix seconds.
+        """
+        return self._request(self._get_page_analytics_spec(since, until))
+
+    def get_action_analytics(
+        self, since: TimeInput | None = None, until: TimeInput | None = None
+    ) -> ActionAnalyticsResponse:
+        """Per mood and action: times taken, helpful, not helpful (from ``send_feedback``)."""
+        return self._request(self._get_action_analytics_spec(since, until))
+
     def delete_session(self, session_id: str) -> DeleteSessionResponse:
         """Erase a session's events, mood state and feedback for good."""
         return self._request(self._delete_session_spec(session_id))
@@ -182,6 +207,41 @@ class SessionMoodClient(BaseClient[httpx.Client]):
     def health(self) -> HealthResponse:
         """Server status and version (sent without the API key)."""
         return self._request(self._health_spec())
+
+    def create_publishable_key(self, allowed_origins: Sequence[str]) -> PublishableKeyResponse:
+        """A browser key (``pk_...``, shown once) for tracker.js, usable only from these origins.
+
+        It may only send events and read moods. Needs a secret key; not idempotent.
+        """
+        return self._request(self._create_publishable_key_spec(allowed_origins))
+
+    def stream_moods(self, last_event_id: int | str | None = None) -> MoodStream:
+        """Every mood change of this key's sessions, live, as an iterator of ``MoodChange``.
+
+        Starts with the next change, or right after ``last_event_id``. Reconnects
+        and resumes by itself (``max_retries`` attempts per disconnect); use it in
+        a ``with`` block or ``close()`` it. See ``MoodStream``.
+        """
+        return MoodStream(self, last_event_id)
+
+    def create_webhook(self, url: str, moods: Sequence[MoodLabel] | None = None) -> WebhookCreated:
+        """Have mood changes POSTed to ``url`` (only to ``moods``, if given; growth/pro plans).
+
+        Keep ``secret`` from the answer, it is shown once: ``verify_webhook`` needs it.
+        """
+        return self._request(self._create_webhook_spec(url, moods))
+
+    def list_webhooks(self) -> WebhookList:
+        """This key's webhooks (without their secrets)."""
+        return self._request(self._list_webhooks_spec())
+
+    def delete_webhook(self, webhook_id: str) -> WebhookDeleted:
+        """Stop deliveries to a webhook; its pending deliveries are dropped."""
+        return self._request(self._delete_webhook_spec(webhook_id))
+
+    def list_webhook_deliveries(self, webhook_id: str) -> WebhookDeliveryList:
+        """Recent deliveries of a webhook, newest first, with their status and attempts."""
+        return self._request(self._list_webhook_deliveries_spec(webhook_id))
 
     def tracker(self, session_id: str, *, max_batch: int = 50) -> EventTracker:
         """A buffer sending this session's events ``max_batch`` at a time; see ``EventTracker``."""
@@ -316,6 +376,21 @@ class AsyncSessionMoodClient(BaseClient[httpx.AsyncClient]):
         """Mood distribution and feedback count across this key's sessions."""
         return await self._request(self._get_analytics_spec())
 
+    async def get_page_analytics(
+        self, since: TimeInput | None = None, until: TimeInput | None = None
+    ) -> PageAnalyticsResponse:
+        """Per page: sessions, mood distribution, frustration rate; busiest pages first.
+
+        ``since``/``until`` are datetimes (naive means UTC) or Unix seconds.
+        """
+        return await self._request(self._get_page_analytics_spec(since, until))
+
+    async def get_action_analytics(
+        self, since: TimeInput | None = None, until: TimeInput | None = None
+    ) -> ActionAnalyticsResponse:
+        """Per mood and action: times taken, helpful, not helpful (from ``send_feedback``)."""
+        return await self._request(self._get_action_analytics_spec(since, until))
+
     async def delete_session(self, session_id: str) -> DeleteSessionResponse:
         """Erase a session's events, mood state and feedback for good."""
         return await self._request(self._delete_session_spec(session_id))
@@ -331,6 +406,45 @@ class AsyncSessionMoodClient(BaseClient[httpx.AsyncClient]):
     async def health(self) -> HealthResponse:
         """Server status and version (sent without the API key)."""
         return await self._request(self._health_spec())
+
+    async def create_publishable_key(
+        self, allowed_origins: Sequence[str]
+    ) -> PublishableKeyResponse:
+        """A browser key (``pk_...``, shown once) for tracker.js, usable only from these origins.
+
+        It may only send events and read moods. Needs a secret key; not idempotent.
+        """
+        return await self._request(self._create_publishable_key_spec(allowed_origins))
+
+    def stream_moods(self, last_event_id: int | str | None = None) -> AsyncMoodStream:
+        """Every mood change of this key's sessions, live, as an async iterator of ``MoodChange``.
+
+        Not a coroutine: ``async for change in client.stream_moods(): ...``. Starts
+        with the next change, or right after ``last_event_id``; reconnects and
+        resumes by itself. Use ``async with`` or ``aclose()``. See ``AsyncMoodStream``.
+        """
+        return AsyncMoodStream(self, last_event_id)
+
+    async def create_webhook(
+        self, url: str, moods: Sequence[MoodLabel] | None = None
+    ) -> WebhookCreated:
+        """Have mood changes POSTed to ``url`` (only to ``moods``, if given; growth/pro plans).
+
+        Keep ``secret`` from the answer, it is shown once: ``verify_webhook`` needs it.
+        """
+        return await self._request(self._create_webhook_spec(url, moods))
+
+    async def list_webhooks(self) -> WebhookList:
+        """This key's webhooks (without their secrets)."""
+        return await self._request(self._list_webhooks_spec())
+
+    async def delete_webhook(self, webhook_id: str) -> WebhookDeleted:
+        """Stop deliveries to a webhook; its pending deliveries are dropped."""
+        return await self._request(self._delete_webhook_spec(webhook_id))
+
+    async def list_webhook_deliveries(self, webhook_id: str) -> WebhookDeliveryList:
+        """Recent deliveries of a webhook, newest first, with their status and attempts."""
+        return await self._request(self._list_webhook_deliveries_spec(webhook_id))
 
     def tracker(self, session_id: str, *, max_batch: int = 50) -> AsyncEventTracker:
         """A buffer sending this session's events ``max_batch`` at a time (async)."""

@@ -4,6 +4,7 @@ Every error the client raises on purpose derives from one root, so
 ``except SessionMoodError`` catches them all::
 
     SessionMoodError                  configuration problems (no API key, bad base URL)
+    ├── WebhookVerificationError      a webhook delivery failed verify_webhook (not an API call)
     ├── APIConnectionError            the request never got an HTTP answer
     │   └── APITimeoutError           ... because a timeout expired
     ├── APIResponseValidationError    a 2xx answer whose body is not the documented shape
@@ -43,11 +44,21 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "SessionMoodError",
+    "WebhookVerificationError",
 ]
 
 
 class SessionMoodError(Exception):
     """Root of every error this package raises."""
+
+
+class WebhookVerificationError(SessionMoodError):
+    """A webhook delivery is not authentic or not fresh: answer it with a 400.
+
+    Raised by ``verify_webhook`` for a missing or malformed ``SessionMood-Signature``
+    header, a timestamp outside the tolerance, a signature that matches none of
+    the ``v1`` entries, or a signed body that is not a ``WebhookEvent``.
+    """
 
 
 class APIConnectionError(SessionMoodError):

@@ -67,6 +67,7 @@ __all__ = [
     "WebhookDeleted",
     "WebhookDelivery",
     "WebhookDeliveryList",
+    "WebhookEvent",
     "WebhookList",
     "event_adapter",
 ]
@@ -472,6 +473,24 @@ class WebhookDeliveryList(BaseModel):
 
     model_config = _RESPONSE
     deliveries: list[WebhookDelivery]
+
+
+class WebhookEvent(BaseModel):
+    """The body of a webhook delivery (``mood.changed``), signed with
+    ``SessionMood-Signature``."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["mood.changed"]
+    # The mood change's id (the SSE stream's event id): deliveries are
+    # at-least-once, so receivers use it to drop duplicates.
+    id: int | None = None
+    session_id: str
+    previous_mood: MoodLabel
+    mood: MoodLabel
+    confidence: float
+    signals: list[str]
+    suggested_action: SuggestedAction
+    occurred_at: datetime
 
 
 class UsageResponse(BaseModel):

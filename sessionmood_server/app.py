@@ -155,6 +155,11 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
 
     sid = "/v1/sessions/{session_id:path}"
     routes: list[BaseRoute] = [
+        # Hot paths first: Starlette tries routes in order.
+        # {session_id:path} so that URL-encoded slashes in ids round-trip; the
+        # fixed suffix tells the routes apart.
+        Route(sid + "/events", api.post_events, methods=["POST"]),
+        Route(sid + "/mood", api.get_mood, methods=["GET"]),
         Route("/health", api.health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/v1/keys/generate", api.generate_key, methods=["POST"]),
@@ -168,11 +173,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         Route("/v1/webhooks", api.list_webhooks, methods=["GET"]),
         Route("/v1/webhooks/{webhook_id}", api.delete_webhook, methods=["DELETE"]),
         Route("/v1/webhooks/{webhook_id}/deliveries", api.list_deliveries, methods=["GET"]),
-        # {session_id:path} so that URL-encoded slashes in ids round-trip; the
-        # fixed suffix tells the routes apart.
-        Route(sid + "/events", api.post_events, methods=["POST"]),
         Route(sid + "/events", api.export_events, methods=["GET"]),
-        Route(sid + "/mood", api.get_mood, methods=["GET"]),
         Route(sid + "/feedback", api.post_feedback, methods=["POST"]),
         Route(sid, api.delete_session, methods=["DELETE"]),
     ]

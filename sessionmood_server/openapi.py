@@ -135,6 +135,42 @@ OPERATIONS: list[_Op] = [
         "analytics",
     ),
     (
+        "post",
+        "/v1/webhooks",
+        "Subscribe a URL to mood changes (growth and pro plans)",
+        m.WebhookCreateRequest,
+        {201: m.WebhookCreated, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        True,
+        "webhooks",
+    ),
+    (
+        "get",
+        "/v1/webhooks",
+        "List webhook subscriptions",
+        None,
+        {200: m.WebhookList, 401: m.ApiError, 403: m.ApiError},
+        True,
+        "webhooks",
+    ),
+    (
+        "delete",
+        "/v1/webhooks/{webhook_id}",
+        "Delete a webhook subscription (its pending deliveries are dropped)",
+        None,
+        {200: m.WebhookDeleted, 401: m.ApiError, 403: m.ApiError, 404: m.ApiError},
+        True,
+        "webhooks",
+    ),
+    (
+        "get",
+        "/v1/webhooks/{webhook_id}/deliveries",
+        "Recent delivery attempts of a webhook, newest first",
+        None,
+        {200: m.WebhookDeliveryList, 401: m.ApiError, 403: m.ApiError, 404: m.ApiError},
+        True,
+        "webhooks",
+    ),
+    (
         "get",
         "/v1/usage",
         "This month's session usage against the plan",
@@ -161,6 +197,8 @@ def build_openapi(version: str, operations: list[_Op] | None = None) -> dict[str
         for model in ([req] if req else []) + list(responses.values()):
             if model not in models:
                 models.append(model)
+    if m.WebhookEvent not in models:
+        models.append(m.WebhookEvent)
     keyed, schema = models_json_schema([(mdl, "validation") for mdl in models], ref_template=_REF)
     refs = {mdl: keyed[(mdl, "validation")] for mdl in models}
     paths: dict[str, dict[str, Any]] = {}
@@ -185,6 +223,15 @@ def build_openapi(version: str, operations: list[_Op] | None = None) -> dict[str
                     "required": True,
                     "description": "Opaque session id, 1-256 characters, URL-encoded",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                }
+            ]
+        if "{webhook_id}" in path:
+            op["parameters"] = [
+                {
+                    "name": "webhook_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
                 }
             ]
         if path in _TIME_RANGE_PATHS:
@@ -223,6 +270,21 @@ def build_openapi(version: str, operations: list[_Op] | None = None) -> dict[str
         },
         "servers": [{"url": "/"}],
         "paths": paths,
+        # What SessionMood POSTs to subscribed URLs (OpenAPI 3.1 webhooks).
+        "webhooks": {
+            "mood.changed": {
+                "post": {
+                    "summary": "A session's mood changed",
+                    "description": "Signed: SessionMood-Signature: t=<unix>,v1=<hex "
+                    'HMAC-SHA256(secret, "t.body")>. Answer 2xx; anything else is retried '
+                    "with backoff for 24 h.",
+                    "requestBody": {
+                        "content": {"application/json": {"schema": refs[m.WebhookEvent]}}
+                    },
+                    "responses": {"200": {"description": "Received"}},
+                }
+            }
+        },
         "components": {
             "schemas": schema.get("$defs", {}),
             "securitySchemes": {

@@ -62,8 +62,9 @@ from sessionmood_server.settings import Settings
 from sessionmood_server.storage import KeyRecord, Quota, Storage, WebhookRecord
 from sessionmood_server.validation import (
     check_session_id,
-    parse_events,
+    parse_events_body,
     parse_feedback,
+    read_body,
     read_json,
 )
 from sessionmood_server.webhooks import (
@@ -299,10 +300,10 @@ class Api:
     async def post_events(self, request: Request) -> Response:
         key = await self.authenticate(request, publishable_ok=True)
         session_id = await self._session_id(request)
-        data = await read_json(request, self.settings.max_body_bytes)
+        body = await read_body(request, self.settings.max_body_bytes)
         now = time.time()
-        events, batch_id = parse_events(
-            data, request.headers.get("idempotency-key"), self.settings.max_batch_events, now
+        events, batch_id = parse_events_body(
+            body, request.headers.get("idempotency-key"), self.settings.max_batch_events, now
         )
         plan = PLAN_INFO[key.plan]
         month, reset_at = month_bounds(now)

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
-from sessionmood_client._models import EVENT_TYPES, FeedbackRequest, event_adapter
+from sessionmood_client._models import EVENT_TYPES, EventsRequest, FeedbackRequest, event_adapter
 from sessionmood_server.errors import ApiError, bad_request
 
 VALID_TYPES = frozenset(EVENT_TYPES)
@@ -39,8 +39,9 @@ def check_session_id(session_id: str) -> str:
     return session_id
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The request body parsed as JSON, refusing bodies over ``max_bytes`` (413)."""
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw request body, refusing bodies over ``max_bytes`` (413), non-JSON
+    content types (415), slow senders (408) and empty bodies (400)."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     # text/plain is what browsers send without a CORS preflight (tracker.js).
     if media not in _JSON_TYPES and not media.endswith("+json"):
@@ -52,26 +53,47 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
-    body = bytearray()
     try:
         async with asyncio.timeout(BODY_TIMEOUT_S):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise _too_large(max_bytes)
+            body = await _read_body(request, max_bytes)
     except TimeoutError:
         raise ApiError(
             408, "Request timeout", message="the request body did not arrive in time"
         ) from None
-    except ClientDisconnect:
-        # Nobody is left to read the answer; this just ends the request quietly.
-        raise ApiError(400, "Client disconnected") from None
     if not body:
         raise bad_request("Request body is empty", message="send a JSON object")
+    return body
+
+
+def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise bad_request("Invalid JSON", message=str(exc)) from None
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request body parsed as JSON (see ``read_body`` for what is refused)."""
+    return parse_json(await read_body(request, max_bytes))
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body straight from the ASGI receive channel, refusing oversize bodies
+    as they stream in (a 10 MB upload is never held in memory)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            # Nobody is left to read the answer; this just ends the request quietly.
+            raise ApiError(400, "Client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(max_bytes: int) -> ApiError:
@@ -93,6 +115,33 @@ def _first_error(exc: ValidationError, prefix: str, skip: int = 0) -> ApiError:
     if err["type"] == "missing":
         return bad_request("Missing required field", field=field)
     return bad_request("Invalid field", field=field, message=err["msg"])
+
+
+def parse_events_body(
+    body: bytes, header_batch_id: str | None, max_events: int, received_at: float
+) -> tuple[list[dict[str, Any]], str | None]:
+    """``parse_events`` for raw bytes, with a fast path for the common valid batch.
+
+    Valid batches are parsed and validated in one call into pydantic's Rust core.
+    Anything it rejects goes through ``parse_events`` on the orjson-parsed body,
+    which owns the error rules, so both paths answer alike.
+    """
+    try:
+        req = EventsRequest.model_validate_json(body)
+    except ValidationError:
+        req = None
+    if req is not None and len(req.events) <= max_events:
+        events = []
+        for model in req.events:
+            ev = model.model_dump(exclude_none=True)
+            if "\x00" in (ev.get("message") or "") or "\x00" in (ev.get("url") or ""):
+                break  # let the slow path name the field
+            if "ts" not in ev:
+                ev["ts"] = received_at
+            events.append(ev)
+        else:
+            return events, req.batch_id if req.batch_id is not None else header_batch_id
+    return parse_events(parse_json(body), header_batch_id, max_events, received_at)
 
 
 def parse_events(

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
-import orjson
 
+from sessionmood_client._models import WebhookEvent
 from sessionmood_server.storage import DeliveryJob, Storage
 
 log = logging.getLogger("sessionmood.webhooks")
@@ -57,21 +57,22 @@ def webhook_payload(
     action: str,
     occurred_at: float,
 ) -> str:
-    """The JSON body of a ``mood.changed`` delivery (``id`` lets receivers dedupe)."""
-    when = datetime.fromtimestamp(occurred_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return orjson.dumps(
+    """The JSON body of a ``mood.changed`` delivery, built from the shared wire model
+    (``id`` lets receivers drop the duplicates at-least-once delivery can make)."""
+    event = WebhookEvent.model_validate(
         {
-            "id": change_id,
             "type": "mood.changed",
+            "id": change_id,
             "session_id": session_id,
             "previous_mood": previous,
             "mood": mood,
             "confidence": confidence,
             "signals": signals,
             "suggested_action": action,
-            "occurred_at": when,
+            "occurred_at": datetime.fromtimestamp(occurred_at, UTC),
         }
-    ).decode()
+    )
+    return event.model_dump_json()
 
 
 def sign(payload: str, secret: str, timestamp: int) -> str:

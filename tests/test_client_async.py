@@ -11,7 +11,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from sessionmood_client import (
     DEFAULT_TIMEOUT,
+    ActionAnalyticsResponse,
     AnalyticsResponse,
     APIConnectionError,
     APIResponseValidationError,
@@ -38,14 +39,22 @@ from sessionmood_client import (
     HealthResponse,
     InternalServerError,
     KeyGenerateResponse,
+    MoodChange,
     MoodResponse,
     NotFoundError,
+    PageAnalyticsResponse,
     PayloadTooLargeError,
     PermissionDeniedError,
     PostEventsResponse,
+    PublishableKeyResponse,
     RateLimitError,
     SessionMoodError,
     UsageResponse,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookDelivery,
+    WebhookDeliveryList,
+    WebhookList,
 )
 
 BASE = "http://sm.test"
@@ -818,3 +827,387 @@ async def test_tracker_exit_after_an_error_keeps_that_error(
             await t.track("click", ts=1)
             raise RuntimeError("handler failed")
     assert route.call_count == 1  # the flush was still attempted
+
+
+# -- keys, analytics and webhooks ----------------------------------------------
+
+WEBHOOK = {
+    "id": "wh_1f2e3d4c5b6a7980",
+    "url": "https://example.com/hooks/sessionmood",
+    "moods": ["frustrated", "confused"],
+    "created_at": "2026-05-04T10:00:00.000Z",
+}
+DELIVERY = {
+    "id": 7,
+    "change_id": 42,
+    "session_id": "user_abc",
+    "status": "failed",
+    "attempts": 3,
+    "last_status_code": 500,
+    "last_error": "HTTP 500",
+    "latency_ms": 12.5,
+    "created_at": "2026-05-04T10:00:00.000Z",
+    "delivered_at": None,
+    "next_attempt_at": None,
+}
+
+
+async def test_create_publishable_key(
+    api: respx.MockRouter, client: AsyncSessionMoodClient
+) -> None:
+    route = api.post("/v1/keys/publishable").respond(
+        201,
+        json={
+            "publishable_key": "pk_" + "a" * 48,
+            "allowed_origins": ["https://shop.example"],
+            "message": "Embed this key in tracker.js.",
+        },
+    )
+    result = await client.create_publishable_key(("https://shop.example",))
+    assert isinstance(result, PublishableKeyResponse)
+    assert result.publishable_key.startswith("pk_")
+    assert _sent_json(route) == {"allowed_origins": ["https://shop.example"]}
+    assert route.calls.last.request.headers["X-Api-Key"] == KEY
+
+
+async def test_create_publishable_key_rejects_bad_origin_lists(
+    api: respx.MockRouter, client: AsyncSessionMoodClient
+) -> None:
+    route = api.route()
+    with pytest.raises(TypeError, match="list of strings"):
+        await client.create_publishable_key("https://shop.example")
+    with pytest.raises(ValueError, match="at least one"):
+        await client.create_publishable_key([])
+    assert not route.called
+
+
+async def test_get_page_analytics_sends_the_time_range(
+    api: respx.MockRouter, client: AsyncSessionMoodClient
+) -> None:
+    route = api.get("/v1/analytics/pages").respond(
+        200,
+        json={
+            "since": "2026-05-01T00:00:00Z",
+            "until": None,
+            "pages": [
+                {
+                    "url": "/checkout",
+                    "sessions": 4,
+                    "mood_distribution": [{"mood": "frustrated", "count": 1, "percentage": 25.0}],
+                    "frustration_rate": 0.25,
+                }
+            ],
+        },
+    )
+    paris = timezone(timedelta(hours=2))
+    result = await client.get_page_analytics(since=datetime(2026, 5, 1, 2, tzinfo=paris))
+    assert isinstance(result, PageAnalyticsResponse)
+    assert result.pages[0].frustration_rate == 0.25
+    assert result.since == datetime(2026, 5, 1, tzinfo=UTC)
+    # Sent in UTC with a "Z": a "+02:00" would need escaping in a query string.
+    assert dict(route.calls.last.request.url.params) == {"since": "2026-05-01T00:00:00Z"}
+    await client.get_page_analytics(since=datetime(2026, 5, 1), until=1_777_000_000.5)
+    assert dict(route.calls.last.request.url.params) == {
+        "since": "2026-05-01T00:00:00Z",  # naive means UTC
+        "until": "1777000000.5",
+    }
+
+
+async def test_get_action_analytics(api: respx.MockRouter, client: AsyncSessionMoodClient) -> None:
+    route = api.get("/v1/analytics/actions").respond(
+        200,
+        json={
+            "since": None,
+            "until": None,
+            "actions": [
+                {
+                    "mood": "frustrated",
+                    "action": "show_live_chat",
+                    "taken": 3,
+                    "helpful": 2,
+                    "not_helpful": 1,
+                    "helpful_rate": 0.6667,
+                }
+            ],
+        },
+    )
+    result = await client.get_action_analytics()
+    assert isinstance(result, ActionAnalyticsResponse)
+    assert result.actions[0].helpful_rate == 0.6667
+    assert route.calls.last.request.url.query == b""
+    await client.get_action_analytics(until=1_777_000_000)
+    assert dict(route.calls.last.request.url.params) == {"until": "1777000000"}
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(True, TypeError), ("2026-05-01", TypeError), (float("nan"), ValueError)],
+    ids=["bool", "str", "nan"],
+)
+async def test_time_range_rejects_bad_values(
+    api: respx.MockRouter, client: AsyncSessionMoodClient, value: Any, error: type[Exception]
+) -> None:
+    route = api.route()
+    with pytest.raises(error, match="since"):
+        await client.get_page_analytics(since=value)
+    assert not route.called
+
+
+async def test_create_webhook(api: respx.MockRouter, client: AsyncSessionMoodClient) -> None:
+    route = api.post("/v1/webhooks").respond(201, json={**WEBHOOK, "secret": "whsec_s3cret"})
+    created = await client.create_webhook(WEBHOOK["url"], moods=["frustrated", "confused"])
+    assert isinstance(created, WebhookCreated)
+    assert (created.id, created.secret) == (WEBHOOK["id"], "whsec_s3cret")
+    assert _sent_json(route) == {"url": WEBHOOK["url"], "moods": ["frustrated", "confused"]}
+    await client.create_webhook(WEBHOOK["url"])
+    assert _sent_json(route) == {"url": WEBHOOK["url"]}
+
+
+async def test_create_webhook_validates_moods(
+    api: respx.MockRouter, client: AsyncSessionMoodClient
+) -> None:
+    route = api.route()
+    with pytest.raises(ValueError, match="unknown mood"):
+        await client.create_webhook("https://example.com/h", moods=["angry"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="list of strings"):
+        await client.create_webhook("https://example.com/h", moods="frustrated")  # type: ignore[arg-type]
+    assert not route.called
+
+
+async def test_list_webhooks(api: respx.MockRouter, client: AsyncSessionMoodClient) -> None:
+    api.get("/v1/webhooks").respond(200, json={"webhooks": [WEBHOOK, {**WEBHOOK, "moods": None}]})
+    listed = await client.list_webhooks()
+    assert isinstance(listed, WebhookList)
+    assert [w.moods for w in listed.webhooks] == [["frustrated", "confused"], None]
+    assert listed.webhooks[0].created_at == datetime(2026, 5, 4, 10, tzinfo=UTC)
+
+
+async def test_delete_webhook_quotes_the_id(
+    api: respx.MockRouter, client: AsyncSessionMoodClient
+) -> None:
+    route = api.route().respond(200, json={"id": "wh/1", "deleted": True})
+    deleted = await client.delete_webhook("wh/1")
+    assert isinstance(deleted, WebhookDeleted)
+    assert deleted.deleted is True
+    request = route.calls.last.request
+    assert (request.method, request.url.raw_path) == ("DELETE", b"/v1/webhooks/wh%2F1")
+    with pytest.raises(ValueError, match="webhook_id"):
+        await client.delete_webhook("")
+
+
+async def test_list_webhook_deliveries(
+    api: respx.MockRouter, client: AsyncSessionMoodClient
+) -> None:
+    api.get(f"/v1/webhooks/{WEBHOOK['id']}/deliveries").respond(
+        200, json={"deliveries": [DELIVERY]}
+    )
+    result = await client.list_webhook_deliveries(str(WEBHOOK["id"]))
+    assert isinstance(result, WebhookDeliveryList)
+    delivery = result.deliveries[0]
+    assert isinstance(delivery, WebhookDelivery)
+    assert (delivery.id, delivery.status, delivery.last_status_code) == (7, "failed", 500)
+    assert delivery.delivered_at is None
+
+
+async def test_webhooks_need_a_paid_plan(
+    api: respx.MockRouter, client: AsyncSessionMoodClient
+) -> None:
+    api.get("/v1/webhooks").respond(403, json={"error": "Webhooks need the growth or pro plan"})
+    with pytest.raises(PermissionDeniedError, match="growth or pro"):
+        await client.list_webhooks()
+
+
+# -- mood stream ----------------------------------------------------------------
+
+
+def _change(change_id: int, mood: str = "frustrated") -> dict[str, Any]:
+    return {
+        "id": change_id,
+        "session_id": "user_abc",
+        "previous_mood": "neutral",
+        "mood": mood,
+        "confidence": 0.8,
+        "signals": ["rage_click_detected"],
+        "suggested_action": "show_live_chat",
+        "url": "/checkout",
+        "occurred_at": "2026-05-04T10:00:00.000Z",
+    }
+
+
+def _message(change_id: int, mood: str = "frustrated", eol: str = "\n") -> bytes:
+    lines = [
+        f"id: {change_id}",
+        "event: mood.changed",
+        f"data: {json.dumps(_change(change_id, mood))}",
+    ]
+    return (eol.join(lines) + eol + eol).encode()
+
+
+class Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that arrives in these chunks, then ends or fails with ``error``."""
+
+    def __init__(self, *chunks: bytes, error: Exception | None = None) -> None:
+        self.chunks = chunks
+        self.error = error
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+        if self.error is not None:
+            raise self.error
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _sse(*chunks: bytes, error: Exception | None = None) -> httpx.Response:
+    return httpx.Response(
+        200,
+        headers={"Content-Type": "text/event-stream; charset=utf-8"},
+        stream=Chunks(*chunks, error=error),
+    )
+
+
+async def test_stream_moods_parses_the_event_stream(
+    api: respx.MockRouter, client: AsyncSessionMoodClient
+) -> None:
+    # Pretty-printed, so that each line can go in a data: field of its own.
+    data = "".join(
+        f"data: {line}\n" for line in json.dumps(_change(2, "confused"), indent=2).splitlines()
+    )
+    route = api.get("/v1/stream/moods").mock(
+        side_effect=[
+            _sse(
+                b"\xef\xbb\xbfretry: 2000\n\n",
+                b": heartbeat\n\n",
+                _message(1, eol="\r\n"),
+                # One message over several chunks, a CRLF split between two,
+                # its data over several lines (joined with "\n").
+                b"id: 2\r",
+                f"\nevent: mood.changed\n{data}".encode(),
+                b"\n: the end\n\n",
+                b"id: 3\nevent: something.new\ndata: {}\n\n",
+                b'id: 4\nevent: mood.changed\ndata: {"cut": ',  # dropped: never finished
+            ),
+            httpx.Response(401, json={"error": "Invalid API key"}),
+        ]
+    )
+    async with client.stream_moods() as stream:
+        first = await anext(stream)
+        assert isinstance(first, MoodChange)
+        assert (first.id, first.mood, first.url) == (1, "frustrated", "/checkout")
+        assert stream.last_event_id == "1"
+        second = await anext(stream)
+        assert (second.id, second.mood) == (2, "confused")
+        with pytest.raises(AuthenticationError):
+            await anext(stream)
+    request = route.calls[0].request
+    assert request.headers["Accept"] == "text/event-stream"
+    assert request.headers["X-Api-Key"] == KEY
+    assert "Last-Event-ID" not in request.headers
+    # A connect timeout, but none for reading: a quiet stream is normal.
+    timeout = request.extensions["timeout"]
+    assert (timeout["connect"], timeout["read"]) == (DEFAULT_TIMEOUT.connect, None)
+    # The unknown event type's id counts, the unfinished message's does not.
+    assert route.calls[1].request.headers["Last-Event-ID"] == "3"
+
+
+async def test_stream_moods_resumes_after_a_drop(
+    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
+) -> None:
+    route = api.get("/v1/stream/moods").mock(
+        side_effect=[
+            _sse(b"retry: 2000\n\n", _message(5), error=httpx.ReadError("reset")),
+            _sse(_message(6)),
+        ]
+    )
+    async with client.stream_moods(last_event_id=4) as stream:
+        assert [(await anext(stream)).id, (await anext(stream)).id] == [5, 6]
+    assert [c.request.headers["Last-Event-ID"] for c in route.calls] == ["4", "5"]
+    assert sleeps == [2.0]  # the server's retry: beats the 0.5 s backoff
+
+
+async def test_stream_moods_reconnects_when_the_server_ends_it(
+    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
+) -> None:
+    route = api.get("/v1/stream/moods").mock(side_effect=[_sse(_message(1)), _sse(_message(2))])
+    stream = client.stream_moods()
+    assert [(await anext(stream)).id, (await anext(stream)).id] == [1, 2]
+    await stream.aclose()
+    assert route.calls[1].request.headers["Last-Event-ID"] == "1"
+    assert sleeps == [0.5]
+
+
+async def test_stream_moods_gives_up_after_max_retries_per_disconnect(
+    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
+) -> None:
+    route = api.get("/v1/stream/moods").mock(
+        side_effect=_responses(
+            _sse(_message(1), error=httpx.RemoteProtocolError("peer closed")),
+            httpx.ConnectError,
+            # Connected again: the next disconnect gets max_retries afresh.
+            _sse(_message(2)),
+            503,
+            httpx.ConnectError,
+        )
+    )
+    async with client.stream_moods() as stream:
+        assert (await anext(stream)).id == 1
+        assert (await anext(stream)).id == 2
+        with pytest.raises(APIConnectionError) as caught:
+            await anext(stream)
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert sleeps == [0.5, 1.0, 0.5, 1.0]
+    assert route.call_count == 5
+
+
+async def test_stream_moods_errors_are_not_retried(
+    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
+) -> None:
+    api.get("/v1/stream/moods").mock(
+        side_effect=[
+            httpx.Response(403, json={"error": "publishable keys may not"}),
+            httpx.Response(200, json={"not": "a stream"}),
+            _sse(b'event: mood.changed\ndata: {"mood": "angry"}\n\n'),
+        ]
+    )
+    async with client.stream_moods() as stream:
+        with pytest.raises(PermissionDeniedError):
+            await anext(stream)
+    async with client.stream_moods() as stream:
+        with pytest.raises(APIResponseValidationError, match="not text/event-stream"):
+            await anext(stream)
+    async with client.stream_moods() as stream:
+        with pytest.raises(APIResponseValidationError, match="not a MoodChange") as caught:
+            await anext(stream)
+    assert caught.value.body == '{"mood": "angry"}'
+    assert sleeps == []
+
+
+async def test_stream_moods_closes_its_connection(
+    api: respx.MockRouter, client: AsyncSessionMoodClient
+) -> None:
+    body = Chunks(_message(1), _message(2))
+    api.get("/v1/stream/moods").mock(
+        return_value=httpx.Response(200, headers={"Content-Type": "text/event-stream"}, stream=body)
+    )
+    async with client.stream_moods() as stream:
+        async for change in stream:
+            assert change.id == 1
+            break
+        assert not body.closed
+    assert body.closed
+    assert stream.closed
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    with pytest.raises(ValueError, match="last_event_id"):
+        client.stream_moods(last_event_id=-1)

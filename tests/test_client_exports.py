@@ -11,6 +11,7 @@ import pytest
 import sessionmood_client
 from sessionmood_client import _models
 from sessionmood_client._client import AsyncSessionMoodClient, SessionMoodClient
+from sessionmood_client._stream import AsyncMoodStream, MoodStream
 from sessionmood_client._tracker import AsyncEventTracker, EventTracker
 
 TESTS = Path(__file__).parent
@@ -20,6 +21,8 @@ CLIENT_NAMES = {
     "AsyncSessionMoodClient",
     "EventTracker",
     "AsyncEventTracker",
+    "MoodStream",
+    "AsyncMoodStream",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
@@ -39,14 +42,20 @@ ERROR_NAMES = {
     "PayloadTooLargeError",
     "RateLimitError",
     "InternalServerError",
+    "WebhookVerificationError",
 }
+# The management endpoints' models are wire models (in MODEL_NAMES); these verify deliveries.
+WEBHOOK_NAMES = {"verify_webhook", "sign_webhook", "WEBHOOK_SIGNATURE_HEADER", "WebhookEvent"}
 # Everything the wire-model module makes public, except the pydantic TypeAdapter,
 # which is plumbing (``pydantic.TypeAdapter(Event)`` is one line for a user).
-MODEL_NAMES = set(_models.__all__) - {"event_adapter"}
+# Request models that only the server parses with stay out as well.
+MODEL_NAMES = set(_models.__all__) - {"event_adapter", "WebhookCreateRequest"}
 
 
 def test_all_is_exactly_the_intended_names() -> None:
-    assert set(sessionmood_client.__all__) == CLIENT_NAMES | ERROR_NAMES | MODEL_NAMES
+    assert (
+        set(sessionmood_client.__all__) == CLIENT_NAMES | ERROR_NAMES | MODEL_NAMES | WEBHOOK_NAMES
+    )
     assert len(sessionmood_client.__all__) == len(set(sessionmood_client.__all__))
 
 
@@ -71,6 +80,7 @@ def test_error_tree() -> None:
         "APITimeoutError",
         "APIResponseValidationError",
         "APIStatusError",
+        "WebhookVerificationError",
     }:
         assert issubclass(getattr(e, name), e.APIStatusError), name
     # The drawing in the module docstring names every class.
@@ -93,7 +103,11 @@ def _public_methods(cls: type) -> dict[str, inspect.Signature]:
 
 @pytest.mark.parametrize(
     ("sync_cls", "async_cls"),
-    [(SessionMoodClient, AsyncSessionMoodClient), (EventTracker, AsyncEventTracker)],
+    [
+        (SessionMoodClient, AsyncSessionMoodClient),
+        (EventTracker, AsyncEventTracker),
+        (MoodStream, AsyncMoodStream),
+    ],
 )
 def test_sync_and_async_have_the_same_methods(sync_cls: type, async_cls: type) -> None:
     sync_methods = _public_methods(sync_cls)
@@ -107,8 +121,9 @@ def test_sync_and_async_have_the_same_methods(sync_cls: type, async_cls: type) -
     for name, signature in sync_methods.items():
         assert list(signature.parameters) == list(async_methods[name].parameters), name
         # Everything that does I/O is a coroutine on the async side and only there;
-        # tracker() merely builds an object.
-        does_io = name != "tracker"
+        # tracker() and stream_moods() merely build an object (the stream is
+        # opened by ``async for``).
+        does_io = name not in {"tracker", "stream_moods"}
         assert inspect.iscoroutinefunction(getattr(async_cls, name)) is does_io, name
         assert not inspect.iscoroutinefunction(getattr(sync_cls, name)), name
 

@@ -6,7 +6,13 @@ wire format, the error bodies and idempotency.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,8 +29,9 @@ from sessionmood_client import (
     PermissionDeniedError,
     RageClickEvent,
     SessionMoodClient,
+    verify_webhook,
 )
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, LiveServer, _start_live
 
 ODD_IDS = ["a b/c?d#e%f&g=h", "..", "ünïcødé", "x" * 256]
 
@@ -240,3 +247,212 @@ async def test_async_tracker_batches_against_the_server(live_server: Any, api_ke
         assert exported.event_count == 7
         assert tracker.last_response is not None
         assert tracker.last_response.total_events == 7
+
+
+# -- newer endpoints: keys, analytics, the mood stream, webhooks -------------------------
+
+NO_WEBHOOKS = "webhooks endpoint not on this server"
+
+
+def _skip_without_webhooks(server: LiveServer, key: str) -> None:
+    # Only a 404 means "not built here"; any other answer is for the test to judge.
+    r = httpx.get(server.base_url + "/v1/webhooks", headers={"X-Api-Key": key})
+    if r.status_code == 404:
+        pytest.skip(NO_WEBHOOKS)
+
+
+class Receiver:
+    """A webhook endpoint on a free port that records (body, signature header)."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[bytes, str]] = []
+        self.arrived = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.deliveries.append((body, self.headers.get("SessionMood-Signature", "")))
+                outer.arrived.set()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/sessionmood"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait(self, timeout: float = 15.0) -> tuple[bytes, str]:
+        assert self.arrived.wait(timeout), "no webhook delivery arrived"
+        return self.deliveries[0]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def hooks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server that may deliver to 127.0.0.1 (the shared one refuses private addresses)."""
+    tmp: Path = tmp_path_factory.mktemp("hooks")
+    server = _start_live(tmp, "hooks", SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS="1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _wait_delivered(deliveries: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = deliveries()
+        if result.deliveries and result.deliveries[0].status == "delivered":
+            return result
+        assert time.monotonic() < deadline, result
+        time.sleep(0.05)
+
+
+VISIT: list[Any] = [
+    {"type": "page_view", "url": "/checkout", "ts": 1746352799},
+    *FRUSTRATING,
+]
+
+
+def test_sync_publishable_key_and_analytics_over_time(live_server: Any, api_key: str) -> None:
+    session = _session()
+    with SessionMoodClient(api_key, base_url=live_server.base_url) as client:
+        pk = client.create_publishable_key(["https://Shop.example/"])
+        assert pk.publishable_key.startswith("pk_")
+        assert pk.allowed_origins == ["https://shop.example"]
+        mood = client.send_events(session, VISIT)
+        client.send_feedback(session, "show_live_chat", was_helpful=True)
+        hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        pages = client.get_page_analytics(since=hour_ago, until=time.time() + 60)
+        assert [p.url for p in pages.pages] == ["/checkout"]
+        assert pages.pages[0].sessions == 1
+        assert pages.since is not None
+        assert abs((pages.since - hour_ago).total_seconds()) < 0.01
+        assert client.get_page_analytics(until=datetime(2000, 1, 1)).pages == []
+        actions = client.get_action_analytics(since=hour_ago.replace(tzinfo=None))
+        assert [(a.action, a.helpful) for a in actions.actions] == [("show_live_chat", 1)]
+        assert actions.actions[0].mood == mood.current_mood
+
+
+def test_sync_stream_moods_replays_then_follows(live_server: Any, api_key: str) -> None:
+    first, second = _session(), _session()
+    with SessionMoodClient(api_key, base_url=live_server.base_url) as client:
+        client.send_events(first, FRUSTRATING)
+        # A new key's tenant has no earlier changes: resuming after 0 replays them all.
+        with client.stream_moods(last_event_id=0) as stream:
+            change = next(stream)
+            assert (change.session_id, change.previous_mood) == (first, "neutral")
+            assert change.mood == client.get_mood(first).mood
+            assert stream.last_event_id == str(change.id)
+            # The stream is open now: a change made after this arrives live.
+            client.send_events(second, FRUSTRATING)
+            live = next(stream)
+            assert live.session_id == second
+            assert live.id > change.id
+
+
+def test_sync_stream_moods_resumes_across_a_server_restart(fresh_server: LiveServer) -> None:
+    key = fresh_server.new_key()
+    with SessionMoodClient(key, base_url=fresh_server.base_url, max_retries=10) as client:
+        client.send_events(_session(), FRUSTRATING)
+        with client.stream_moods(last_event_id=0) as stream:
+            before = next(stream)
+            fresh_server.stop()
+            fresh_server.start()
+            after_restart = _session()
+            client.send_events(after_restart, FRUSTRATING)
+            # The old connection is gone: the stream reconnects with Last-Event-ID.
+            change = next(stream)
+            assert (change.session_id, change.id) == (after_restart, before.id + 1)
+
+
+def test_sync_webhooks_deliver_signed_mood_changes(
+    hooks_server: LiveServer, receiver: Receiver
+) -> None:
+    key = hooks_server.new_key("growth")
+    _skip_without_webhooks(hooks_server, key)
+    session = _session()
+    with SessionMoodClient(key, base_url=hooks_server.base_url) as client:
+        created = client.create_webhook(receiver.url, moods=["frustrated", "confused"])
+        assert created.secret
+        assert [w.id for w in client.list_webhooks().webhooks] == [created.id]
+        posted = client.send_events(session, FRUSTRATING)
+        body, header = receiver.wait()
+        event = verify_webhook(body, header, created.secret)
+        assert (event.session_id, event.mood) == (session, posted.current_mood)
+        deliveries = _wait_delivered(lambda: client.list_webhook_deliveries(created.id))
+        assert deliveries.deliveries[0].session_id == session
+        assert client.delete_webhook(created.id).deleted
+        assert client.list_webhooks().webhooks == []
+        with pytest.raises(NotFoundError):
+            client.delete_webhook(created.id)
+
+
+def test_sync_webhooks_need_a_paid_plan(live_server: Any, api_key: str) -> None:
+    _skip_without_webhooks(live_server, api_key)
+    with (
+        SessionMoodClient(api_key, base_url=live_server.base_url) as client,
+        pytest.raises(PermissionDeniedError),
+    ):
+        client.list_webhooks()
+
+
+@pytest.mark.anyio
+async def test_async_publishable_key_and_analytics_over_time(
+    live_server: Any, api_key: str
+) -> None:
+    session = _session()
+    async with AsyncSessionMoodClient(api_key, base_url=live_server.base_url) as client:
+        pk = await client.create_publishable_key(["https://Shop.example/"])
+        assert pk.allowed_origins == ["https://shop.example"]
+        await client.send_events(session, VISIT)
+        hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        pages = await client.get_page_analytics(since=hour_ago.timestamp())
+        assert [p.url for p in pages.pages] == ["/checkout"]
+        actions = await client.get_action_analytics(until=datetime(2000, 1, 1, tzinfo=UTC))
+        assert actions.actions == []
+
+
+@pytest.mark.anyio
+async def test_async_stream_moods_replays_then_follows(live_server: Any, api_key: str) -> None:
+    first, second = _session(), _session()
+    async with AsyncSessionMoodClient(api_key, base_url=live_server.base_url) as client:
+        await client.send_events(first, FRUSTRATING)
+        async with client.stream_moods(last_event_id=0) as stream:
+            change = await anext(stream)
+            assert (change.session_id, change.previous_mood) == (first, "neutral")
+            await client.send_events(second, FRUSTRATING)
+            live = await anext(stream)
+            assert live.session_id == second
+            assert stream.last_event_id == str(live.id)
+
+
+@pytest.mark.anyio
+async def test_async_webhooks_deliver_signed_mood_changes(
+    hooks_server: LiveServer, receiver: Receiver
+) -> None:
+    key = hooks_server.new_key("pro")
+    _skip_without_webhooks(hooks_server, key)
+    session = _session()
+    async with AsyncSessionMoodClient(key, base_url=hooks_server.base_url) as client:
+        created = await client.create_webhook(receiver.url)
+        assert created.moods is None
+        await client.send_events(session, FRUSTRATING)
+        body, header = receiver.wait()
+        assert verify_webhook(body, header, created.secret).session_id == session
+        listed = await client.list_webhook_deliveries(created.id)
+        assert [d.session_id for d in listed.deliveries] == [session]
+        assert (await client.delete_webhook(created.id)).deleted
+        assert (await client.list_webhooks()).webhooks == []

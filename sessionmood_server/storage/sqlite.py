@@ -98,6 +98,12 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
     return unquote(path) or ":memory:", options
 
 
+class _JobFailed(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class SQLiteStorage:
     """SQLite storage: writes group-committed on the event loop, big reads on threads."""
 
@@ -123,6 +129,10 @@ class SQLiteStorage:
         # Tenants whose sessions changed mood in the group being committed, and
         # the signal that wakes live streams once it has committed.
         self._changed: set[int] = set()
+        # (tenant, month, session) already counted against the quota, so a
+        # batch for an open session skips that look-up. Filled after COMMIT only.
+        self._counted_months: set[tuple[int, str, str]] = set()
+        self._staged_months: set[tuple[int, str, str]] = set()
         self._change_signal = asyncio.Event()
         self._closing = False
         self._cache_version = -1
@@ -235,30 +245,25 @@ class SQLiteStorage:
                 if not fut.done():
                     fut.set_exception(RuntimeError("storage is closed"))
             return
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, fut in jobs:
-                conn.execute("SAVEPOINT job")
+            outcomes = self._commit(conn, jobs)
+        except _JobFailed:
+            # A job raised, so the whole group was rolled back. Failures are
+            # rare (validation happens before storage), so rather than pay a
+            # SAVEPOINT per job on every group, re-run each job on its own:
+            # only the failing one fails.
+            outcomes = []
+            for job in jobs:
                 try:
-                    result = fn(conn)
-                except Exception as exc:  # the job's own failure: undo just it
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((fut, None, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((fut, result, None))
-            conn.execute("COMMIT")
+                    outcomes += self._commit(conn, [job])
+                except _JobFailed as failed:
+                    outcomes.append((job[1], None, failed.error))
+                except Exception as exc:
+                    log.exception("SQLite commit failed")
+                    outcomes.append((job[1], None, exc))
         except Exception as exc:  # the commit itself failed: nobody's write landed
             log.exception("SQLite group commit failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._changed.clear()
-            for _, fut in jobs:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
+            outcomes = [(fut, None, exc) for _, fut in jobs]
         if self._changed:
             self._changed.clear()
             signal, self._change_signal = self._change_signal, asyncio.Event()
@@ -271,6 +276,33 @@ class SQLiteStorage:
                 fut.set_exception(error)
             else:
                 fut.set_result(result)
+
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """Run ``jobs`` in one transaction; raises _JobFailed (all rolled back) if one raises."""
+        self._staged_months.clear()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            for fn, fut in jobs:
+                try:
+                    results.append((fut, fn(conn), None))
+                except Exception as exc:
+                    raise _JobFailed(exc) from exc
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._staged_months.clear()
+            raise
+        # Only committed facts enter the cache.
+        if len(self._counted_months) > 500_000:
+            self._counted_months.clear()
+        self._counted_months.update(self._staged_months)
+        return results
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A point read, inline: cheaper than a thread hop, sees every commit."""
@@ -459,7 +491,8 @@ class SQLiteStorage:
                     out.last_url,
                 ),
             )
-            if out.page_moods:
+            # Same page, same mood as after the last batch: nothing to record.
+            if out.page_moods and out.page_moods != {last_url: previous}:
                 c.executemany(
                     "INSERT INTO page_moods VALUES (?,?,?,?,?) ON CONFLICT "
                     "(tenant_id, session_id, url) DO UPDATE SET mood=excluded.mood, "
@@ -507,15 +540,18 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    @staticmethod
     def _count_session_month(
-        c: sqlite3.Connection, tenant_id: int, session_id: str, quota: Quota
+        self, c: sqlite3.Connection, tenant_id: int, session_id: str, quota: Quota
     ) -> bool:
         """Count the session against this month's quota; False if that is refused."""
+        key = (tenant_id, quota.month, session_id)
+        if key in self._counted_months:
+            return True
         if c.execute(
             "SELECT 1 FROM session_months WHERE tenant_id=? AND month=? AND session_id=?",
             (tenant_id, quota.month, session_id),
         ).fetchone():
+            self._staged_months.add(key)
             return True  # already counted this month: open sessions keep working
         used_row = c.execute(
             "SELECT sessions FROM usage_months WHERE tenant_id=? AND month=?",
@@ -530,6 +566,7 @@ class SQLiteStorage:
             "DO UPDATE SET sessions = sessions + 1",
             (tenant_id, quota.month),
         )
+        self._staged_months.add(key)
         return True
 
     async def get_session(self, tenant_id: int, session_id: str) -> SessionRecord | None:
