@@ -116,6 +116,10 @@ DEFAULT_ACTIONS: dict[MoodLabel, SuggestedAction] = {
 
 _STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", frozen=True)
 
+# Text is stored and later exported, possibly to PostgreSQL, whose text type
+# cannot hold NUL: refuse it at the edge, visibly in the schema.
+NO_NUL = r"^[^\x00]*$"
+
 # ts is Unix seconds; missing means "server receipt time". Bounded so that a
 # millisecond timestamp sent by mistake (1e12) is rejected, not stored as 33658 AD.
 Timestamp = Annotated[float, Field(ge=0, le=1e11, description="Unix time in seconds")]
@@ -175,14 +179,14 @@ class PageViewEvent(_EventBase):
     """Navigation to a page or SPA route; send the path, not the query string."""
 
     type: Literal["page_view"] = "page_view"
-    url: Annotated[str, Field(max_length=2048)] | None = None
+    url: Annotated[str, Field(max_length=2048, pattern=NO_NUL)] | None = None
 
 
 class ErrorEvent(_EventBase):
     """A JS or API error surfaced to the visitor."""
 
     type: Literal["error"] = "error"
-    message: Annotated[str, Field(max_length=512)] | None = None
+    message: Annotated[str, Field(max_length=512, pattern=NO_NUL)] | None = None
 
 
 class IdleEvent(_EventBase):
@@ -235,7 +239,7 @@ class EventsRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
     events: Annotated[list[Event], Field(min_length=1, max_length=1000)]
-    batch_id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+    batch_id: Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)] | None = Field(
         default=None,
         description="Idempotency key for this batch; a repeat returns the first answer.",
     )
@@ -245,17 +249,17 @@ class FeedbackRequest(BaseModel):
     """Body of ``POST /v1/sessions/{id}/feedback``."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
-    action_taken: Annotated[str, Field(min_length=1, max_length=128)]
+    action_taken: Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
     was_helpful: bool | None = None
-    notes: Annotated[str, Field(max_length=512)] | None = None
+    notes: Annotated[str, Field(max_length=512, pattern=NO_NUL)] | None = None
 
 
 class KeyGenerateRequest(BaseModel):
     """Body of ``POST /v1/keys/generate``."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
-    customer_name: Annotated[str, Field(min_length=1, max_length=200)]
-    email: Annotated[str, Field(max_length=320)] | None = None
+    customer_name: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+    email: Annotated[str, Field(max_length=320, pattern=r"^[^\x00@\s]+@[^\x00@\s]+$")] | None = None
     plan: Plan = "starter"
 
 
@@ -264,7 +268,7 @@ class PublishableKeyRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="ignore")
     allowed_origins: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=255)]],
+        list[Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL)]],
         Field(min_length=1, max_length=50),
     ]
 
@@ -273,7 +277,7 @@ class WebhookCreateRequest(BaseModel):
     """Body of ``POST /v1/webhooks``: where to send mood changes, optionally only some moods."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
-    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=NO_NUL)]
     moods: Annotated[list[MoodLabel], Field(min_length=1)] | None = None
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -41,6 +42,34 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT_DIR / "static"
 DEMO_DIR = ROOT_DIR / "examples" / "demo_site"
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
+
+
+class _AnyText(Convertor[str]):
+    """Like ``{x:path}``, but also across newlines."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("session_id", _AnyText())
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _route(path: str, **handlers: Endpoint) -> Route:
+    """One route for several methods, so a 405 on the path names all of them."""
+
+    async def endpoint(request: Request) -> Response:
+        # Starlette answers HEAD with the GET endpoint; so do we.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, endpoint, methods=list(handlers))
 
 
 def _redirect(to: str) -> Any:
@@ -153,12 +182,13 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         html = path.read_text().replace("{{SESSIONMOOD_PUBLISHABLE_KEY}}", demo_keys["pk"])
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
-    sid = "/v1/sessions/{session_id:path}"
+    # Session ids are opaque: URL-encoded slashes and even newlines must
+    # round-trip, so the id matches anything; the fixed suffix tells routes apart.
+    sid = "/v1/sessions/{session_id:session_id}"
     routes: list[BaseRoute] = [
-        # Hot paths first: Starlette tries routes in order.
-        # {session_id:path} so that URL-encoded slashes in ids round-trip; the
-        # fixed suffix tells the routes apart.
-        Route(sid + "/events", api.post_events, methods=["POST"]),
+        # Hot paths first: Starlette tries routes in order. One route per path
+        # and several methods, so a 405 names every allowed method.
+        _route(sid + "/events", POST=api.post_events, GET=api.export_events),
         Route(sid + "/mood", api.get_mood, methods=["GET"]),
         Route("/health", api.health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
@@ -169,11 +199,9 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         Route("/v1/analytics/actions", api.analytics_actions, methods=["GET"]),
         Route("/v1/stream/moods", api.stream_moods, methods=["GET"]),
         Route("/v1/usage", api.usage, methods=["GET"]),
-        Route("/v1/webhooks", api.create_webhook, methods=["POST"]),
-        Route("/v1/webhooks", api.list_webhooks, methods=["GET"]),
+        _route("/v1/webhooks", POST=api.create_webhook, GET=api.list_webhooks),
         Route("/v1/webhooks/{webhook_id}", api.delete_webhook, methods=["DELETE"]),
         Route("/v1/webhooks/{webhook_id}/deliveries", api.list_deliveries, methods=["GET"]),
-        Route(sid + "/events", api.export_events, methods=["GET"]),
         Route(sid + "/feedback", api.post_feedback, methods=["POST"]),
         Route(sid, api.delete_session, methods=["DELETE"]),
     ]

@@ -107,6 +107,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from sessionmood_server.app import create_app
+    from sessionmood_server.protocol import HeaderTimeoutProtocol
 
     print(f"SessionMood listening on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(
@@ -114,6 +115,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         access_log=args.access_log,
+        http=HeaderTimeoutProtocol,
         log_level=args.log_level,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,

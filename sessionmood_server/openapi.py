@@ -182,6 +182,19 @@ OPERATIONS: list[_Op] = [
 ]
 
 
+def _common_errors(path: str, has_body: bool, auth: bool) -> dict[int, type[BaseModel]]:
+    """Errors every operation of a kind can give, so no table row forgets one."""
+    errors: dict[int, type[BaseModel]] = {}
+    if auth:
+        # 401 for a bad key; 403 for a publishable key off its origin or endpoints
+        errors.update({401: m.ApiError, 403: m.ApiError})
+    if has_body:
+        errors.update({400: m.ApiError, 408: m.ApiError, 413: m.ApiError, 415: m.ApiError})
+    if "{session_id}" in path:
+        errors[400] = m.ApiError  # a malformed session id
+    return errors
+
+
 _TIME_RANGE_PATHS = {"/v1/analytics/pages", "/v1/analytics/actions"}
 
 
@@ -203,6 +216,7 @@ def build_openapi(version: str, operations: list[_Op] | None = None) -> dict[str
     refs = {mdl: keyed[(mdl, "validation")] for mdl in models}
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, req, responses, auth, tag in ops:
+        responses = {**_common_errors(path, req is not None, auth), **responses}
         op: dict[str, Any] = {
             "summary": summary,
             "operationId": _operation_id(method, path),

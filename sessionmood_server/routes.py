@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -33,7 +33,6 @@ from sessionmood_client._models import (
     MoodChange,
     MoodDistributionItem,
     MoodLabel,
-    MoodResponse,
     PageAnalyticsItem,
     PageAnalyticsResponse,
     PublishableKeyRequest,
@@ -81,9 +80,10 @@ MAX_WEBHOOKS = 20
 
 def iso(ts: float) -> str:
     """ISO 8601 in UTC with milliseconds and a Z, as the reference shows."""
+    d = datetime.fromtimestamp(ts, UTC)
     return (
-        datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        + f"{int(ts * 1000) % 1000:03d}Z"
+        f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}."
+        f"{d.microsecond // 1000:03d}Z"
     )
 
 
@@ -210,7 +210,21 @@ class Api:
         return record
 
     async def _session_id(self, request: Request) -> str:
-        return check_session_id(request.path_params["session_id"])
+        session_id: str = request.path_params["session_id"]
+        # The server decodes %XX leniently: bytes that are not UTF-8 (%FF, a lone
+        # surrogate %ED%A0%80) would become U+FFFD and merge distinct ids. Only
+        # then is the raw path worth a strict look.
+        raw_path = request.scope.get("raw_path")
+        if "\ufffd" in session_id and raw_path:
+            try:
+                unquote_to_bytes(raw_path.decode("latin-1")).decode("utf-8")
+            except UnicodeDecodeError:
+                raise bad_request(
+                    "Invalid session id",
+                    field="session_id",
+                    message="session ids must be UTF-8, percent-encoded",
+                ) from None
+        return check_session_id(session_id)
 
     # -- endpoints -----------------------------------------------------------
 
@@ -238,8 +252,6 @@ class Api:
             err = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in err["loc"])
             raise bad_request("Invalid field", field=field, message=err["msg"]) from None
-        if req.email is not None and "@" not in req.email:
-            raise bad_request("Invalid field", field="email", message="not an email address")
         if req.plan != "starter" and not self._is_admin(request):
             raise forbidden(
                 f"the {req.plan} plan cannot be self-served: call with "
@@ -351,19 +363,18 @@ class Api:
         action = apply_policy(policy, rec.mood, DEFAULT_ACTIONS[rec.mood], signals)
         if action == DEFAULT_ACTIONS[rec.mood] and LEARNED_SIGNAL in signals:
             signals.remove(LEARNED_SIGNAL)  # learned at write time, since unlearned
-        body = MoodResponse(
-            session_id=session_id,
-            mood=rec.mood,
-            confidence=rec.confidence,
-            signals=signals,
-            suggested_action=action,
-            event_count=rec.event_count,
-            updated_at=datetime.fromtimestamp(rec.updated_at, UTC),
+        # The MoodResponse shape, built directly: this is the hottest read.
+        return JSONResponse(
+            {
+                "session_id": session_id,
+                "mood": rec.mood,
+                "confidence": rec.confidence,
+                "signals": signals,
+                "suggested_action": action,
+                "event_count": rec.event_count,
+                "updated_at": iso(rec.updated_at),
+            }
         )
-        # Serialise updated_at the reference's way (millisecond Z), not pydantic's.
-        payload = body.model_dump(mode="json")
-        payload["updated_at"] = iso(rec.updated_at)
-        return JSONResponse(payload)
 
     async def export_events(self, request: Request) -> Response:
         key = await self.authenticate(request)

@@ -134,14 +134,19 @@ def parse_events_body(
         events = []
         for model in req.events:
             ev = model.model_dump(exclude_none=True)
-            if "\x00" in (ev.get("message") or "") or "\x00" in (ev.get("url") or ""):
-                break  # let the slow path name the field
             if "ts" not in ev:
                 ev["ts"] = received_at
             events.append(ev)
-        else:
-            return events, req.batch_id if req.batch_id is not None else header_batch_id
+        batch_id = req.batch_id if req.batch_id is not None else header_batch_id
+        if batch_id is None or _valid_batch_id(batch_id):
+            return events, batch_id
     return parse_events(parse_json(body), header_batch_id, max_events, received_at)
+
+
+def _valid_batch_id(batch_id: object) -> bool:
+    return (
+        isinstance(batch_id, str) and 0 < len(batch_id) <= MAX_BATCH_ID and "\x00" not in batch_id
+    )
 
 
 def parse_events(
@@ -178,7 +183,7 @@ def parse_events(
         t = ev.get("type")
         if t is None:
             raise bad_request("Missing required field", field=f"events[{i}].type")
-        if t not in VALID_TYPES:
+        if not isinstance(t, str) or t not in VALID_TYPES:
             invalid.append(t if isinstance(t, str) else orjson.dumps(t).decode())
     if invalid:
         raise bad_request("Invalid event type(s)", invalid=invalid, valid_types=list(EVENT_TYPES))
@@ -190,24 +195,16 @@ def parse_events(
             # loc starts with the discriminator tag ("click", ...): drop it.
             raise _first_error(exc, f"events[{i}]", skip=1) from None
         out = model.model_dump(exclude_none=True)
-        for name in ("message", "url"):
-            value = out.get(name)
-            if value is not None and "\x00" in value:
-                raise bad_request(
-                    "Invalid field", field=f"events[{i}].{name}", message="must not contain NUL"
-                )
         if "ts" not in out:
             out["ts"] = received_at
         events.append(out)
 
     batch_id = body.get("batch_id", header_batch_id)
-    if batch_id is not None and (
-        not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_BATCH_ID
-    ):
+    if batch_id is not None and not _valid_batch_id(batch_id):
         raise bad_request(
             "Invalid field",
             field="batch_id",
-            message=f"batch_id must be a string of 1-{MAX_BATCH_ID} characters",
+            message=f"batch_id must be a string of 1-{MAX_BATCH_ID} characters, without NUL",
         )
     return events, batch_id
 
@@ -218,7 +215,4 @@ def parse_feedback(data: Any) -> FeedbackRequest:
         fb = FeedbackRequest.model_validate(body)
     except ValidationError as exc:
         raise _first_error(exc, "") from None
-    for name, value in (("action_taken", fb.action_taken), ("notes", fb.notes)):
-        if value is not None and "\x00" in value:
-            raise bad_request("Invalid field", field=name, message="must not contain NUL")
     return fb
