@@ -267,6 +267,8 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             Exception: _unexpected,
         },
     )
+    # An API has no directory pages: /v1/sessions/ is a JSON 404, not a redirect.
+    app.router.redirect_slashes = False
     app.state.api = api
     app.state.settings = settings
     return app

@@ -28,7 +28,6 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
         "--access-log", action="store_true", help="log every request (costs ~35%% throughput)"
     )

@@ -562,3 +562,8 @@ def test_unexpected_failure_is_json_500_with_logged_request_id(
     assert r.headers["x-request-id"] == body["request_id"]
     assert "disk on fire" not in r.text and "Traceback" not in r.text
     assert any(body["request_id"] in rec.getMessage() for rec in caplog.records)
+
+
+def test_no_slash_redirects(client: TestClient, auth: dict[str, str]) -> None:
+    r = client.get("/v1/sessions", headers=auth, follow_redirects=False)
+    assert r.status_code == 404 and r.json()["error"] == "Not Found"

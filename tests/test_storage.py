@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,17 +12,16 @@ import pytest
 from sessionmood_server.keys import hash_key, new_key
 from sessionmood_server.storage import Quota, Storage, StorageURLError, open_storage
 from sessionmood_server.storage.sqlite import parse_sqlite_url
+from tests.test_postgres import fresh_schema
 
 MONTH = Quota("2026-11", 1000, True)
 NOW = 1_795_000_000.0
 
 
 def _backends() -> list[Any]:
-    params: list[Any] = ["sqlite"]
-    pg = os.environ.get("SESSIONMOOD_TEST_DATABASE_URL")
-    if pg or os.environ.get("SESSIONMOOD_REQUIRE_POSTGRES") == "1":
-        params.append(pytest.param("postgres", marks=pytest.mark.postgres))
-    return params
+    # Always listed: without SESSIONMOOD_TEST_DATABASE_URL the postgres runs skip
+    # and say how to enable them (or fail, with SESSIONMOOD_REQUIRE_POSTGRES=1).
+    return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture
@@ -34,17 +32,21 @@ def anyio_backend() -> str:
 @pytest.fixture(params=_backends())
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'contract.db'}"
-    else:
-        url = os.environ.get("SESSIONMOOD_TEST_DATABASE_URL", "")
-        if not url:
-            pytest.fail("SESSIONMOOD_REQUIRE_POSTGRES=1 but SESSIONMOOD_TEST_DATABASE_URL unset")
-    s = open_storage(url)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
+        s = open_storage(f"sqlite:///{tmp_path / 'contract.db'}")
+        await s.open()
+        try:
+            yield s
+        finally:
+            await s.close()
+        return
+    # Every postgres test gets a schema of its own, dropped afterwards.
+    async with fresh_schema() as url:
+        s = open_storage(url)
+        await s.open()
+        try:
+            yield s
+        finally:
+            await s.close()
 
 
 async def _tenant(store: Storage, plan: str = "starter") -> int:

@@ -289,6 +289,14 @@ def open_storage(url: str) -> Storage:
         from sessionmood_server.storage.sqlite import SQLiteStorage
 
         return SQLiteStorage(url)
+    if scheme in {"postgres", "postgresql"}:
+        try:
+            from sessionmood_server.storage.postgres import PostgresStorage
+        except ImportError as exc:  # asyncpg is the optional "postgres" extra
+            raise StorageURLError(
+                f"PostgreSQL needs the postgres extra: pip install 'sessionmood[postgres]' ({exc})"
+            ) from None
+        return PostgresStorage(url)
     raise StorageURLError(
         f"unsupported SESSIONMOOD_DATABASE_URL scheme {scheme!r}: "
         "use sqlite:///path/to/file.db or postgresql://user@host/db"
