@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -65,6 +64,7 @@ from sessionmood_server.validation import (
     parse_feedback,
     read_body,
     read_json,
+    validate_body,
 )
 from sessionmood_server.webhooks import (
     WebhookURLError,
@@ -246,12 +246,7 @@ class Api:
         plan = data.get("plan", "starter")
         if plan not in PLANS:
             raise bad_request("Invalid plan", valid_plans=list(PLANS))
-        try:
-            req = KeyGenerateRequest.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in err["loc"])
-            raise bad_request("Invalid field", field=field, message=err["msg"]) from None
+        req = validate_body(KeyGenerateRequest, data)
         if req.plan != "starter" and not self._is_admin(request):
             raise forbidden(
                 f"the {req.plan} plan cannot be self-served: call with "
@@ -274,15 +269,9 @@ class Api:
 
     async def create_publishable_key(self, request: Request) -> Response:
         key = await self.authenticate(request)
-        data = await read_json(request, self.settings.max_body_bytes)
-        try:
-            req = PublishableKeyRequest.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in err["loc"]) or "allowed_origins"
-            if err["type"] == "missing":
-                raise bad_request("Missing required field", field=field) from None
-            raise bad_request("Invalid field", field=field, message=err["msg"]) from None
+        req = validate_body(
+            PublishableKeyRequest, await read_json(request, self.settings.max_body_bytes)
+        )
         origins = []
         for i, origin in enumerate(req.allowed_origins):
             normal = normalise_origin(origin)
@@ -532,15 +521,9 @@ class Api:
 
     async def create_webhook(self, request: Request) -> Response:
         key = await self._webhook_key(request)
-        data = await read_json(request, self.settings.max_body_bytes)
-        try:
-            req = WebhookCreateRequest.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in err["loc"]) or "url"
-            if err["type"] == "missing":
-                raise bad_request("Missing required field", field=field) from None
-            raise bad_request("Invalid field", field=field, message=err["msg"]) from None
+        req = validate_body(
+            WebhookCreateRequest, await read_json(request, self.settings.max_body_bytes)
+        )
         try:
             url = await check_webhook_url(req.url, self.settings.allow_private_webhooks)
         except WebhookURLError as exc:

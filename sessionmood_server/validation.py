@@ -7,15 +7,16 @@ read in one place and can be tested without HTTP.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from sessionmood_client._models import EVENT_TYPES, EventsRequest, FeedbackRequest, event_adapter
 from sessionmood_server.errors import ApiError, bad_request
 
+M = TypeVar("M", bound=BaseModel)
 VALID_TYPES = frozenset(EVENT_TYPES)
 MAX_SESSION_ID = 256
 MAX_BATCH_ID = 128
@@ -209,10 +210,14 @@ def parse_events(
     return events, batch_id
 
 
-def parse_feedback(data: Any) -> FeedbackRequest:
+def validate_body(model: type[M], data: Any) -> M:
+    """``data`` as ``model``, or the 400 naming the first bad field."""
     body = _require_object(data)
     try:
-        fb = FeedbackRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
         raise _first_error(exc, "") from None
-    return fb
+
+
+def parse_feedback(data: Any) -> FeedbackRequest:
+    return validate_body(FeedbackRequest, data)

@@ -88,6 +88,40 @@ def _key_from_row(row: tuple[Any, ...]) -> KeyRecord:
     )
 
 
+def _key_by_hash(c: sqlite3.Connection, key_hash: str) -> KeyRecord | None:
+    row = c.execute(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+        "WHERE k.key_hash = ?",
+        (key_hash,),
+    ).fetchone()
+    return None if row is None else _key_from_row(row)
+
+
+def _insert_key(
+    c: sqlite3.Connection,
+    raw: str,
+    tenant_id: int,
+    kind: str,
+    origins: tuple[str, ...],
+    now: float,
+) -> KeyRecord:
+    c.execute(
+        "INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, allowed_origins, created_at) "
+        "VALUES (?,?,?,?,?,?)",
+        (
+            hash_key(raw),
+            display_prefix(raw),
+            tenant_id,
+            kind,
+            orjson.dumps(list(origins)).decode(),
+            now,
+        ),
+    )
+    record = _key_by_hash(c, hash_key(raw))
+    assert record is not None  # just inserted, in this transaction
+    return record
+
+
 def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
     """``sqlite:///rel.db``, ``sqlite:////abs.db`` or ``sqlite:///:memory:`` -> (path, options)."""
     rest = url.split(":", 1)[1]
@@ -326,51 +360,23 @@ class SQLiteStorage:
     async def create_tenant_key(
         self, customer: str, email: str | None, plan: Plan, raw_key: str, now: float
     ) -> KeyRecord:
-
         def job(c: sqlite3.Connection) -> KeyRecord:
             cur = c.execute(
                 "INSERT INTO tenants (customer, email, plan, created_at) VALUES (?,?,?,?)",
                 (customer, email, plan, now),
             )
-            tenant_id = int(cur.lastrowid or 0)
-            c.execute(
-                "INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, created_at) "
-                "VALUES (?,?,?,?,?)",
-                (hash_key(raw_key), display_prefix(raw_key), tenant_id, "secret", now),
-            )
-            return KeyRecord(
-                hash_key(raw_key), display_prefix(raw_key), tenant_id, "secret", plan,
-                customer, email, now,
-            )  # fmt: skip
+            return _insert_key(c, raw_key, int(cur.lastrowid or 0), "secret", (), now)
 
-        result = await self._write(job)
-        self._key_cache.clear()  # after the commit, or a racing read could re-cache
-        return result
+        return await self._key_write(job)
 
     async def create_publishable_key(
         self, tenant_id: int, raw_key: str, allowed_origins: tuple[str, ...], now: float
     ) -> KeyRecord:
+        return await self._key_write(
+            lambda c: _insert_key(c, raw_key, tenant_id, "publishable", allowed_origins, now)
+        )
 
-        def job(c: sqlite3.Connection) -> KeyRecord:
-            c.execute(
-                "INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, allowed_origins, "
-                "created_at) VALUES (?,?,?,?,?,?)",
-                (
-                    hash_key(raw_key),
-                    display_prefix(raw_key),
-                    tenant_id,
-                    "publishable",
-                    orjson.dumps(list(allowed_origins)).decode(),
-                    now,
-                ),
-            )
-            row = c.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
-                "WHERE k.key_hash = ?",
-                (hash_key(raw_key),),
-            ).fetchone()
-            return _key_from_row(row)
-
+    async def _key_write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         result = await self._write(job)
         self._key_cache.clear()  # after the commit, or a racing read could re-cache
         return result
@@ -390,14 +396,9 @@ class SQLiteStorage:
         hit = self._key_cache.get(key_hash)
         if hit is not None:
             return hit
-        row = conn.execute(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
-            "WHERE k.key_hash = ?",
-            (key_hash,),
-        ).fetchone()
-        if row is None:
+        record = _key_by_hash(conn, key_hash)
+        if record is None:
             return None  # unknown keys are not cached: random keys cannot fill memory
-        record = _key_from_row(row)
         if len(self._key_cache) >= 10_000:
             self._key_cache.clear()
         self._key_cache[key_hash] = record
@@ -422,9 +423,7 @@ class SQLiteStorage:
             )
             return cur.rowcount
 
-        result = await self._write(job)
-        self._key_cache.clear()  # after the commit, or a racing read could re-cache
-        return result
+        return await self._key_write(job)
 
     # -- sessions ------------------------------------------------------------
 
@@ -700,32 +699,10 @@ class SQLiteStorage:
                 "UPDATE api_keys SET revoked_at=? WHERE tenant_id=? AND revoked_at IS NULL",
                 (now, tenant_id),
             )
-            for raw, kind, allowed in (
-                (raw_secret, "secret", ()),
-                (raw_publishable, "publishable", origins),
-            ):
-                c.execute(
-                    "INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, allowed_origins, "
-                    "created_at) VALUES (?,?,?,?,?,?)",
-                    (
-                        hash_key(raw),
-                        display_prefix(raw),
-                        tenant_id,
-                        kind,
-                        orjson.dumps(list(allowed)).decode(),
-                        now,
-                    ),
-                )
-            row = c.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
-                "WHERE k.key_hash = ?",
-                (hash_key(raw_secret),),
-            ).fetchone()
-            return _key_from_row(row)
+            _insert_key(c, raw_publishable, tenant_id, "publishable", origins, now)
+            return _insert_key(c, raw_secret, tenant_id, "secret", (), now)
 
-        result = await self._write(job)
-        self._key_cache.clear()
-        return result
+        return await self._key_write(job)
 
     async def page_moods(
         self, tenant_id: int, since: float | None, until: float | None
