@@ -1,0 +1,289 @@
+"""The dashboard (sessionmood_server/dashboard, served at /dashboard/) in a real
+Chromium, on data made by real shoppers in the demo shop.
+
+The live feed is checked while the test acts in another tab: a shopper gets
+frustrated there and the entry must appear on the dashboard without a reload.
+
+``SESSIONMOOD_DOCS_IMG=1`` also refreshes docs/img/dashboard.png for the README
+(after seeding a realistic mix of sessions through the API).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.test_demo import (
+    DOCS_IMG,
+    UPDATE_DOCS_IMG,
+    Console,
+    Demo,
+    frustrated_checkout,
+    session_id,
+    shot,
+    start_demo,
+)
+
+KEY_STORE = "sessionmood_dashboard_key"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    d = start_demo(tmp_path_factory.mktemp("dashboard"))
+    yield d
+    d.server.stop()
+
+
+@pytest.fixture
+def console(page: Page) -> Iterator[Console]:
+    c = Console()
+    c.watch(page)
+    yield c
+    assert c.errors == []
+
+
+def rage_click_product(page: Page, demo: Demo) -> str:
+    """A shopper clicks three times on a product photo that does nothing."""
+    page.goto(demo.url("product.html?id=mug"))
+    box = page.locator("[data-product-figure]").bounding_box()
+    assert box is not None
+    for _ in range(3):
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.get_by_test_id("live-chat")).to_be_visible()
+    return session_id(page)
+
+
+def publishable_key(demo: Demo) -> str:
+    m = re.search(r'data-api-key="(pk_\w+)"', httpx.get(demo.url()).text)
+    assert m is not None
+    return m.group(1)
+
+
+@pytest.mark.e2e
+def test_dashboard_shows_shopper_data_and_streams_mood_changes_live(
+    demo: Demo, browser: Browser, page: Page, console: Console, output_path: str
+) -> None:
+    # A shopper whose payment fails twice, before the dashboard is open.
+    shop_context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        shop = console.watch(shop_context.new_page())
+        first, _ = frustrated_checkout(shop, demo)
+        with shop.expect_response(re.compile(r"/feedback$")):
+            shop.get_by_test_id("live-chat").get_by_role("button", name="Yes, help me pay").click()
+
+        # Signed in from the link the server printed; the key leaves the address bar.
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(demo.dashboard_url)
+        expect(page).to_have_url(f"{demo.base}/dashboard/")
+        assert page.evaluate("k => sessionStorage.getItem(k)", KEY_STORE) == demo.secret
+        expect(page.locator("[data-stream-status]")).to_have_attribute("data-state", "live")
+        page.evaluate("() => { window.__sameDocument = true; }")
+
+        # The aggregate panels show that shopper.
+        dist = page.get_by_test_id("mood-distribution")
+        expect(dist.locator('g[data-mood="frustrated"]')).to_have_attribute("data-count", "1")
+        expect(dist.get_by_role("img")).to_have_attribute("aria-label", re.compile("frustrated 1"))
+        heat = page.get_by_test_id("page-heatmap")
+        checkout = heat.locator('tr[data-url="/demo/checkout.html"]')
+        expect(checkout.locator('td[data-mood="frustrated"]')).to_have_text("100%")
+        expect(checkout).to_have_attribute("data-frustration-rate", "1")
+        expect(checkout.locator('td[data-mood="frustrated"]')).to_have_attribute(
+            "style", re.compile(r"background:\s*rgb")
+        )
+        actions = page.get_by_test_id("action-effectiveness")
+        chat_row = actions.locator('tr[data-action="show_live_chat"][data-mood="frustrated"]')
+        expect(chat_row).to_contain_text("Live chat")
+        expect(chat_row.locator("td.rate")).to_have_text("100%")
+        feed = page.get_by_test_id("live-feed")
+
+        # Meanwhile, in another tab, a second shopper gets frustrated.
+        second = rage_click_product(console.watch(shop_context.new_page()), demo)
+        assert second != first
+        entry = feed.locator(f'li[data-session-id="{second}"][data-mood="frustrated"]')
+        expect(entry).to_be_visible()
+        expect(entry).to_contain_text("→")
+        expect(entry).to_contain_text("/demo/product.html")
+        expect(entry).to_contain_text("rage_click_detected")
+        expect(entry.locator("code.sid")).to_have_attribute("title", second)
+
+        # The aggregates follow without a reload.
+        expect(dist.locator('g[data-mood="frustrated"]')).to_have_attribute("data-count", "2")
+        product = heat.locator('tr[data-url="/demo/product.html"]')
+        expect(product.locator('td[data-mood="frustrated"]')).not_to_have_text("·")
+        assert page.evaluate("() => window.__sameDocument") is True
+        shot(page, output_path, "dashboard")
+    finally:
+        shop_context.close()
+
+
+@pytest.mark.e2e
+def test_a_bad_key_goes_back_to_sign_in_with_a_clear_message(
+    demo: Demo, page: Page, console: Console
+) -> None:
+    # The browser logs every 401 answer as a console error: those are the point here.
+    console.allowed.append(re.compile(r"status of 40[13]"))
+    page.goto(f"{demo.base}/dashboard/#key=sm_{'0' * 48}")
+    expect(page.get_by_role("alert")).to_contain_text("not accepted (401)")
+    key_field = page.get_by_label("Secret API key")
+    expect(key_field).to_be_focused()
+    expect(page.get_by_test_id("mood-distribution")).to_be_hidden()
+    assert page.evaluate("k => sessionStorage.getItem(k)", KEY_STORE) is None
+    assert "#" not in page.url
+
+    key_field.fill(publishable_key(demo))
+    page.get_by_role("button", name="Open dashboard").click()
+    expect(page.get_by_role("alert")).to_contain_text("publishable")
+
+    key_field.fill(demo.secret)
+    page.get_by_role("button", name="Open dashboard").click()
+    expect(page.get_by_test_id("mood-distribution")).to_be_visible()
+    expect(page.locator("[data-stream-status]")).to_have_attribute("data-state", "live")
+
+    page.reload()  # the key survives a reload of the tab
+    expect(page.get_by_test_id("mood-distribution")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(key_field).to_be_visible()
+    assert page.evaluate("k => sessionStorage.getItem(k)", KEY_STORE) is None
+
+
+@pytest.mark.e2e
+def test_server_strings_are_rendered_as_text(demo: Demo, page: Page, console: Console) -> None:
+    evil = '<img src=x onerror="window.__pwned=1">'
+    page.goto(demo.dashboard_url)
+    expect(page.locator("[data-stream-status]")).to_have_attribute("data-state", "live")
+    send(demo, evil, [{"type": "page_view", "url": "/" + evil}, *FRUSTRATED])
+    entry = page.get_by_test_id("live-feed").locator("li").filter(has_text="<img")
+    expect(entry.first).to_contain_text(evil[:21])
+    row = page.get_by_test_id("page-heatmap").locator("tr").filter(has_text="/<img src=x")
+    expect(row).to_have_count(1)
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.locator("[data-testid] img").count() == 0
+
+
+# -- seeding a realistic picture for the README ------------------------------------
+
+FRUSTRATED: list[dict[str, Any]] = [
+    {"type": "click", "x": 1, "y": 1},
+    {"type": "error", "message": "Payment declined"},
+    {"type": "error", "message": "Payment declined"},
+]
+PATTERNS: dict[str, tuple[str, list[tuple[float, dict[str, Any]]]]] = {
+    "frustrated": (
+        "checkout.html",
+        [(4, {"type": "click", "x": 1, "y": 1}), (9, FRUSTRATED[1]), (15, FRUSTRATED[2])],
+    ),
+    "confused": (
+        "checkout.html",
+        [
+            (2, {"type": "focus"}),
+            (8, {"type": "input_pause", "duration_ms": 4200}),
+            (14, {"type": "input_pause", "duration_ms": 3600}),
+            (18, {"type": "hover", "duration_ms": 2600}),
+        ],
+    ),
+    "disengaged": (
+        "product.html",
+        [(3, {"type": "click", "x": 1, "y": 1}), (20, {"type": "idle", "duration_ms": 15000})],
+    ),
+    "browsing": (
+        "index.html",
+        [
+            (4, {"type": "scroll", "speed": 300, "direction": "down"}),
+            (9, {"type": "page_view", "url": "/demo/product.html"}),
+            (15, {"type": "scroll", "speed": 250, "direction": "down"}),
+            (21, {"type": "page_view", "url": "/demo/index.html"}),
+            (27, {"type": "page_view", "url": "/demo/product.html"}),
+        ],
+    ),
+    "decisive": (
+        "product.html",
+        [
+            (0.5, {"type": "click", "x": 1, "y": 1}),
+            (1, {"type": "click", "x": 1, "y": 1}),
+            (1.6, {"type": "page_view", "url": "/demo/cart.html"}),
+            (2, {"type": "click", "x": 1, "y": 1}),
+        ],
+    ),
+    "focused": (
+        "checkout.html",
+        [
+            (3, {"type": "focus"}),
+            (7, {"type": "blur"}),
+            (8, {"type": "focus"}),
+            (12, {"type": "click", "x": 1, "y": 1}),
+            (15, {"type": "blur"}),
+            (17, {"type": "focus"}),
+            (21, {"type": "click", "x": 1, "y": 1}),
+            (24, {"type": "scroll", "speed": 200, "direction": "down"}),
+        ],
+    ),
+}
+FEEDBACK = {
+    "frustrated": ("show_live_chat", 0.8),
+    "confused": ("show_tooltip", 0.65),
+    "disengaged": ("show_exit_offer", 0.35),
+    "browsing": ("show_recommendations", 0.55),
+}
+
+
+def send(demo: Demo, sid: str, events: list[dict[str, Any]]) -> None:
+    r = httpx.post(
+        f"{demo.base}/v1/sessions/{quote(sid, safe='')}/events",
+        json={"events": events},
+        headers={"X-Api-Key": demo.secret},
+    )
+    assert r.status_code == 200, r.text
+
+
+def seed(demo: Demo, n: int, rng: random.Random) -> None:
+    """``n`` sessions with the engine's patterns, weighted like a real shop."""
+    moods = rng.choices(
+        list(PATTERNS), weights=[3, 3, 2, 5, 2, 3], k=n
+    )  # frustrated, confused, disengaged, browsing, decisive, focused
+    for mood in moods:
+        page, steps = PATTERNS[mood]
+        t0 = time.time() - 40
+        sid = "v_" + "".join(rng.choices("abcdefghjkmnpqrstuvwxyz23456789", k=10))
+        events = [{"type": "page_view", "url": f"/demo/{page}", "ts": t0}]
+        events += [{**e, "ts": t0 + t} for t, e in steps]
+        send(demo, sid, events)
+        if mood in FEEDBACK:
+            action, p = FEEDBACK[mood]
+            httpx.post(
+                f"{demo.base}/v1/sessions/{sid}/feedback",
+                json={"action_taken": action, "was_helpful": rng.random() < p},
+                headers={"X-Api-Key": demo.secret},
+            ).raise_for_status()
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not UPDATE_DOCS_IMG, reason="set SESSIONMOOD_DOCS_IMG=1 to refresh docs/img")
+def test_refresh_readme_dashboard_screenshot(tmp_path: Path, page: Page, console: Console) -> None:
+    demo = start_demo(tmp_path)  # a server of its own: only the seeded picture
+    try:
+        readme_dashboard(demo, page)
+    finally:
+        demo.server.stop()
+
+
+def readme_dashboard(demo: Demo, page: Page) -> None:
+    rng = random.Random(7)
+    seed(demo, 40, rng)
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    page.goto(demo.dashboard_url)
+    expect(page.locator("[data-stream-status]")).to_have_attribute("data-state", "live")
+    seed(demo, 8, rng)  # a few changes while we watch: the live feed
+    expect(page.get_by_test_id("live-feed").locator("li")).to_have_count(8)
+    page.wait_for_timeout(2500)  # let the highlight of fresh entries fade for the picture
+    expect(page.locator("[data-kpi=sessions]")).not_to_have_text("\u2013")
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_IMG / "dashboard.png"), full_page=True, animations="disabled")
