@@ -118,9 +118,9 @@ _ACTIVE = (
 RULES: tuple[Rule, ...] = (
     # --- frustrated -------------------------------------------------------
     Rule("rage_click_detected", ("rage_click",), _SLOW, 0.0, 1.5,
-         {"frustrated": 6.0},
-         "A rage_click is already several rapid clicks on one spot: the strongest cue,"
-         " outranking any amount of routine activity once repeated."),
+         {"frustrated": 6.0, "decisive": -4.0},
+         "Several rapid clicks on one spot: the strongest cue. The burst's own clicks"
+         " are not fast, direct interaction, so it cancels that pace too."),
     Rule("repeated_errors", ("error",), _SLOW, 1.0, 2.0,
          {"frustrated": 6.0, "confused": -1.5},
          "Two or more recent errors: the visitor keeps failing, past mere confusion"

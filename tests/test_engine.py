@@ -281,6 +281,18 @@ def test_fast_direct_clicks_are_decisive_and_slow_ones_are_not() -> None:
     assert mood_of(slow).mood != "decisive"
 
 
+def test_a_rage_burst_among_fast_clicks_is_frustrated_not_decisive() -> None:
+    # tracker.js sends each click of a burst as well as the rage_click itself:
+    # those clicks must not read as fast, direct interaction.
+    for n in (3, 4, 8, 12):
+        burst = [ev("page_view", 0), ev("click", 2)]
+        burst += [ev("click", 5 + 0.15 * i) for i in range(n)]
+        burst.append(ev("rage_click", 5.3))
+        v = mood_of(burst)
+        assert v.mood == "frustrated", (n, v)
+        assert v.signals[0] == "rage_click_detected"
+
+
 def test_page_hopping_is_browsing_but_with_back_navigation_is_churn() -> None:
     hops = [ev("page_view", 4.0 * i, url=f"/p{i}") for i in range(6)]
     assert mood_of(hops).mood == "browsing"
