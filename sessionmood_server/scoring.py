@@ -6,13 +6,15 @@ returns in the same transaction. Nothing here does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from sessionmood_client._models import MoodLabel
+from sessionmood_client._models import MoodLabel, SuggestedAction
 from sessionmood_server import engine
+from sessionmood_server.learning import apply_policy
 
 _EVENT_CORE = frozenset({"type", "ts"})
 
@@ -48,3 +50,52 @@ def fold_batch(
     if last_url:
         page_moods[last_url] = verdict.mood
     return BatchOutcome(state, verdict, last_url, page_moods, rows)
+
+
+@dataclass(slots=True)
+class AppliedBatch:
+    """Everything a backend writes for one stored batch, computed without I/O."""
+
+    folded: BatchOutcome
+    previous: str  # the session's mood before the batch ("neutral" if new)
+    total: int  # events in the session after the batch
+    signals: list[str]
+    action: SuggestedAction  # after the tenant's learned policy
+    # The pages whose mood must be (re)recorded: none when the visitor stayed
+    # on the same page in the same mood.
+    page_moods: dict[str, MoodLabel]
+    response: dict[str, Any]  # the PostEventsResponse body
+
+    @property
+    def changed(self) -> bool:
+        return self.folded.verdict.mood != self.previous
+
+
+def apply_batch(
+    session_id: str,
+    stored: tuple[str, int, str | None, str] | None,
+    events: list[dict[str, Any]],
+    policy: Mapping[MoodLabel, SuggestedAction] | None,
+) -> AppliedBatch:
+    """Fold ``events`` into the stored session (state JSON, event count, last url,
+    mood; None for a new session) and decide everything the batch writes."""
+    if stored is None:
+        state, count, last_url, previous = engine.new_state(), 0, None, "neutral"
+    else:
+        state, count, last_url, previous = engine.loads(stored[0]), *stored[1:]
+    folded = fold_batch(state, count, last_url, events)
+    verdict = folded.verdict
+    signals = list(verdict.signals)
+    action = apply_policy(policy or {}, verdict.mood, verdict.suggested_action, signals)
+    total = count + len(events)
+    pages = folded.page_moods if folded.page_moods != {last_url: previous} else {}
+    response = {
+        "session_id": session_id,
+        "events_stored": len(events),
+        "total_events": total,
+        "current_mood": verdict.mood,
+        "confidence": verdict.confidence,
+        "signals": signals,
+        "suggested_action": action,
+    }
+    return AppliedBatch(folded, previous, total, signals, action, pages, response)

@@ -46,8 +46,7 @@ import orjson
 from sessionmood_client._models import MOODS, MoodLabel, Plan, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.keys import display_prefix, hash_key
-from sessionmood_server.learning import apply_policy
-from sessionmood_server.scoring import fold_batch
+from sessionmood_server.scoring import apply_batch
 from sessionmood_server.storage import (
     DEMO_CUSTOMER,
     ActionCounts,
@@ -526,24 +525,9 @@ class PostgresStorage:
             counted = bool(row[6])
             if not counted and quota.blocks and quota.limit <= 0:
                 return AppendResult("quota"), False
-            if row[2] is None:
-                state, count, last_url, previous = engine.new_state(), 0, None, "neutral"
-            else:
-                state, count, last_url, previous = engine.loads(row[2]), row[3], row[4], row[5]
-            out = fold_batch(state, count, last_url, events)
-            verdict = out.verdict
-            total = count + len(events)
-            signals = list(verdict.signals)
-            action = apply_policy(policy or {}, verdict.mood, verdict.suggested_action, signals)
-            response = {
-                "session_id": session_id,
-                "events_stored": len(events),
-                "total_events": total,
-                "current_mood": verdict.mood,
-                "confidence": verdict.confidence,
-                "signals": signals,
-                "suggested_action": action,
-            }
+            stored = None if row[2] is None else (row[2], row[3], row[4], row[5])
+            b = apply_batch(session_id, stored, events, policy)
+            verdict, out, response = b.folded.verdict, b.folded, b.response
             # Events, session, pages and the idempotency record: one round trip.
             await c.execute(
                 "WITH ev AS (INSERT INTO events (tenant_id, session_id, seq, type, ts, "
@@ -574,27 +558,26 @@ class PostgresStorage:
                 [r[1] for r in out.event_rows],
                 [float(r[2]) for r in out.event_rows],
                 [r[3] for r in out.event_rows],
-                list(out.page_moods),
-                list(out.page_moods.values()),
+                list(b.page_moods),
+                list(b.page_moods.values()),
                 batch_id,
                 orjson.dumps(response).decode() if batch_id is not None else None,
                 engine.dumps(out.state),
                 verdict.mood,
                 verdict.confidence,
-                signals,
-                action,
-                total,
+                b.signals,
+                b.action,
+                b.total,
                 out.last_url,
             )
             if not counted and not await self._count_session_month(c, tenant_id, session_id, quota):
                 raise _Rollback(AppendResult("quota"))
-            changed = verdict.mood != previous
-            if changed:
+            if b.changed:
                 await self._record_change(
-                    c, tenant_id, session_id, previous, verdict.mood, verdict.confidence,
-                    signals, action, out.last_url, now,
+                    c, tenant_id, session_id, b.previous, verdict.mood, verdict.confidence,
+                    b.signals, b.action, out.last_url, now,
                 )  # fmt: skip
-            return AppendResult("stored", response), changed
+            return AppendResult("stored", response), b.changed
 
     @staticmethod
     async def _count_session_month(c: Any, tenant_id: int, session_id: str, quota: Quota) -> bool:

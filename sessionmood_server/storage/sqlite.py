@@ -33,8 +33,7 @@ import orjson
 from sessionmood_client._models import MOODS, MoodLabel, Plan, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.keys import display_prefix, hash_key
-from sessionmood_server.learning import apply_policy
-from sessionmood_server.scoring import fold_batch
+from sessionmood_server.scoring import apply_batch
 from sessionmood_server.storage import (
     DEMO_CUSTOMER,
     ActionCounts,
@@ -502,16 +501,9 @@ class SQLiteStorage:
             ).fetchone()
             if not self._count_session_month(c, tenant_id, session_id, quota):
                 return AppendResult("quota")
-            if row is None:
-                state, count, last_url, previous = engine.new_state(), 0, None, "neutral"
-            else:
-                state, count, last_url, previous = engine.loads(row[0]), row[1], row[2], row[3]
-            out = fold_batch(state, count, last_url, events)
-            verdict = out.verdict
-            total = count + len(events)
-            signals = list(verdict.signals)
-            action = apply_policy(policy or {}, verdict.mood, verdict.suggested_action, signals)
-            signals_json = orjson.dumps(signals).decode()
+            b = apply_batch(session_id, row, events, policy)
+            verdict, out = b.folded.verdict, b.folded
+            signals_json = orjson.dumps(b.signals).decode()
             c.executemany(
                 "INSERT INTO events VALUES (?,?,?,?,?,?,?)",
                 [(tenant_id, session_id, seq, t, ts, now, f) for seq, t, ts, f in out.event_rows],
@@ -531,53 +523,43 @@ class SQLiteStorage:
                     verdict.mood,
                     verdict.confidence,
                     signals_json,
-                    action,
-                    total,
+                    b.action,
+                    b.total,
                     now,
                     now,
                     out.last_url,
                 ),
             )
-            # Same page, same mood as after the last batch: nothing to record.
-            if out.page_moods and out.page_moods != {last_url: previous}:
+            if b.page_moods:
                 c.executemany(
                     "INSERT INTO page_moods VALUES (?,?,?,?,?) ON CONFLICT "
                     "(tenant_id, session_id, url) DO UPDATE SET mood=excluded.mood, "
                     "updated_at=excluded.updated_at",
-                    [(tenant_id, session_id, u, m, now) for u, m in out.page_moods.items()],
+                    [(tenant_id, session_id, u, m, now) for u, m in b.page_moods.items()],
                 )
-            if verdict.mood != previous:
-                c.execute(
+            if b.changed:
+                cur = c.execute(
                     "INSERT INTO mood_changes (tenant_id, session_id, previous_mood, mood, "
                     "confidence, signals, suggested_action, url, occurred_at) "
                     "VALUES (?,?,?,?,?,?,?,?,?)",
                     (
                         tenant_id,
                         session_id,
-                        previous,
+                        b.previous,
                         verdict.mood,
                         verdict.confidence,
                         signals_json,
-                        action,
+                        b.action,
                         out.last_url,
                         now,
                     ),
                 )
-                change_id = int(c.execute("SELECT last_insert_rowid()").fetchone()[0])
                 self._enqueue_webhooks(
-                    c, tenant_id, session_id, change_id, previous, verdict.mood,
-                    verdict.confidence, signals, action, now,
+                    c, tenant_id, session_id, int(cur.lastrowid or 0), b.previous, verdict.mood,
+                    verdict.confidence, b.signals, b.action, now,
                 )  # fmt: skip
                 self._changed.add(tenant_id)
-            response = {
-                "session_id": session_id,
-                "events_stored": len(events),
-                "total_events": total,
-                "current_mood": verdict.mood,
-                "confidence": verdict.confidence,
-                "signals": signals,
-                "suggested_action": action,
-            }
+            response = b.response
             if batch_id is not None:
                 c.execute(
                     "INSERT INTO batches VALUES (?,?,?,?,?)",
