@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +17,22 @@ from sessionmood_server.keys import PLANS as PLAN_INFO
 from sessionmood_server.keys import new_key
 from sessionmood_server.settings import Settings
 from sessionmood_server.storage import Storage, StorageURLError, open_storage
+
+_KEY_IN_QUERY = re.compile(r"([?&]key=)[^&\s]+")
+
+
+class RedactKeys(logging.Filter):
+    """Access-log lines carry the query string, where beacons put their key
+    (``?key=pk_...``) and where a mistaken caller may put a secret one: keys
+    never reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _KEY_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,6 +126,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from sessionmood_server.app import create_app
     from sessionmood_server.protocol import HeaderTimeoutProtocol
 
+    if args.access_log:
+        logging.getLogger("uvicorn.access").addFilter(RedactKeys())
     print(f"SessionMood listening on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(
         create_app(settings),

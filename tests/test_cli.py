@@ -50,3 +50,57 @@ def test_revoked_key_is_refused_by_running_server(
     assert main(["--database-url", fresh_server.database_url, "keys", "revoke", key[:11]]) == 0
     r = httpx.get(url, headers=h)
     assert r.status_code == 401 and r.json()["error"] == "Unauthorized"
+
+
+def test_access_log_never_shows_keys() -> None:
+    import logging
+
+    from sessionmood_server.cli import RedactKeys
+
+    secret = "sm_" + "a" * 48
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', (
+            "127.0.0.1:5", "POST", f"/v1/sessions/x/events?v=1&key={secret}&z=2", "1.1", 401
+        ), None,
+    )  # fmt: skip
+    assert RedactKeys().filter(record)
+    line = record.getMessage()
+    assert secret not in line and "key=[redacted]&z=2" in line
+
+
+def test_access_log_redaction_in_a_real_server(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT, free_port
+
+    port = free_port()
+    log = tmp_path / "access.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sessionmood_server",
+             "--database-url", f"sqlite:///{tmp_path / 'a.db'}",
+             "serve", "--port", str(port), "--access-log", "--no-demo"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+    try:
+        secret = "sm_" + "b" * 48
+        r = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/sessions/x/events?key={secret}",
+                    json={"events": [{"type": "click"}]},
+                )
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert r is not None and r.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    text = log.read_text()
+    assert "/v1/sessions/x/events?key=[redacted]" in text
+    assert secret not in text
