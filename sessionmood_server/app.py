@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from sessionmood_server.cors import CORSMiddleware
+from sessionmood_server.cors import CORS_RESPONSE_HEADERS, CORSMiddleware
 from sessionmood_server.errors import ApiError, JSONResponse
 from sessionmood_server.keys import new_key
 from sessionmood_server.openapi import build_openapi
@@ -153,10 +153,16 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
         request.url.path,
         exc_info=exc,
     )
+    headers = {"X-Request-Id": request_id}
+    if "origin" in request.headers:
+        # Starlette answers 500s outside the middleware stack, so the CORS
+        # middleware never sees them: without this a browser reports a network
+        # error instead of this body.
+        headers.update(CORS_RESPONSE_HEADERS)
     return JSONResponse(
         {"error": "Internal Server Error", "request_id": request_id},
         status_code=500,
-        headers={"X-Request-Id": request_id},
+        headers=headers,
     )
 
 

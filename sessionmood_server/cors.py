@@ -14,6 +14,14 @@ ALLOW_METHODS = b"GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = b"X-Api-Key, Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
 EXPOSE_HEADERS = b"Idempotent-Replayed, X-Request-Id, Retry-After"
 MAX_AGE = b"600"
+# What a simple (non-preflight) response carries, for code outside this middleware.
+CORS_RESPONSE_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": EXPOSE_HEADERS.decode(),
+}
+
+
+_RESPONSE_HEADERS = [(k.lower().encode(), v.encode()) for k, v in CORS_RESPONSE_HEADERS.items()]
 
 
 class CORSMiddleware:
@@ -52,11 +60,7 @@ class CORSMiddleware:
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"access-control-allow-origin", b"*"),
-                    (b"access-control-expose-headers", EXPOSE_HEADERS),
-                ]
+                message["headers"] = [*message.get("headers", []), *_RESPONSE_HEADERS]
             await send(message)
 
         await self.app(scope, receive, send_with_cors)

@@ -561,6 +561,10 @@ def test_unexpected_failure_is_json_500_with_logged_request_id(
     assert body["request_id"].startswith("req_")
     assert r.headers["x-request-id"] == body["request_id"]
     assert "disk on fire" not in r.text and "Traceback" not in r.text
+    # a browser can read it too
+    from_page = client.get("/v1/sessions/x/mood", headers={**auth, "Origin": "https://a.b"})
+    assert from_page.status_code == 500
+    assert from_page.headers["access-control-allow-origin"] == "*"
     assert any(body["request_id"] in rec.getMessage() for rec in caplog.records)
 
 
