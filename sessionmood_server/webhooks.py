@@ -23,8 +23,10 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -37,6 +39,8 @@ SIGNATURE_HEADER = "SessionMood-Signature"
 MAX_AGE_S = 24 * 3600
 MAX_BACKOFF_S = 3600.0
 LEASE_S = 60.0
+# A whole delivery (connect, send, status line) must fit in this.
+DELIVERY_TIMEOUT_S = 15.0
 
 
 def new_webhook_id() -> str:
@@ -92,53 +96,90 @@ class WebhookURLError(ValueError):
     """The URL may not receive webhooks; the message says why."""
 
 
+# Cloud metadata endpoints: never a receiver, whatever the settings. Most are
+# link-local; these are not.
+_METADATA = {
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
+    ipaddress.ip_address("fd00:ec2::23"),  # AWS IPv6 DNS
+}
+
+
 def _address_refusal(
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool
 ) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    # Link-local covers cloud metadata (169.254.169.254, fd00:ec2::254 is ULA
-    # and private): never allowed, whatever the setting.
-    if ip.is_link_local:
-        return f"{ip} is link-local (e.g. cloud metadata) and can never receive webhooks"
+    # Link-local covers cloud metadata (169.254.169.254): never allowed.
+    if ip.is_link_local or ip in _METADATA:
+        return f"{ip} is link-local or cloud metadata and can never receive webhooks"
     if ip.is_multicast or ip.is_unspecified:
         return f"{ip} is not a unicast address"
-    if ip.is_private or ip.is_loopback:
-        if allow_private:
-            return None
-        return (
-            f"{ip} is a private or loopback address; set SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS=1 "
-            "to allow internal receivers"
-        )
-    if ip.is_reserved:
-        return f"{ip} is a reserved address"
-    return None
+    if ip.is_global:
+        return None
+    if allow_private and (ip.is_private or ip.is_loopback):
+        return None
+    return (
+        f"{ip} is a private, loopback or otherwise non-public address; set "
+        "SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS=1 to allow internal receivers"
+    )
 
 
-async def check_webhook_url(url: str, allow_private: bool) -> str:
-    """Validate ``url`` and what it resolves to now; returns the normalised URL."""
-    parts = urlsplit(url.strip())
+@dataclass(frozen=True, slots=True)
+class VettedURL:
+    """A webhook URL and the address it was checked at: delivery connects to
+    exactly that address, so DNS cannot answer differently in between (rebinding)."""
+
+    url: str
+    host: str
+    port: int
+    ip: str
+
+    def pinned(self) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """(URL with the IP as host, headers, httpx extensions) for the request."""
+        parts = urlsplit(self.url)
+        ip_host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        default = 443 if parts.scheme == "https" else 80
+        netloc = ip_host if self.port == default else f"{ip_host}:{self.port}"
+        host_header = self.host if self.port == default else f"{self.host}:{self.port}"
+        extensions: dict[str, Any] = {}
+        if parts.scheme == "https":
+            # TLS still verifies the certificate against the real host name.
+            extensions["sni_hostname"] = self.host
+        return urlunsplit(parts._replace(netloc=netloc)), {"Host": host_header}, extensions
+
+
+async def vet_webhook_url(url: str, allow_private: bool) -> VettedURL:
+    """Validate ``url`` and every address it resolves to now."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise WebhookURLError("not a valid URL (check the host and port)") from None
     if parts.scheme not in {"http", "https"}:
         raise WebhookURLError("webhook URLs must start with http:// or https://")
     if not parts.hostname:
         raise WebhookURLError("webhook URL has no host")
     if parts.username or parts.password:
         raise WebhookURLError("webhook URLs must not carry credentials")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise WebhookURLError("webhook URL has an invalid port") from None
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):
         raise WebhookURLError(f"cannot resolve {parts.hostname}") from None
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        refusal = _address_refusal(ip, allow_private)
+    addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
+    for address in addresses:
+        refusal = _address_refusal(ipaddress.ip_address(address), allow_private)
         if refusal:
             raise WebhookURLError(refusal)
-    return parts.geturl()
+    if not addresses:
+        raise WebhookURLError(f"cannot resolve {parts.hostname}")
+    return VettedURL(parts.geturl(), parts.hostname, port, addresses[0])
+
+
+async def check_webhook_url(url: str, allow_private: bool) -> str:
+    """Validate ``url`` and what it resolves to now; returns the normalised URL."""
+    return (await vet_webhook_url(url, allow_private)).url
 
 
 # -- the worker -------------------------------------------------------------------
@@ -190,6 +231,29 @@ class DeliveryWorker:
             if not sent:
                 await self.storage.wait_for_mood_change(self.poll_s)
 
+    async def _post(self, job: DeliveryJob) -> int:
+        # DNS may have changed since the webhook was registered: vet it again
+        # and connect to the very address that passed.
+        vetted = await vet_webhook_url(job.url, self.allow_private)
+        url, headers, extensions = vetted.pinned()
+        ts = int(self.clock())
+        request = self._http.build_request(
+            "POST",
+            url,
+            content=job.payload.encode(),
+            headers={
+                **headers,
+                "Content-Type": "application/json",
+                "User-Agent": "SessionMood-Webhooks/1.0",
+                SIGNATURE_HEADER: sign(job.payload, job.secret, ts),
+            },
+            extensions=extensions,
+        )
+        # Only the status matters: the body is never read, however large.
+        response = await self._http.send(request, stream=True)
+        await response.aclose()
+        return response.status_code
+
     async def run_once(self, limit: int = 50) -> int:
         """Claim and send what is due now; returns how many were attempted."""
         jobs = await self.storage.claim_deliveries(self.clock(), limit, LEASE_S)
@@ -202,23 +266,16 @@ class DeliveryWorker:
         status: int | None = None
         error: str | None = None
         try:
-            # DNS may have changed since the webhook was registered.
-            await check_webhook_url(job.url, self.allow_private)
-            ts = int(self.clock())
-            response = await self._http.post(
-                job.url,
-                content=job.payload.encode(),
-                headers={
-                    "Content-Type": "application/json",
-                    "User-Agent": "SessionMood-Webhooks/1.0",
-                    SIGNATURE_HEADER: sign(job.payload, job.secret, ts),
-                },
-            )
-            status = response.status_code
+            # Bounded as a whole, not per read: a receiver that trickles its
+            # answer must not hold up everyone else's deliveries.
+            async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+                status = await self._post(job)
             if not 200 <= status < 300:
                 error = f"receiver answered {status}"
         except WebhookURLError as exc:
             error = f"refused: {exc}"
+        except TimeoutError:
+            error = f"no answer within {DELIVERY_TIMEOUT_S:.0f} s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
         latency_ms = (time.perf_counter() - started) * 1000

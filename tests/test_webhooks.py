@@ -351,3 +351,121 @@ def test_signature_is_hmac_of_timestamp_dot_body() -> None:
 def test_backoff_doubles_and_caps() -> None:
     assert [backoff_s(n, 5) for n in (1, 2, 3, 4)] == [5, 10, 20, 40]
     assert backoff_s(30, 5) == 3600
+
+
+# -- review findings: rebinding, slow receivers, metadata ----------------------------
+
+
+@pytest.mark.parametrize("ip", ["100.100.100.200", "fd00:ec2::254", "169.254.169.254"])
+@pytest.mark.anyio
+async def test_metadata_addresses_are_refused_even_when_private_is_allowed(ip: str) -> None:
+    host = f"[{ip}]" if ":" in ip else ip
+    with pytest.raises(ValueError, match="metadata"):
+        await check_webhook_url(f"http://{host}/x", allow_private=True)
+
+
+@pytest.mark.anyio
+async def test_shared_address_space_is_not_public() -> None:
+    with pytest.raises(ValueError, match="non-public"):
+        await check_webhook_url("http://100.64.1.2/x", allow_private=False)
+
+
+@pytest.mark.anyio
+async def test_delivery_connects_to_the_vetted_address_not_a_rebound_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS answers loopback (allowed here) when vetted, then a forbidden address
+    for any later look-up: the request must still go to the vetted address."""
+    import asyncio
+    import socket
+
+    from sessionmood_server.storage import DeliveryJob
+    from sessionmood_server.webhooks import DeliveryWorker
+
+    receiver = Receiver()
+    real = socket.getaddrinfo
+    calls = 0
+
+    def rebinding(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        nonlocal calls
+        if host == "hooks.example":
+            calls += 1
+            target = "127.0.0.1" if calls == 1 else "169.254.169.254"
+            return real(target, port, *args, **kw)
+        return real(host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    finished: dict[str, Any] = {}
+
+    class Store:
+        async def finish_delivery(self, delivery_id: int, **kw: Any) -> None:
+            finished.update(kw)
+
+    worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1)  # type: ignore[arg-type]
+    job = DeliveryJob(
+        1,
+        "wh_x",
+        f"http://hooks.example:{receiver.port}/hook",
+        "whsec_x",
+        '{"a":1}',
+        0,
+        time.time(),
+    )
+    try:
+        await asyncio.wait_for(worker._deliver(job), 20)
+    finally:
+        await worker.stop()
+        receiver.close()
+    assert finished["delivered"] is True, finished
+    ((headers, body),) = receiver.delivered()
+    assert headers["Host"] == f"hooks.example:{receiver.port}"
+    assert body == b'{"a":1}'
+
+
+@pytest.mark.anyio
+async def test_a_trickling_receiver_cannot_stall_deliveries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import socket as socketlib
+
+    from sessionmood_server import webhooks
+    from sessionmood_server.storage import DeliveryJob
+    from sessionmood_server.webhooks import DeliveryWorker
+
+    monkeypatch.setattr(webhooks, "DELIVERY_TIMEOUT_S", 1.0)
+    server = socketlib.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.wait(0.2):  # one header byte at a time, forever
+            try:
+                conn.sendall(b"X")
+            except OSError:
+                return
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    finished: dict[str, Any] = {}
+
+    class Store:
+        async def finish_delivery(self, delivery_id: int, **kw: Any) -> None:
+            finished.update(kw)
+
+    worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1)  # type: ignore[arg-type]
+    job = DeliveryJob(1, "wh_x", f"http://127.0.0.1:{port}/h", "whsec_x", "{}", 0, time.time())
+    try:
+        await asyncio.wait_for(worker._deliver(job), 10)
+    finally:
+        stop.set()
+        server.close()
+        await worker.stop()
+    assert finished["delivered"] is False
+    assert "no answer within" in finished["error"]
+    assert finished["next_attempt_at"] is not None
