@@ -167,7 +167,9 @@ class Api:
         hit = self._policies.get(tenant_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        policy = learn_policy(await self.storage.action_counts(tenant_id, None, None))
+        # Only secret-key feedback teaches: publishable keys are public.
+        counts = await self.storage.action_counts(tenant_id, None, None, trusted_only=True)
+        policy = learn_policy(counts)
         if len(self._policies) > 10_000:
             self._policies.clear()
         self._policies[tenant_id] = (now + POLICY_TTL_S, policy)
@@ -383,7 +385,13 @@ class Api:
         session_id = await self._session_id(request)
         fb = parse_feedback(await read_json(request, self.settings.max_body_bytes))
         ok = await self.storage.add_feedback(
-            key.tenant_id, session_id, fb.action_taken, fb.was_helpful, fb.notes, time.time()
+            key.tenant_id,
+            session_id,
+            fb.action_taken,
+            fb.was_helpful,
+            fb.notes,
+            time.time(),
+            trusted=key.kind == "secret",
         )
         if not ok:
             raise session_not_found(session_id)

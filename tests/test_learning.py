@@ -109,3 +109,23 @@ def test_apply_policy() -> None:
         == "show_tooltip"
     )
     assert signals == ["rage_click_detected", LEARNED_SIGNAL]
+
+
+def test_publishable_key_feedback_never_steers_the_policy(client: TestClient) -> None:
+    """A publishable key is public: whoever reads it off a page must not be able to
+    make the server offer every frustrated visitor a discount."""
+    h = {"X-Api-Key": make_key(client)}
+    pk = client.post(
+        "/v1/keys/publishable", json={"allowed_origins": ["https://shop.test"]}, headers=h
+    ).json()["publishable_key"]
+    attacker = {"X-Api-Key": pk}  # no Origin header: curl
+    _frustrated(client, h, "bait")
+    for _ in range(3 * MIN_SAMPLES):
+        _feedback(client, attacker, "bait", "show_exit_offer", ok=True)
+    victim = _frustrated(client, h, "victim")
+    assert victim["suggested_action"] == "show_live_chat"
+    assert LEARNED_SIGNAL not in victim["signals"]
+    # ...while it still shows in the effectiveness analytics
+    actions = client.get("/v1/analytics/actions", headers=h).json()["actions"]
+    offer = next(a for a in actions if a["action"] == "show_exit_offer")
+    assert offer["helpful"] == 3 * MIN_SAMPLES

@@ -303,3 +303,15 @@ async def test_demo_tenant_is_reused_and_keys_rotated(store: Storage) -> None:
     assert new_pk is not None and new_pk.revoked_at is None
     assert new_pk.allowed_origins == ("http://127.0.0.1:8000",)
     assert await store.get_session(second.tenant_id, "kept") is not None
+
+
+async def test_erasure_forgets_the_session_id_everywhere(store: Storage) -> None:
+    t = await _tenant(store)
+    await store.append_events(t, "user-42", [_ev()], "b", MONTH, NOW)
+    assert await store.delete_session(t, "user-42")
+    # the month's usage stays counted (quota history), but the id is gone: a
+    # returning visitor with the same id is counted afresh.
+    assert await store.month_usage(t, "2026-11") == 1
+    again = await store.append_events(t, "user-42", [_ev()], None, MONTH, NOW)
+    assert again.status == "stored" and again.response["total_events"] == 1
+    assert await store.month_usage(t, "2026-11") == 2

@@ -202,7 +202,12 @@ class Storage(Protocol):
         was_helpful: bool | None,
         notes: str | None,
         now: float,
-    ) -> bool: ...
+        trusted: bool = True,
+    ) -> bool:
+        """Record feedback; False if there is no such session. ``trusted`` is False
+        for feedback sent with a publishable key: it shows in analytics but never
+        steers the learned policy (anyone can read a publishable key)."""
+        ...
 
     async def delete_session(self, tenant_id: int, session_id: str) -> bool: ...
 
@@ -222,7 +227,7 @@ class Storage(Protocol):
     ) -> dict[str, dict[MoodLabel, int]]: ...
 
     async def action_counts(
-        self, tenant_id: int, since: float | None, until: float | None
+        self, tenant_id: int, since: float | None, until: float | None, trusted_only: bool = False
     ) -> list[ActionCounts]: ...
 
     async def mood_changes(

@@ -83,6 +83,9 @@ _SESSION_TABLES = (
     "page_moods",
     "mood_changes",
     "webhook_deliveries",
+    # Erased too (the id may be a user id); the month's usage count is kept in
+    # usage_months, so quotas stay exact.
+    "session_months",
 )
 
 # Erase sessions listed in $1 (tenant ids) / $2 (session ids), plus everything
@@ -687,6 +690,7 @@ class PostgresStorage:
         was_helpful: bool | None,
         notes: str | None,
         now: float,
+        trusted: bool = True,
     ) -> bool:
         # Under the session lock, so an erasure running now cannot miss this row.
         async with self._tx(self._session_lock(tenant_id, session_id)) as c:
@@ -694,9 +698,9 @@ class PostgresStorage:
                 "WITH s AS (UPDATE sessions SET has_feedback = true WHERE tenant_id = $1 "
                 "AND session_id = $2 RETURNING mood) "
                 "INSERT INTO feedback (tenant_id, session_id, mood, action_taken, was_helpful, "
-                "notes, created_at) SELECT $1::bigint, $2::text, s.mood, $3::text, $4::boolean, "
-                "$5::text, $6::float8 FROM s RETURNING 1",
-                tenant_id, session_id, action_taken, was_helpful, notes, now,
+                "notes, created_at, trusted) SELECT $1::bigint, $2::text, s.mood, $3::text, "
+                "$4::boolean, $5::text, $6::float8, $7::boolean FROM s RETURNING 1",
+                tenant_id, session_id, action_taken, was_helpful, notes, now, trusted,
             )  # fmt: skip
         return bool(ok)
 
@@ -790,18 +794,20 @@ class PostgresStorage:
         return out
 
     async def action_counts(
-        self, tenant_id: int, since: float | None, until: float | None
+        self, tenant_id: int, since: float | None, until: float | None, trusted_only: bool = False
     ) -> list[ActionCounts]:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "SELECT mood, action_taken, count(*), count(*) FILTER (WHERE was_helpful), "
                 "count(*) FILTER (WHERE NOT was_helpful) FROM feedback WHERE tenant_id = $1 "
-                "AND created_at >= $2 AND created_at < $3 GROUP BY mood, action_taken "
+                "AND created_at >= $2 AND created_at < $3 AND (trusted OR NOT $4) "
+                "GROUP BY mood, action_taken "
                 # byte order, like SQLite's default collation
                 'ORDER BY mood COLLATE "C", action_taken COLLATE "C"',
                 tenant_id,
                 since or 0.0,
                 until or 1e18,
+                trusted_only,
             )
         return [ActionCounts(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 

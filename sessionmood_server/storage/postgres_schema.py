@@ -150,4 +150,10 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX deliveries_webhook ON webhook_deliveries(tenant_id, webhook_id, id);
         """,
     ),
+    (
+        4,
+        """
+        ALTER TABLE feedback ADD COLUMN trusted BOOLEAN NOT NULL DEFAULT true;
+        """,
+    ),
 ]

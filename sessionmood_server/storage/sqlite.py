@@ -61,6 +61,9 @@ _SESSION_TABLES = (
     "page_moods",
     "mood_changes",
     "webhook_deliveries",
+    # Erased too (the id may be a user id); the month's usage count is kept in
+    # usage_months, so quotas stay exact.
+    "session_months",
 )
 
 _KEY_COLUMNS = (
@@ -644,6 +647,7 @@ class SQLiteStorage:
         was_helpful: bool | None,
         notes: str | None,
         now: float,
+        trusted: bool = True,
     ) -> bool:
         def job(c: sqlite3.Connection) -> bool:
             row = c.execute(
@@ -654,8 +658,8 @@ class SQLiteStorage:
                 return False
             c.execute(
                 "INSERT INTO feedback (tenant_id, session_id, mood, action_taken, was_helpful, "
-                "notes, created_at) VALUES (?,?,?,?,?,?,?)",
-                (tenant_id, session_id, row[0], action_taken, was_helpful, notes, now),
+                "notes, created_at, trusted) VALUES (?,?,?,?,?,?,?,?)",
+                (tenant_id, session_id, row[0], action_taken, was_helpful, notes, now, trusted),
             )
             c.execute(
                 "UPDATE sessions SET has_feedback = 1 WHERE tenant_id=? AND session_id=?",
@@ -677,7 +681,12 @@ class SQLiteStorage:
                 )
             return cur.rowcount > 0
 
-        return await self._write(job)
+        deleted = await self._write(job)
+        # The id is forgotten: if it comes back it is a new session this month.
+        self._counted_months = {
+            k for k in self._counted_months if k[0] != tenant_id or k[2] != session_id
+        }
+        return deleted
 
     async def mood_counts(self, tenant_id: int) -> MoodCounts:
         def run(c: sqlite3.Connection) -> MoodCounts:
@@ -750,7 +759,7 @@ class SQLiteStorage:
         return await self._read_large(run)
 
     async def action_counts(
-        self, tenant_id: int, since: float | None, until: float | None
+        self, tenant_id: int, since: float | None, until: float | None, trusted_only: bool = False
     ) -> list[ActionCounts]:
         def run(c: sqlite3.Connection) -> list[ActionCounts]:
             return [
@@ -758,9 +767,9 @@ class SQLiteStorage:
                 for mood, action, n, helpful, unhelpful in c.execute(
                     "SELECT mood, action_taken, count(*), sum(was_helpful = 1), "
                     "sum(was_helpful = 0) FROM feedback WHERE tenant_id=? "
-                    "AND created_at >= ? AND created_at < ? GROUP BY mood, action_taken "
-                    "ORDER BY mood, action_taken",
-                    (tenant_id, since or 0.0, until or 1e18),
+                    "AND created_at >= ? AND created_at < ? AND (trusted = 1 OR ?) "
+                    "GROUP BY mood, action_taken ORDER BY mood, action_taken",
+                    (tenant_id, since or 0.0, until or 1e18, not trusted_only),
                 )
             ]
 
@@ -976,4 +985,7 @@ class SQLiteStorage:
                 c.executemany(f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?", victims)
             return len(victims)
 
-        return await self._write(job)
+        purged = await self._write(job)
+        if purged:
+            self._counted_months.clear()  # rare (hourly): simpler than picking entries out
+        return purged

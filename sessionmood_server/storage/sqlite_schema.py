@@ -148,4 +148,10 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX sessions_tenant_updated ON sessions(tenant_id, updated_at);
         """,
     ),
+    (
+        4,
+        """
+        ALTER TABLE feedback ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;
+        """,
+    ),
 ]
