@@ -7,6 +7,8 @@ model. Errors are raised as ``ApiError`` and rendered by the app.
 from __future__ import annotations
 
 import hmac
+import math
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -75,6 +77,8 @@ from sessionmood_server.webhooks import (
 
 VERSION = "1.0.0"
 POLICY_TTL_S = 10.0
+MAX_TS = 1e11  # as the wire models' Timestamp
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
 MAX_WEBHOOKS = 20
 
 
@@ -113,16 +117,21 @@ def parse_time_param(request: Request, name: str) -> float | None:
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        ts = float(raw)
     except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        try:
+            dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            ts = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+        except (ValueError, OverflowError):
+            ts = math.nan
+    # Same range as event timestamps: NaN, infinities and year 5000 are mistakes.
+    if not 0 <= ts <= MAX_TS:
         raise bad_request(
-            "Invalid field", field=name, message="use Unix seconds or ISO 8601"
-        ) from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+            "Invalid field",
+            field=name,
+            message="use Unix seconds or ISO 8601, between 1970 and 5138",
+        )
+    return ts
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -134,14 +143,29 @@ def _dt_req(ts: float) -> datetime:
 
 
 def normalise_origin(origin: str) -> str | None:
-    """``https://Shop.example:443/`` -> ``https://shop.example:443``; None if not an origin."""
-    parsed = urlsplit(origin.strip())
+    """An origin as browsers send it in ``Origin``, or None if it is not one:
+    ``https://Shop.example:443/`` -> ``https://shop.example`` (default port dropped),
+    IDN hosts in punycode, IPv6 hosts in brackets."""
+    try:
+        parsed = urlsplit(origin.strip())
+        port = parsed.port
+    except ValueError:
+        return None
     if parsed.scheme not in {"http", "https"} or not parsed.hostname:
         return None
     if parsed.path not in {"", "/"} or parsed.query or parsed.fragment or parsed.username:
         return None
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.hostname}{port}"
+    host = parsed.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    else:
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    default = 443 if parsed.scheme == "https" else 80
+    suffix = f":{port}" if port is not None and port != default else ""
+    return f"{parsed.scheme}://{host}{suffix}"
 
 
 def model_response(
@@ -298,7 +322,10 @@ class Api:
         if not token:
             return False
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+        # Bytes: compare_digest refuses non-ASCII str, which a caller controls.
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        )
 
     async def post_events(self, request: Request) -> Response:
         key = await self.authenticate(request, publishable_ok=True)
@@ -471,7 +498,7 @@ class Api:
         key = await self.authenticate(request)
         raw_last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         if raw_last is not None:
-            if not raw_last.isdigit():
+            if not _EVENT_ID.fullmatch(raw_last):
                 raise bad_request(
                     "Invalid field", field="Last-Event-ID", message="must be an event id"
                 )

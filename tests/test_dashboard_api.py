@@ -62,8 +62,11 @@ def test_pages_since_until(client: TestClient, auth: dict[str, str]) -> None:
     iso = "2000-01-01T00:00:00Z"
     assert len(client.get(f"/v1/analytics/pages?since={iso}", headers=auth).json()["pages"]) == 1
     assert client.get(f"/v1/analytics/pages?until={iso}", headers=auth).json()["pages"] == []
-    bad = client.get("/v1/analytics/pages?since=yesterday", headers=auth)
-    assert bad.status_code == 400 and bad.json()["field"] == "since"
+    for junk in ("yesterday", "nan", "inf", "1e20", "-1e13", "99999-01-01"):
+        bad = client.get(f"/v1/analytics/pages?since={junk}", headers=auth)
+        assert bad.status_code == 400 and bad.json()["field"] == "since", junk
+        bad = client.get(f"/v1/analytics/actions?until={junk}", headers=auth)
+        assert bad.status_code == 400 and bad.json()["field"] == "until", junk
 
 
 def test_actions_effectiveness(client: TestClient, auth: dict[str, str]) -> None:
@@ -190,6 +193,11 @@ def test_stream_pushes_mood_changes_and_resumes(sse_server: LiveServer) -> None:
     assert other.events == []
 
 
-def test_stream_rejects_bad_last_event_id(client: TestClient, auth: dict[str, str]) -> None:
-    r = client.get("/v1/stream/moods", headers={**auth, "Last-Event-ID": "abc"})
+@pytest.mark.parametrize("raw", ["abc", "-1", "1" * 19, "1.5"])
+def test_stream_rejects_bad_last_event_id(
+    client: TestClient, auth: dict[str, str], raw: str
+) -> None:
+    r = client.get("/v1/stream/moods", headers={**auth, "Last-Event-ID": raw})
+    assert r.status_code == 400
+    r = client.get("/v1/stream/moods?last_event_id=%C2%B2", headers=auth)  # "²".isdigit()
     assert r.status_code == 400

@@ -131,7 +131,13 @@ def test_missing_origin_list(client: TestClient, auth: dict[str, str]) -> None:
     [
         ("https://Shop.Example", "https://shop.example"),
         ("http://127.0.0.1:8000/", "http://127.0.0.1:8000"),
-        ("https://a.b:443", "https://a.b:443"),
+        ("https://a.b:443", "https://a.b"),  # browsers omit the default port
+        ("http://a.b:8443", "http://a.b:8443"),
+        ("https://bücher.example", "https://xn--bcher-kva.example"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+        ("http://[::1", None),
+        ("https://x.com:abc", None),
+        ("http://a.com:99999", None),
         ("https://a.b/x", None),
         ("javascript:alert(1)", None),
         ("https://user@a.b", None),

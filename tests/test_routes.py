@@ -113,6 +113,15 @@ def test_paid_plans_need_admin_token(client: TestClient, plan: str) -> None:
     assert ok.status_code == 201 and ok.json()["plan"] == plan
 
 
+def test_non_ascii_admin_token_attempt_is_403_not_500(client: TestClient) -> None:
+    r = client.post(
+        "/v1/keys/generate",
+        json={"customer_name": "x", "plan": "pro"},
+        headers={"Authorization": "Bearer é".encode("latin-1")},  # type: ignore[dict-item]
+    )
+    assert r.status_code == 403
+
+
 def test_generate_key_rejects_bad_email(client: TestClient) -> None:
     r = client.post("/v1/keys/generate", json={"customer_name": "x", "email": "nope"})
     assert r.status_code == 400

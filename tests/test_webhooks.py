@@ -258,6 +258,9 @@ def growth(client: TestClient) -> dict[str, str]:
         ("http://user:pw@127.0.0.1/x", "credentials"),
         ("http://0.0.0.0/x", "unicast"),
         ("http://no-such-host.invalid/x", "resolve"),
+        ("http://[::1/x", "not a valid URL"),
+        ("http://127.0.0.1:99999/x", "not a valid URL"),
+        ("http://" + "a" * 64 + ".example/x", "resolve"),
     ],
 )
 def test_refused_urls(client: TestClient, growth: dict[str, str], url: str, why: str) -> None:
