@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
@@ -305,10 +306,15 @@ async def _purge_forever(store: Storage, interval_s: float) -> None:
 
 
 def _redact(url: str) -> str:
-    """A database URL without its password, for logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    """A database URL without its password (in the userinfo or the query), for logs."""
+    parts = urlsplit(url)
+    secret_params = {"password", "sslpassword"}
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if "@" not in parts.netloc and not any(k.lower() in secret_params for k, _ in pairs):
+        return url  # nothing to hide (and sqlite:/// paths must stay as written)
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, host = netloc.rsplit("@", 1)
+        netloc = f"{creds.split(':', 1)[0]}:***@{host}"
+    query = "&".join(f"{k}=***" if k.lower() in secret_params else f"{k}={v}" for k, v in pairs)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -77,6 +77,8 @@ from sessionmood_server.webhooks import (
 
 VERSION = "1.0.0"
 POLICY_TTL_S = 10.0
+MAX_STREAMS_PER_TENANT = 20
+KEY_RECHECK_S = 30.0
 MAX_TS = 1e11  # as the wire models' Timestamp
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
 MAX_WEBHOOKS = 20
@@ -185,6 +187,7 @@ class Api:
         # tenant -> (expires at, learned policy). Short-lived so other replicas'
         # feedback shows up soon; this process's own feedback drops the entry.
         self._policies: dict[int, tuple[float, Policy]] = {}
+        self._streams: dict[int, int] = {}  # open SSE streams per tenant
 
     async def policy(self, tenant_id: int) -> Policy:
         now = time.monotonic()
@@ -505,13 +508,40 @@ class Api:
             last = int(raw_last)
         else:
             last = await self.storage.last_mood_change_id(key.tenant_id)
-        storage, heartbeat = self.storage, self.settings.sse_heartbeat_s
+        if self._streams.get(key.tenant_id, 0) >= MAX_STREAMS_PER_TENANT:
+            raise ApiError(
+                429,
+                "Too many streams",
+                headers={"Retry-After": "10"},
+                message=f"at most {MAX_STREAMS_PER_TENANT} open /v1/stream/moods per tenant",
+            )
+        storage, heartbeat, streams = self.storage, self.settings.sse_heartbeat_s, self._streams
+        tenant = key.tenant_id
 
         async def events() -> AsyncIterator[bytes]:
+            # Counted only once the body is being sent: a request dropped before
+            # that never runs this generator, so it must not count.
+            streams[tenant] = streams.get(tenant, 0) + 1
+            try:
+                async for chunk in _changes():
+                    yield chunk
+            finally:
+                streams[tenant] -= 1
+                if not streams[tenant]:
+                    del streams[tenant]
+
+        async def _changes() -> AsyncIterator[bytes]:
             nonlocal last
             yield b"retry: 2000\n\n"
             idle = 0.0
+            checked = time.monotonic()
             while True:
+                if time.monotonic() - checked > KEY_RECHECK_S:
+                    # A key revoked while its stream is open stops receiving.
+                    checked = time.monotonic()
+                    current = await storage.find_key(key.key_hash)
+                    if current is None or current.revoked_at is not None:
+                        return
                 changes = await storage.mood_changes(key.tenant_id, last)
                 for ch in changes:
                     last = ch.id
@@ -531,7 +561,9 @@ class Api:
                     idle = 0.0
                     continue
                 t0 = time.monotonic()
-                if not await storage.wait_for_mood_change(min(1.0, heartbeat)):
+                # Woken at once by a change (this process, or NOTIFY on
+                # PostgreSQL); the timeout is only a fallback poll.
+                if not await storage.wait_for_mood_change(min(5.0, heartbeat)):
                     return  # the server is shutting down
                 idle += time.monotonic() - t0
                 if idle >= heartbeat:

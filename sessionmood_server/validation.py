@@ -20,6 +20,8 @@ M = TypeVar("M", bound=BaseModel)
 VALID_TYPES = frozenset(EVENT_TYPES)
 MAX_SESSION_ID = 256
 MAX_BATCH_ID = 128
+# Clock skew tolerated in event timestamps; later ones count as this far ahead.
+MAX_FUTURE_S = 60.0
 # A body must arrive within this many seconds: a client that trickles bytes
 # (slowloris) gets a 408 instead of holding a connection forever.
 BODY_TIMEOUT_S = 10.0
@@ -135,13 +137,20 @@ def parse_events_body(
         events = []
         for model in req.events:
             ev = model.model_dump(exclude_none=True)
-            if "ts" not in ev:
-                ev["ts"] = received_at
+            ev["ts"] = _event_time(ev, received_at)
             events.append(ev)
         batch_id = req.batch_id if req.batch_id is not None else header_batch_id
         if batch_id is None or _valid_batch_id(batch_id):
             return events, batch_id
     return parse_events(parse_json(body), header_batch_id, max_events, received_at)
+
+
+def _event_time(ev: dict[str, Any], received_at: float) -> float:
+    """The event's own ``ts``, receipt time when missing, and never far in the
+    future: one event from a clock a day ahead would otherwise become the
+    session's "now" and freeze its mood until real time caught up."""
+    ts: float = ev.get("ts", received_at)
+    return min(ts, received_at + MAX_FUTURE_S)
 
 
 def _valid_batch_id(batch_id: object) -> bool:
@@ -196,8 +205,7 @@ def parse_events(
             # loc starts with the discriminator tag ("click", ...): drop it.
             raise _first_error(exc, f"events[{i}]", skip=1) from None
         out = model.model_dump(exclude_none=True)
-        if "ts" not in out:
-            out["ts"] = received_at
+        out["ts"] = _event_time(out, received_at)
         events.append(out)
 
     batch_id = body.get("batch_id", header_batch_id)

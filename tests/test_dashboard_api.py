@@ -201,3 +201,38 @@ def test_stream_rejects_bad_last_event_id(
     assert r.status_code == 400
     r = client.get("/v1/stream/moods?last_event_id=%C2%B2", headers=auth)  # "²".isdigit()
     assert r.status_code == 400
+
+
+def test_streams_per_tenant_are_capped(
+    sse_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = sse_server.base_url
+    key = sse_server.new_key()
+    h = {"X-Api-Key": key}
+    streams = [Stream(base + "/v1/stream/moods", h) for _ in range(20)]
+    try:
+        r = httpx.get(base + "/v1/stream/moods", headers=h, timeout=5)
+        assert r.status_code == 429 and r.json()["error"] == "Too many streams"
+        # another tenant is not affected
+        other = Stream(base + "/v1/stream/moods", {"X-Api-Key": sse_server.new_key()})
+        other.close()
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_a_stream_ends_when_its_key_is_revoked(
+    client: TestClient, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sessionmood_server import routes
+
+    monkeypatch.setattr(routes, "KEY_RECHECK_S", 0.0)
+    store = client.app.state.api.storage  # type: ignore[attr-defined]
+    with client.stream("GET", "/v1/stream/moods", headers={"X-Api-Key": key}) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        assert next(lines).startswith("retry:")
+        client.portal.call(store.revoke_keys, key[:11], time.time())  # type: ignore[union-attr]
+        # the stream closes by itself instead of running forever
+        rest = list(lines)
+    assert not any(line.startswith("data:") for line in rest)

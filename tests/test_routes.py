@@ -580,3 +580,16 @@ def test_unexpected_failure_is_json_500_with_logged_request_id(
 def test_no_slash_redirects(client: TestClient, auth: dict[str, str]) -> None:
     r = client.get("/v1/sessions", headers=auth, follow_redirects=False)
     assert r.status_code == 404 and r.json()["error"] == "Not Found"
+
+
+def test_events_from_a_clock_in_the_future_do_not_freeze_the_mood(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    now = datetime.now(UTC).timestamp()
+    skewed = [{"type": "idle", "duration_ms": 60_000, "ts": now + 86_400}]
+    post_events(client, auth, "skew", skewed)
+    stored = client.get("/v1/sessions/skew/events", headers=auth).json()["events"][0]
+    assert stored["ts"] <= now + 70  # at most a minute ahead
+    burst = [{"type": t, "ts": now + i} for i, t in enumerate(["rage_click", "error"] * 3)]
+    r = post_events(client, auth, "skew", burst)
+    assert r.json()["current_mood"] == "frustrated"

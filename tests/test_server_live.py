@@ -78,3 +78,14 @@ def test_tracker_travels_gzipped(live_server: LiveServer) -> None:
         headers={"Accept-Encoding": "gzip", "If-None-Match": r.headers["etag"]},
     )
     assert again.status_code == 304
+
+
+def test_database_passwords_never_reach_the_log() -> None:
+    from sessionmood_server.app import _redact
+
+    assert (
+        _redact("postgresql://u:s3cret@db:5432/x?schema=a")
+        == "postgresql://u:***@db:5432/x?schema=a"
+    )
+    assert "y0" not in _redact("postgresql://db/x?password=y0&schema=a")
+    assert _redact("sqlite:///./sessionmood.db") == "sqlite:///./sessionmood.db"

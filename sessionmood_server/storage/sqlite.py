@@ -884,12 +884,14 @@ class SQLiteStorage:
                 (now, tenant_id, webhook_id),
             )
             # Nothing more goes to a deleted endpoint.
+            if cur.rowcount == 0:
+                return False
             c.execute(
                 "UPDATE webhook_deliveries SET status='failed', last_error='webhook deleted', "
-                "next_attempt_at=NULL WHERE webhook_id=? AND status='pending'",
-                (webhook_id,),
+                "next_attempt_at=NULL WHERE tenant_id=? AND webhook_id=? AND status='pending'",
+                (tenant_id, webhook_id),
             )
-            return cur.rowcount > 0
+            return True
 
         return await self._write(job)
 
