@@ -133,7 +133,7 @@
   }
 
   function error(m) {
-    m = String(m || 'Error').replace(/\?[^\s#'"]*/g, '').slice(0, 512);
+    m = String(m || 'Error').replace(/\?[^\s#'"]*|(["'`]).*?\1|\S+@\S+/g, '').slice(0, 512);
     const t = now();
     if (t - errT > 6e4) errs = {}, errT = t;
     if ((errs[m] = (errs[m] || 0) + 1) <= 3) push('error', { message: m }); // 3 a minute

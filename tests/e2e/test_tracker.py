@@ -437,6 +437,22 @@ def test_errors_are_capped_per_message_and_cut_to_512_chars(shop: Shop) -> None:
 
 
 @pytest.mark.e2e
+def test_error_messages_lose_what_the_visitor_typed(shop: Shop) -> None:
+    # JSON.parse and app errors often echo input: quoted text and e-mail
+    # addresses never leave the page.
+    page = shop.page
+    shop.open()
+    throw(page, 'intentional: "jane.doe@example.com" is not valid JSON')
+    throw(page, "intentional: no account for jane.doe@example.com at /login?next=/pay")
+    shop.flush()
+    errors = [e["message"] for e in of(shop.events(), "error")]
+    assert len(errors) == 2
+    for m in errors:
+        assert "jane" not in m and "example.com" not in m and "next=" not in m
+        assert m.startswith("Uncaught Error: intentional") or "intentional" in m
+
+
+@pytest.mark.e2e
 def test_track_sanitises_what_it_is_given_and_never_throws(shop: Shop) -> None:
     page = shop.page
     shop.open()
