@@ -124,7 +124,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from sessionmood_server.app import create_app
-    from sessionmood_server.protocol import HeaderTimeoutProtocol
+    from sessionmood_server.protocol import DeadlineProtocol
 
     if args.access_log:
         logging.getLogger("uvicorn.access").addFilter(RedactKeys())
@@ -134,7 +134,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         access_log=args.access_log,
-        http=HeaderTimeoutProtocol,
+        http=DeadlineProtocol,
         log_level=args.log_level,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,

@@ -249,6 +249,23 @@ for _g, _i in enumerate(_LATEST):
 _WEIGHTS: tuple[tuple[tuple[int, float], ...], ...] = tuple(
     tuple((_MOOD_INDEX[m], w) for m, w in r.weights.items()) for r in RULES
 )
+# verdict runs on every batch, so _evaluate reads each rule's numbers from one
+# flat tuple: (index, 1/tau, at, full - at, guard slot or -1, required rule or
+# -1, weights). A rule may only require one listed before it, so one pass in
+# table order sees every requirement's final strength.
+_GUARD_OF = {i: g for g, i in enumerate(_LATEST)}
+_RULE_ROWS: tuple[tuple[int, float, float, float, int, int, tuple[tuple[int, float], ...]], ...] = (
+    tuple(
+        (i, _INV_TAU[i], r.at, r.full - r.at, _GUARD_OF.get(i, -1), _REQUIRES[i], _WEIGHTS[i])
+        for i, r in enumerate(RULES)
+    )
+)
+assert all(j < i for i, j in enumerate(_REQUIRES)), "a rule must require an earlier one"
+# Per mood: (rule index, signal, weight) of the rules that push it, in rule order.
+_PUSHERS: tuple[tuple[tuple[int, str, float], ...], ...] = tuple(
+    tuple((i, r.signal, w) for i, r in enumerate(RULES) for m, w in _WEIGHTS[i] if m == k and w > 0)
+    for k in range(len(MOODS))
+)
 
 _NONE = -1.0  # "no such event yet" for timestamps (validated ts are >= 0)
 
@@ -273,6 +290,10 @@ class State:
     acc: list[float] = field(default_factory=lambda: _fresh_acc())
     # Per ``unless_after`` rule: newest ts of a cancelling event.
     guard: list[float] = field(default_factory=lambda: [_NONE] * _N_GUARDS)
+
+    def copy(self) -> State:
+        """An independent copy (``fold`` mutates its state in place)."""
+        return State(self.n, self.t_max, self.ref, self.acc[:], self.guard[:])
 
 
 def _fresh_acc() -> list[float]:
@@ -336,41 +357,44 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
     return state
 
 
-def _values(state: State) -> list[float]:
-    """Each rule's decayed count at ``t_max``."""
+def _evaluate(state: State) -> tuple[list[float], list[float]]:
+    """Each rule's strength in [0, 1] at ``t_max`` and each mood's score.
+
+    A rule's decayed count at ``t_max`` (for ``unless_after`` rules: how
+    recent its newest match is, unless cancelled since) is ramped linearly
+    from ``at`` to ``full``, times the strength of the rule it requires; the
+    moods' scores add up strength * weight in table order.
+    """
     t_max = state.t_max
     dt = t_max - state.ref
-    out = [a * math.exp(-dt * k) if a else 0.0 for a, k in zip(state.acc, _INV_TAU, strict=True)]
-    for g, i in enumerate(_LATEST):
-        last = state.acc[i]
-        held = last != _NONE and last >= state.guard[g]
-        out[i] = math.exp(-(t_max - last) * _INV_TAU[i]) if held else 0.0
-    return out
-
-
-def _strengths(values: list[float]) -> list[float]:
-    out = []
-    for r, v in zip(RULES, values, strict=True):
-        s = (v - r.at) / (r.full - r.at)
-        out.append(0.0 if s <= 0.0 else 1.0 if s >= 1.0 else s)
-    for i, j in enumerate(_REQUIRES):
-        if j >= 0:
-            out[i] *= out[j]
-    return out
-
-
-def _scores(strengths: list[float]) -> list[float]:
+    acc, guard = state.acc, state.guard
+    exp = math.exp
+    strengths = [0.0] * _N_RULES
     sc = [0.0] * len(MOODS)
-    for s, ws in zip(strengths, _WEIGHTS, strict=True):
-        if s:
-            for m, w in ws:
-                sc[m] += s * w
-    return sc
+    for i, k, at, span, g, req, weights in _RULE_ROWS:
+        a = acc[i]
+        if g >= 0:
+            v = exp(-(t_max - a) * k) if a != _NONE and a >= guard[g] else 0.0
+        else:
+            v = a * exp(-dt * k) if a else 0.0
+        s = (v - at) / span
+        if s <= 0.0:
+            continue
+        if s >= 1.0:
+            s = 1.0
+        if req >= 0:
+            s *= strengths[req]
+            if not s:
+                continue
+        strengths[i] = s
+        for m, w in weights:
+            sc[m] += s * w
+    return strengths, sc
 
 
 def scores(state: State) -> dict[MoodLabel, float]:
     """Per-mood evidence scores (diagnostics and docs; ``verdict`` uses the same sums)."""
-    sc = _scores(_strengths(_values(state)))
+    sc = _evaluate(state)[1]
     return {m: sc[i] for i, m in enumerate(MOODS)}
 
 
@@ -385,11 +409,9 @@ def verdict(state: State) -> Verdict:
     """The session's current mood, evaluated at its newest event."""
     if state.n < MIN_EVENTS:
         return _neutral(state)
-    strengths = _strengths(_values(state))
-    sc = _scores(strengths)
-    order = sorted(range(len(MOODS)), key=lambda m: (-sc[m], m))
-    best = order[0]
-    top = sc[best]
+    strengths, sc = _evaluate(state)
+    top = max(sc)
+    best = sc.index(top)  # ties go to the mood listed first
     if top < NEUTRAL_FLOOR or best == _NEUTRAL:
         return _neutral(state)
     mood = MOODS[best]
@@ -404,12 +426,10 @@ def verdict(state: State) -> Verdict:
     conf = share * volume
     # Signals: rules that pushed the winner, strongest contribution first.
     contrib: dict[str, float] = {}
-    for i, s in enumerate(strengths):
+    for i, sig, w in _PUSHERS[best]:
+        s = strengths[i]
         if s:
-            for m, w in _WEIGHTS[i]:
-                if m == best and w > 0:
-                    sig = RULES[i].signal
-                    contrib[sig] = contrib.get(sig, 0.0) + s * w
+            contrib[sig] = contrib.get(sig, 0.0) + s * w
     signals = tuple(sorted(contrib, key=lambda k: (-contrib[k], k)))
     return Verdict(mood, round(min(max(conf, 0.0), 1.0), 3), signals, DEFAULT_ACTIONS[mood])
 

@@ -6,6 +6,7 @@ model. Errors are raised as ``ApiError`` and rendered by the app.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import math
 import re
@@ -95,7 +96,13 @@ def iso(ts: float) -> str:
 
 def month_bounds(now: float) -> tuple[str, datetime]:
     """("YYYY-MM", first instant of next month) for ``now`` in UTC."""
-    d = datetime.fromtimestamp(now, UTC)
+    # Every request needs this; months start on the hour, so the hour decides.
+    return _month_of_hour(int(now // 3600))
+
+
+@functools.lru_cache(maxsize=64)
+def _month_of_hour(hour: int) -> tuple[str, datetime]:
+    d = datetime.fromtimestamp(hour * 3600, UTC)
     nxt = datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=UTC)
     return f"{d.year:04d}-{d.month:02d}", nxt
 

@@ -27,16 +27,13 @@ class BatchOutcome:
     # The mood each page was left in (or is in now): url -> mood. Feeds the
     # per-page heatmap; a page visited twice keeps its latest visit.
     page_moods: dict[str, MoodLabel]
-    # (seq, type, ts, extra fields as JSON or None) for the events table.
-    event_rows: list[tuple[int, str, float, str | None]]
 
 
 def fold_batch(
     state: engine.State, event_count: int, last_url: str | None, events: list[dict[str, Any]]
 ) -> BatchOutcome:
     page_moods: dict[str, MoodLabel] = {}
-    rows: list[tuple[int, str, float, str | None]] = []
-    for seq, ev in enumerate(events, start=event_count + 1):
+    for ev in events:
         url = ev.get("url") if ev["type"] == "page_view" else None
         if url and last_url and url != last_url and state.n:
             # Leaving a page: remember the mood the visitor left it in.
@@ -44,12 +41,22 @@ def fold_batch(
         state = engine.fold(state, ev)
         if url:
             last_url = url
-        extra = {k: v for k, v in ev.items() if k not in _EVENT_CORE}
-        rows.append((seq, ev["type"], ev["ts"], orjson.dumps(extra).decode() if extra else None))
     verdict = engine.verdict(state)
     if last_url:
         page_moods[last_url] = verdict.mood
-    return BatchOutcome(state, verdict, last_url, page_moods, rows)
+    return BatchOutcome(state, verdict, last_url, page_moods)
+
+
+def event_rows(
+    events: list[dict[str, Any]], first_seq: int
+) -> list[tuple[int, str, float, str | None]]:
+    """(seq, type, ts, the other fields as JSON or None) per event, numbered from
+    ``first_seq``: the row layout of an events table with one row per event."""
+    rows = []
+    for seq, ev in enumerate(events, start=first_seq):
+        extra = {k: v for k, v in ev.items() if k not in _EVENT_CORE}
+        rows.append((seq, ev["type"], ev["ts"], orjson.dumps(extra).decode() if extra else None))
+    return rows
 
 
 @dataclass(slots=True)
@@ -73,16 +80,17 @@ class AppliedBatch:
 
 def apply_batch(
     session_id: str,
-    stored: tuple[str, int, str | None, str] | None,
+    stored: tuple[engine.State, int, str | None, str] | None,
     events: list[dict[str, Any]],
     policy: Mapping[MoodLabel, SuggestedAction] | None,
 ) -> AppliedBatch:
-    """Fold ``events`` into the stored session (state JSON, event count, last url,
-    mood; None for a new session) and decide everything the batch writes."""
+    """Fold ``events`` into the stored session (engine state, which is mutated,
+    event count, last url, mood; None for a new session) and decide everything
+    the batch writes."""
     if stored is None:
         state, count, last_url, previous = engine.new_state(), 0, None, "neutral"
     else:
-        state, count, last_url, previous = engine.loads(stored[0]), *stored[1:]
+        state, count, last_url, previous = stored
     folded = fold_batch(state, count, last_url, events)
     verdict = folded.verdict
     signals = list(verdict.signals)

@@ -98,15 +98,22 @@ async def test_append_then_read(store: Storage) -> None:
     assert await store.export_events(t, "other") is None
 
 
-async def test_concurrent_batches_on_one_session_lose_nothing(store: Storage) -> None:
+@pytest.mark.parametrize("seen_before", [False, True])
+async def test_concurrent_batches_on_one_session_lose_nothing(
+    store: Storage, seen_before: bool
+) -> None:
     t = await _tenant(store)
+    first = 0
+    if seen_before:  # the session's state is then cached from an earlier commit
+        await store.append_events(t, "hot", [_ev(ts=NOW)] * 3, None, MONTH, NOW)
+        first = 3
     await asyncio.gather(
         *(store.append_events(t, "hot", [_ev(ts=NOW + i)] * 3, None, MONTH, NOW) for i in range(40))
     )
     rec = await store.get_session(t, "hot")
-    assert rec is not None and rec.event_count == 120
+    assert rec is not None and rec.event_count == first + 120
     exported = await store.export_events(t, "hot")
-    assert exported is not None and [e["seq"] for e in exported] == list(range(1, 121))
+    assert exported is not None and [e["seq"] for e in exported] == list(range(1, first + 121))
 
 
 async def test_quota_is_exact_under_concurrency(store: Storage) -> None:
@@ -187,18 +194,26 @@ async def test_delete_erases_session(store: Storage) -> None:
 
 async def test_failed_job_stores_nothing_and_others_commit(store: Storage) -> None:
     t = await _tenant(store)
+    await store.append_events(t, "ok1", [_ev()], None, MONTH, NOW)  # an open session
     bad = [_ev(), {"type": "click"}]  # second event has no ts: the engine cannot fold it
     results = await asyncio.gather(
         store.append_events(t, "ok1", [_ev()], None, MONTH, NOW),
         store.append_events(t, "bad", bad, None, MONTH, NOW),
         store.append_events(t, "ok2", [_ev()], None, MONTH, NOW),
+        store.append_events(t, "ok1", bad, None, MONTH, NOW),
         return_exceptions=True,
     )
-    assert isinstance(results[1], Exception)
+    assert isinstance(results[1], Exception) and isinstance(results[3], Exception)
     assert await store.get_session(t, "bad") is None
     assert await store.month_usage(t, "2026-11") == 2
-    assert await store.get_session(t, "ok1") is not None
+    ok1 = await store.get_session(t, "ok1")
+    assert ok1 is not None and ok1.event_count == 2
     assert await store.get_session(t, "ok2") is not None
+    # The failed batch left no trace in the session: the next one follows on.
+    res = await store.append_events(t, "ok1", [_ev()], None, MONTH, NOW)
+    assert res.response["total_events"] == 3
+    exported = await store.export_events(t, "ok1")
+    assert exported is not None and [e["seq"] for e in exported] == [1, 2, 3]
 
 
 async def test_reopen_keeps_data_and_migrations_are_idempotent(
@@ -315,3 +330,60 @@ async def test_erasure_forgets_the_session_id_everywhere(store: Storage) -> None
     again = await store.append_events(t, "user-42", [_ev()], None, MONTH, NOW)
     assert again.status == "stored" and again.response["total_events"] == 1
     assert await store.month_usage(t, "2026-11") == 2
+
+
+async def test_sqlite_events_of_an_older_schema_move_to_batches(tmp_path: Path) -> None:
+    """Migration 5: a database written with one row per event exports the same
+    events (seq, fields, receipt times) after the upgrade, and keeps growing."""
+    import sqlite3
+
+    from sessionmood_server.storage.sqlite_schema import MIGRATIONS
+
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    for version, sql in MIGRATIONS[:4]:
+        for statement in sql.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+    conn.execute("INSERT INTO tenants VALUES (1, 'Old', NULL, 'pro', 0)")
+    conn.execute(
+        "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, signals, "
+        "suggested_action, event_count, created_at, updated_at, last_url) "
+        "VALUES (1, 's', ?, 'neutral', 0.1, '[]', 'no_action', 3, ?, ?, '/a')",
+        ('{"v":1,"n":3,"t":0,"r":0,"a":[],"g":[]}', NOW, NOW),
+    )
+    conn.executemany(
+        "INSERT INTO events VALUES (1, 's', ?, ?, ?, ?, ?)",
+        [
+            (1, "page_view", NOW, NOW + 1, '{"url":"/a"}'),
+            (2, "click", NOW + 1.5, NOW + 2, '{"x":1.0,"y":2.5}'),
+            (3, "backtrack", NOW + 2, NOW + 2, None),
+        ],
+    )
+    conn.close()
+    store = open_storage(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert await store.export_events(1, "s") == [
+            {"seq": 1, "type": "page_view", "ts": NOW, "url": "/a", "received_at": NOW + 1},
+            {
+                "seq": 2,
+                "type": "click",
+                "ts": NOW + 1.5,
+                "x": 1.0,
+                "y": 2.5,
+                "received_at": NOW + 2,
+            },
+            {"seq": 3, "type": "backtrack", "ts": NOW + 2, "received_at": NOW + 2},
+        ]
+        quota = Quota("2026-11", 10, True)
+        res = await store.append_events(1, "s", [_ev("blur")], None, quota, NOW + 3)
+        assert res.response["total_events"] == 4
+        exported = await store.export_events(1, "s")
+        assert exported is not None and [e["seq"] for e in exported] == [1, 2, 3, 4]
+        assert await store.delete_session(1, "s")
+        assert await store.export_events(1, "s") is None
+    finally:
+        await store.close()

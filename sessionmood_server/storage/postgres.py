@@ -46,7 +46,7 @@ import orjson
 from sessionmood_client._models import MOODS, MoodLabel, Plan, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.keys import display_prefix, hash_key
-from sessionmood_server.scoring import apply_batch
+from sessionmood_server.scoring import apply_batch, event_rows
 from sessionmood_server.storage import (
     DEMO_CUSTOMER,
     ActionCounts,
@@ -528,9 +528,10 @@ class PostgresStorage:
             counted = bool(row[6])
             if not counted and quota.blocks and quota.limit <= 0:
                 return AppendResult("quota"), False
-            stored = None if row[2] is None else (row[2], row[3], row[4], row[5])
+            stored = None if row[2] is None else (engine.loads(row[2]), row[3], row[4], row[5])
             b = apply_batch(session_id, stored, events, policy)
             verdict, out, response = b.folded.verdict, b.folded, b.response
+            rows = event_rows(events, b.total - len(events) + 1)
             # Events, session, pages and the idempotency record: one round trip.
             await c.execute(
                 "WITH ev AS (INSERT INTO events (tenant_id, session_id, seq, type, ts, "
@@ -557,10 +558,10 @@ class PostgresStorage:
                 tenant_id,
                 session_id,
                 now,
-                [r[0] for r in out.event_rows],
-                [r[1] for r in out.event_rows],
-                [float(r[2]) for r in out.event_rows],
-                [r[3] for r in out.event_rows],
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [float(r[2]) for r in rows],
+                [r[3] for r in rows],
                 list(b.page_moods),
                 list(b.page_moods.values()),
                 batch_id,

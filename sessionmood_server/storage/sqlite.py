@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import logging
 import os
 import sqlite3
@@ -55,7 +56,7 @@ T = TypeVar("T")
 
 # Everything stored about a session besides its row in `sessions` (erasure, purge).
 _SESSION_TABLES = (
-    "events",
+    "event_batches",
     "feedback",
     "batches",
     "page_moods",
@@ -70,6 +71,13 @@ _KEY_COLUMNS = (
     "k.key_hash, k.prefix, k.tenant_id, k.kind, t.plan, t.customer, t.email, "
     "k.created_at, k.revoked_at, k.allowed_origins"
 )
+
+
+_UPDATE_SESSION = (
+    "UPDATE sessions SET state=?, confidence=?, signals=?, suggested_action=?, event_count=?, "
+    "updated_at=?, last_url=? WHERE tenant_id=? AND session_id=?"
+)
+_UPDATE_SESSION_AND_MOOD = _UPDATE_SESSION.replace("last_url=?", "last_url=?, mood=?")
 
 
 def _moods(raw: str | None) -> tuple[MoodLabel, ...] | None:
@@ -141,6 +149,19 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
 # the event loop), so every checkpoint costs one request-path stall.
 CHECKPOINT_INTERVAL_S = 10.0
 CHECKPOINT_WAL_BYTES = 64 * 1024 * 1024
+# Sessions whose verdict and engine state stay in memory (most recently
+# written or read first out when full): a batch for one of them skips the
+# SELECT and the state decode, and GET mood skips SQL altogether.
+HOT_SESSIONS = 50_000
+# Reads notice another process's commits (the CLI revoking a key or purging)
+# after at most this long; writes notice them at once. ``PRAGMA data_version``
+# costs more than the rest of a cached read, and any observer of such a commit
+# (the CLI exiting, say) takes longer than this to act on it.
+EXTERNAL_CHECK_S = 0.001
+
+# A session's cached verdict, and its engine state when a write left it (reads
+# cache the verdict only).
+_Hot = tuple[SessionRecord, "engine.State | None"]
 
 
 class _JobFailed(Exception):
@@ -173,6 +194,12 @@ class SQLiteStorage:
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         self._key_cache: dict[str, KeyRecord] = {}
+        # (tenant, session) -> _Hot. Like every cache here it is exact: entries
+        # are written after COMMIT only (jobs fold into a copy of the state),
+        # and a commit by any other connection drops them all.
+        self._hot: dict[tuple[int, str], _Hot] = {}
+        self._staged_hot: dict[tuple[int, str], _Hot | None] = {}  # None: evict
+        self._checked_at = -1.0
         # Tenants whose sessions changed mood in the group being committed, and
         # the signal that wakes live streams once it has committed.
         self._changed: set[int] = set()
@@ -368,8 +395,12 @@ class SQLiteStorage:
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         """Run ``jobs`` in one transaction; raises _JobFailed (all rolled back) if one raises."""
         self._staged_months.clear()
+        self._staged_hot.clear()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Holding the write lock, so no other connection can commit until
+            # ours: what the caches hold now is exact for the whole group.
+            self._sync_external(conn, force=True)
             results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             for fn, fut in jobs:
                 try:
@@ -381,12 +412,34 @@ class SQLiteStorage:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._staged_months.clear()
+            self._staged_hot.clear()
             raise
-        # Only committed facts enter the cache.
+        # Only committed facts enter the caches.
         if len(self._counted_months) > 500_000:
             self._counted_months.clear()
         self._counted_months.update(self._staged_months)
+        hot = self._hot
+        for key, entry in self._staged_hot.items():
+            hot.pop(key, None)  # re-inserted last: the dict's order is recency
+            if entry is not None:
+                hot[key] = entry
+        if len(hot) > HOT_SESSIONS:
+            for key in list(itertools.islice(hot, len(hot) - HOT_SESSIONS * 9 // 10)):
+                del hot[key]
         return results
+
+    def _sync_external(self, conn: sqlite3.Connection, *, force: bool = False) -> None:
+        """Drop the caches if another connection (the CLI, another process) has
+        committed since the last look; at most every EXTERNAL_CHECK_S unless forced."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < EXTERNAL_CHECK_S:
+            return
+        self._checked_at = now
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._cache_version:
+            self._key_cache.clear()
+            self._hot.clear()
+            self._cache_version = version
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A point read, inline: cheaper than a thread hop, sees every commit."""
@@ -432,17 +485,14 @@ class SQLiteStorage:
         return result
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:
-        # Auth runs on every request, so found keys are cached. The cache is
-        # exact, not time-based: PRAGMA data_version changes whenever another
+        # Auth runs on every request, so found keys are cached. The cache
+        # follows every commit: PRAGMA data_version changes whenever another
         # connection (the CLI revoking a key, another process) commits, and
         # then the cache is dropped; this process's own key writes drop it too.
         conn = self._conn
         if conn is None:
             raise RuntimeError("storage is not open")
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._cache_version:
-            self._key_cache.clear()
-            self._cache_version = version
+        self._sync_external(conn)
         hit = self._key_cache.get(key_hash)
         if hit is not None:
             return hit
@@ -497,42 +547,59 @@ class SQLiteStorage:
                     if seen[0] != session_id:
                         return AppendResult("conflict")
                     return AppendResult("replayed", orjson.loads(seen[1]))
-            row = c.execute(
-                "SELECT state, event_count, last_url, mood FROM sessions "
-                "WHERE tenant_id=? AND session_id=?",
-                (tenant_id, session_id),
-            ).fetchone()
+            key = (tenant_id, session_id)
+            # An earlier batch in this same group may have moved the session on.
+            hot = self._staged_hot[key] if key in self._staged_hot else self._hot.get(key)
+            stored: tuple[engine.State, int, str | None, str] | None
+            if hot is not None and hot[1] is not None:
+                rec = hot[0]
+                # A copy: if this group rolls back, the cached state is still right.
+                stored = (hot[1].copy(), rec.event_count, rec.last_url, rec.mood)
+            else:
+                row = c.execute(
+                    "SELECT state, event_count, last_url, mood FROM sessions "
+                    "WHERE tenant_id=? AND session_id=?",
+                    (tenant_id, session_id),
+                ).fetchone()
+                stored = None if row is None else (engine.loads(row[0]), *row[1:])
             if not self._count_session_month(c, tenant_id, session_id, quota):
                 return AppendResult("quota")
-            b = apply_batch(session_id, row, events, policy)
+            b = apply_batch(session_id, stored, events, policy)
             verdict, out = b.folded.verdict, b.folded
             signals_json = orjson.dumps(b.signals).decode()
-            c.executemany(
-                "INSERT INTO events VALUES (?,?,?,?,?,?,?)",
-                [(tenant_id, session_id, seq, t, ts, now, f) for seq, t, ts, f in out.event_rows],
-            )
             c.execute(
-                "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, signals, "
-                "suggested_action, event_count, created_at, updated_at, last_url) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (tenant_id, session_id) DO UPDATE SET state=excluded.state, "
-                "mood=excluded.mood, confidence=excluded.confidence, signals=excluded.signals, "
-                "suggested_action=excluded.suggested_action, event_count=excluded.event_count, "
-                "updated_at=excluded.updated_at, last_url=excluded.last_url",
+                "INSERT INTO event_batches (tenant_id, session_id, first_seq, received_at, events) "
+                "VALUES (?,?,?,?,?)",
                 (
                     tenant_id,
                     session_id,
-                    engine.dumps(out.state),
-                    verdict.mood,
-                    verdict.confidence,
-                    signals_json,
-                    b.action,
-                    b.total,
+                    b.total - len(events) + 1,
                     now,
-                    now,
-                    out.last_url,
+                    orjson.dumps(events).decode(),
                 ),
             )
+            state_json = engine.dumps(out.state)
+            if stored is None:
+                c.execute(
+                    "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, "
+                    "signals, suggested_action, event_count, created_at, updated_at, last_url) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        tenant_id, session_id, state_json, verdict.mood, verdict.confidence,
+                        signals_json, b.action, b.total, now, now, out.last_url,
+                    ),
+                )  # fmt: skip
+            else:
+                # The mood column is indexed: set it only when it moved, so
+                # SQLite leaves the index alone on most batches.
+                values = (
+                    state_json, verdict.confidence, signals_json, b.action, b.total, now,
+                    out.last_url,
+                )  # fmt: skip
+                if b.changed:
+                    c.execute(_UPDATE_SESSION_AND_MOOD, (*values, verdict.mood, *key))
+                else:
+                    c.execute(_UPDATE_SESSION, (*values, *key))
             if b.page_moods:
                 c.executemany(
                     "INSERT INTO page_moods VALUES (?,?,?,?,?) ON CONFLICT "
@@ -568,6 +635,11 @@ class SQLiteStorage:
                     "INSERT INTO batches VALUES (?,?,?,?,?)",
                     (tenant_id, batch_id, session_id, orjson.dumps(response).decode(), now),
                 )
+            record = SessionRecord(
+                session_id, verdict.mood, verdict.confidence, tuple(b.signals), b.action,
+                b.total, now, out.last_url,
+            )  # fmt: skip
+            self._staged_hot[key] = (record, out.state)
             return AppendResult("stored", response)
 
         return await self._write(job)
@@ -602,20 +674,30 @@ class SQLiteStorage:
         return True
 
     async def get_session(self, tenant_id: int, session_id: str) -> SessionRecord | None:
-        def run(c: sqlite3.Connection) -> SessionRecord | None:
-            row = c.execute(
-                "SELECT mood, confidence, signals, suggested_action, event_count, updated_at, "
-                "last_url FROM sessions WHERE tenant_id=? AND session_id=?",
-                (tenant_id, session_id),
-            ).fetchone()
-            if row is None:
-                return None
-            return SessionRecord(
-                session_id, row[0], row[1], tuple(orjson.loads(row[2])), row[3], row[4],
-                row[5], row[6],
-            )  # fmt: skip
-
-        return await self._read(run)
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("storage is not open")
+        self._sync_external(conn)
+        key = (tenant_id, session_id)
+        hot = self._hot.get(key)
+        if hot is not None:
+            return hot[0]
+        row = conn.execute(
+            "SELECT mood, confidence, signals, suggested_action, event_count, updated_at, "
+            "last_url FROM sessions WHERE tenant_id=? AND session_id=?",
+            (tenant_id, session_id),
+        ).fetchone()
+        if row is None:
+            return None
+        record = SessionRecord(
+            session_id, row[0], row[1], tuple(orjson.loads(row[2])), row[3], row[4],
+            row[5], row[6],
+        )  # fmt: skip
+        # No write is pending between this read and the insert (both run on the
+        # loop, groups commit synchronously), so the entry cannot be stale.
+        if len(self._hot) < HOT_SESSIONS:
+            self._hot[key] = (record, None)
+        return record
 
     async def export_events(self, tenant_id: int, session_id: str) -> list[dict[str, Any]] | None:
         def run(c: sqlite3.Connection) -> list[dict[str, Any]] | None:
@@ -625,16 +707,13 @@ class SQLiteStorage:
             ).fetchone():
                 return None
             out = []
-            for seq, type_, ts, received_at, fields in c.execute(
-                "SELECT seq, type, ts, received_at, fields FROM events "
-                "WHERE tenant_id=? AND session_id=? ORDER BY seq",
+            for first_seq, received_at, events in c.execute(
+                "SELECT first_seq, received_at, events FROM event_batches "
+                "WHERE tenant_id=? AND session_id=? ORDER BY first_seq",
                 (tenant_id, session_id),
             ):
-                ev: dict[str, Any] = {"seq": seq, "type": type_, "ts": ts}
-                if fields:
-                    ev.update(orjson.loads(fields))
-                ev["received_at"] = received_at
-                out.append(ev)
+                for seq, ev in enumerate(orjson.loads(events), start=first_seq):
+                    out.append({"seq": seq, **ev, "received_at": received_at})
             return out
 
         return await self._read_large(run)
@@ -679,6 +758,7 @@ class SQLiteStorage:
                     f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?",
                     (tenant_id, session_id),
                 )
+            self._staged_hot[(tenant_id, session_id)] = None
             return cur.rowcount > 0
 
         deleted = await self._write(job)
@@ -976,8 +1056,9 @@ class SQLiteStorage:
             victims: list[tuple[int, str]] = []
             for plan, cutoff in cutoffs.items():
                 victims += c.execute(
-                    "SELECT s.tenant_id, s.session_id FROM sessions s "
-                    "JOIN tenants t ON t.id = s.tenant_id "
+                    # per tenant through sessions_tenant_updated
+                    "SELECT s.tenant_id, s.session_id FROM tenants t "
+                    "JOIN sessions s ON s.tenant_id = t.id "
                     "WHERE t.plan = ? AND s.updated_at < ? LIMIT ?",
                     (plan, cutoff, limit - len(victims)),
                 ).fetchall()
@@ -985,6 +1066,8 @@ class SQLiteStorage:
                     break
             for table in ("sessions", *_SESSION_TABLES):
                 c.executemany(f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?", victims)
+            for victim in victims:
+                self._staged_hot[victim] = None
             return len(victims)
 
         purged = await self._write(job)
