@@ -387,3 +387,37 @@ async def test_sqlite_events_of_an_older_schema_move_to_batches(tmp_path: Path) 
         assert await store.export_events(1, "s") is None
     finally:
         await store.close()
+
+
+async def test_sqlite_rows_lagging_in_memory_survive_another_process(tmp_path: Path) -> None:
+    """Open sessions' rows lag in memory; another process (the CLI) opening the
+    file, erasing one session and committing must leave this one consistent:
+    the erased session stays erased, the others keep every event and mood."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a = open_storage(url)
+    await a.open()
+    try:
+        t = await _tenant(a, "pro")
+        for sid in ("keep", "erase"):
+            for i in range(4):  # the first batch writes the row, the others lag
+                await a.append_events(t, sid, [_ev("rage_click", NOW + i)] * 2, None, MONTH, NOW)
+        before = await a.get_session(t, "keep")
+        assert before is not None and before.event_count == 8
+        b = open_storage(url)  # e.g. `sessionmood purge` in another process
+        await b.open()
+        try:
+            assert await b.delete_session(t, "erase")
+            # b replayed the log when it opened: it sees what a acknowledged
+            seen = await b.get_session(t, "keep")
+            assert seen is not None and (seen.event_count, seen.mood) == (8, before.mood)
+        finally:
+            await b.close()
+        res = await a.append_events(t, "keep", [_ev("click", NOW + 9)], None, MONTH, NOW)
+        assert res.response["total_events"] == 9
+        assert await a.get_session(t, "erase") is None
+        exported = await a.export_events(t, "keep")
+        assert exported is not None and [e["seq"] for e in exported] == list(range(1, 10))
+        res = await a.append_events(t, "erase", [_ev("click", NOW + 9)], None, MONTH, NOW)
+        assert res.response["total_events"] == 1  # a new session under the old id
+    finally:
+        await a.close()

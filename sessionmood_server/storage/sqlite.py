@@ -2,18 +2,24 @@
 
 Concurrency model (details at "group commit" below): every write runs on the
 event loop thread and all writes requested in one loop iteration are committed
-together, each in its own SAVEPOINT. Writes never interleave, so batches for
-one session cannot lose updates and quota checks are exact; a caller is
-answered only after the COMMIT that holds its job. Point reads run inline;
-reads that may scan many rows (export, analytics) run on reader threads with
-their own connections, which WAL mode lets proceed during commits.
+together in one transaction (a failing job makes the others re-run one by
+one). Writes never interleave, so batches for one session cannot lose updates
+and quota checks are exact; a caller is answered only after the COMMIT that
+holds its job. Point reads run inline; reads that may scan many rows (export,
+analytics) run on reader threads with their own connections, which WAL mode
+lets proceed during commits.
+
+What a batch writes: its events as one row appended to ``event_batches``, and
+everything else it decides (idempotency record, quota, page moods, mood
+change, webhook outbox) in the same transaction. An open session's row in
+``sessions`` is a cache of that log and may lag it by ``ROW_LAG_S``; the
+current verdict and engine state are in memory, and a crash replays the log.
 
 Durability: ``synchronous=NORMAL`` in WAL mode survives a process crash
 (SIGKILL) without losing a committed batch; only an OS crash or power loss can
 drop the last commits. Use ``?synchronous=full`` in the URL for full fsync per
 commit.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -73,11 +79,10 @@ _KEY_COLUMNS = (
 )
 
 
-_UPDATE_SESSION = (
+_UPDATE_SESSION_ROW = (
     "UPDATE sessions SET state=?, confidence=?, signals=?, suggested_action=?, event_count=?, "
-    "updated_at=?, last_url=? WHERE tenant_id=? AND session_id=?"
+    "updated_at=?, last_url=?, mood=? WHERE tenant_id=? AND session_id=?"
 )
-_UPDATE_SESSION_AND_MOOD = _UPDATE_SESSION.replace("last_url=?", "last_url=?, mood=?")
 
 
 def _moods(raw: str | None) -> tuple[MoodLabel, ...] | None:
@@ -159,6 +164,16 @@ HOT_SESSIONS = 50_000
 # (the CLI exiting, say) takes longer than this to act on it.
 EXTERNAL_CHECK_S = 0.001
 
+# A batch for an open session appends its events and leaves the session's row
+# behind: the new state lives in memory (``_hot``) and the row catches up at
+# most this long afterwards, once for however many batches came meanwhile.
+# The row is a cache of the event log; a crash before it catches up loses
+# nothing, because opening the database replays the log from the oldest batch
+# any row may lack (``session_replay``). Rewriting a session's row on every
+# batch was the largest single cost of POST events.
+ROW_LAG_S = 0.5
+ROW_FLUSH_MAX = 512  # rows caught up per group commit, to keep each group short
+
 # A session's cached verdict, and its engine state when a write left it (reads
 # cache the verdict only).
 _Hot = tuple[SessionRecord, "engine.State | None"]
@@ -199,6 +214,15 @@ class SQLiteStorage:
         # and a commit by any other connection drops them all.
         self._hot: dict[tuple[int, str], _Hot] = {}
         self._staged_hot: dict[tuple[int, str], _Hot | None] = {}  # None: evict
+        # Sessions whose row lags their hot entry -> (monotonic time first
+        # lagging, id of the oldest batch the row lacks); oldest first. Dirty
+        # entries are never evicted from _hot.
+        self._dirty: dict[tuple[int, str], tuple[float, int]] = {}
+        self._staged_dirty: dict[tuple[int, str], int] = {}
+        self._flush_all_requested = False
+        self._replay_from: int | None = None  # as stored in session_replay
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._group_scheduled = False
         self._checked_at = -1.0
         # Tenants whose sessions changed mood in the group being committed, and
         # the signal that wakes live streams once it has committed.
@@ -252,6 +276,13 @@ class SQLiteStorage:
             )
             self._checkpointer.start()
         self._migrate(self._conn)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._replay(self._conn)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
         # SQLite serves one server process, so no other worker can hold a
         # delivery lease: whatever a crashed run had claimed is due again now.
         self._conn.execute(
@@ -282,6 +313,12 @@ class SQLiteStorage:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def close(self) -> None:
+        if self._conn is not None and (self._dirty or self._pending):
+            with contextlib.suppress(Exception):  # what stays behind is replayed at open
+                await self._flush_rows()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self._closing = True
         self._change_signal.set()  # live streams see _closing and end
         # Let any writes queued in this loop iteration commit before closing.
@@ -343,12 +380,29 @@ class SQLiteStorage:
             raise RuntimeError("storage is not open")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._run_group)
         self._pending.append((fn, fut))
+        self._schedule_group(loop)
         return await fut
 
+    def _schedule_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._group_scheduled:
+            self._group_scheduled = True
+            loop.call_soon(self._run_group)
+
+    def _flush_due(self) -> None:
+        """Timer: lagging rows catch up even when no batch arrives to carry them."""
+        self._flush_timer = None
+        if self._dirty and self._conn is not None and not self._closing:
+            self._schedule_group(asyncio.get_running_loop())
+
+    async def _flush_rows(self) -> None:
+        """Bring every session row up to date (before reads that use the rows)."""
+        if self._dirty or self._staged_dirty or self._pending:
+            self._flush_all_requested = True
+            await self._write(lambda c: None)
+
     def _run_group(self) -> None:
+        self._group_scheduled = False
         jobs, self._pending = self._pending, []
         conn = self._conn
         if conn is None:
@@ -379,6 +433,8 @@ class SQLiteStorage:
             self._changed.clear()
             signal, self._change_signal = self._change_signal, asyncio.Event()
             signal.set()
+        if self._dirty and self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(ROW_LAG_S, self._flush_due)
         # Answer only now, after COMMIT: a 200 means the batch is durable.
         for fut, result, error in outcomes:
             if fut.done():  # the request was cancelled (client went away)
@@ -396,24 +452,46 @@ class SQLiteStorage:
         """Run ``jobs`` in one transaction; raises _JobFailed (all rolled back) if one raises."""
         self._staged_months.clear()
         self._staged_hot.clear()
+        self._staged_dirty.clear()
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Holding the write lock, so no other connection can commit until
             # ours: what the caches hold now is exact for the whole group.
-            self._sync_external(conn, force=True)
+            while (version := self._changed_version(conn)) is not None:
+                if not self._dirty:
+                    self._adopt_version(version)
+                    break
+                # Another process wrote (the CLI purging, say) while rows lag:
+                # rebuild them from the log as it is now, in a commit of their
+                # own, and only then forget what memory held.
+                self._replay(conn)
+                conn.execute("COMMIT")
+                self._dirty.clear()
+                self._adopt_version(version)
+                conn.execute("BEGIN IMMEDIATE")
             results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             for fn, fut in jobs:
                 try:
                     results.append((fut, fn(conn), None))
                 except Exception as exc:
                     raise _JobFailed(exc) from exc
+            flushed, replay_from = self._catch_up_rows(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._staged_months.clear()
             self._staged_hot.clear()
+            self._staged_dirty.clear()
             raise
+        self._replay_from = replay_from
+        self._flush_all_requested = False
+        dirty, now = self._dirty, time.monotonic()
+        for key, batch_id in self._staged_dirty.items():
+            if key not in dirty:
+                dirty[key] = (now, batch_id)
+        for key in flushed:
+            dirty.pop(key, None)
         # Only committed facts enter the caches.
         if len(self._counted_months) > 500_000:
             self._counted_months.clear()
@@ -424,22 +502,123 @@ class SQLiteStorage:
             if entry is not None:
                 hot[key] = entry
         if len(hot) > HOT_SESSIONS:
-            for key in list(itertools.islice(hot, len(hot) - HOT_SESSIONS * 9 // 10)):
+            excess = len(hot) - HOT_SESSIONS * 9 // 10
+            # Lagging rows stay: their entry is the only current copy in memory.
+            for key in [k for k in itertools.islice(hot, excess + len(dirty)) if k not in dirty]:
                 del hot[key]
         return results
 
-    def _sync_external(self, conn: sqlite3.Connection, *, force: bool = False) -> None:
-        """Drop the caches if another connection (the CLI, another process) has
-        committed since the last look; at most every EXTERNAL_CHECK_S unless forced."""
+    def _catch_up_rows(self, conn: sqlite3.Connection) -> tuple[list[tuple[int, str]], int | None]:
+        """Write the rows that lag longest (all of them if asked), inside the
+        group's transaction, and record from which batch a crash now has to
+        replay. Returns (rows written, that batch id or None)."""
+        everything = self._flush_all_requested
+        due = time.monotonic() - ROW_LAG_S
+        keys: list[tuple[int, str]] = []
+        for key, (since, _) in self._dirty.items():
+            if not everything and (since > due or len(keys) >= ROW_FLUSH_MAX):
+                break
+            keys.append(key)
+        if everything:
+            keys += [k for k in self._staged_dirty if k not in self._dirty]
+        rows = []
+        for key in keys:
+            entry = self._staged_hot[key] if key in self._staged_hot else self._hot.get(key)
+            state = None if entry is None else entry[1]
+            if entry is None or state is None:
+                continue  # erased meanwhile: nothing to write
+            rec = entry[0]
+            rows.append(
+                (
+                    engine.dumps(state), rec.confidence, orjson.dumps(rec.signals).decode(),
+                    rec.suggested_action, rec.event_count, rec.updated_at, rec.last_url,
+                    rec.mood, *key,
+                )
+            )  # fmt: skip
+        if rows:
+            conn.executemany(_UPDATE_SESSION_ROW, rows)
+        # The oldest batch a row still lacks once this group commits: dirty
+        # entries are ordered oldest first, and this group's come after them.
+        written = set(keys)
+        replay_from = next(
+            (b for k, (_, b) in self._dirty.items() if k not in written),
+            next((b for k, b in self._staged_dirty.items() if k not in written), None),
+        )
+        if replay_from != self._replay_from:
+            conn.execute("UPDATE session_replay SET from_batch=?", (replay_from,))
+        return keys, replay_from
+
+    def _replay(self, conn: sqlite3.Connection) -> None:
+        """Bring session rows up to the event log after a crash (or after another
+        process changed the database under our caches). Within a transaction."""
+        row = conn.execute("SELECT from_batch FROM session_replay").fetchone()
+        if row is None or row[0] is None:
+            return
+        sessions: dict[tuple[int, str], list[Any]] = {}
+        for _, tenant_id, session_id, first_seq, received_at, events in conn.execute(
+            "SELECT id, tenant_id, session_id, first_seq, received_at, events "
+            "FROM event_batches WHERE id >= ? ORDER BY id",
+            (row[0],),
+        ).fetchall():
+            key = (tenant_id, session_id)
+            if key not in sessions:
+                stored = conn.execute(
+                    "SELECT state, event_count, last_url, mood FROM sessions "
+                    "WHERE tenant_id=? AND session_id=?",
+                    key,
+                ).fetchone()
+                if stored is None:
+                    continue  # erased since
+                sessions[key] = [engine.loads(stored[0]), *stored[1:], None]
+            s = sessions[key]
+            if first_seq <= s[1]:
+                continue  # the row has this batch already
+            b = apply_batch(session_id, (s[0], s[1], s[2], s[3]), orjson.loads(events), None)
+            out = b.folded
+            s[:] = [out.state, b.total, out.last_url, out.verdict.mood, (b, received_at)]
+        rows = []
+        for key, (state, total, last_url, mood, last) in sessions.items():
+            if last is None:
+                continue
+            b, received_at = last
+            rows.append(
+                (
+                    engine.dumps(state), b.folded.verdict.confidence,
+                    orjson.dumps(b.signals).decode(), b.action, total, received_at, last_url,
+                    mood, *key,
+                )
+            )  # fmt: skip
+        conn.executemany(_UPDATE_SESSION_ROW, rows)
+        conn.execute("UPDATE session_replay SET from_batch=NULL")
+        self._replay_from = None
+        if rows:
+            log.info("replayed the event log into %d session row(s)", len(rows))
+
+    def _sync_external(self, conn: sqlite3.Connection) -> None:
+        """For reads: drop the caches if another connection (the CLI, another
+        process) has committed since the last look, at most every EXTERNAL_CHECK_S."""
         now = time.monotonic()
-        if not force and now - self._checked_at < EXTERNAL_CHECK_S:
+        if now - self._checked_at < EXTERNAL_CHECK_S:
             return
         self._checked_at = now
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._cache_version:
-            self._key_cache.clear()
-            self._hot.clear()
-            self._cache_version = version
+        version = self._changed_version(conn)
+        if version is None:
+            return
+        self._key_cache.clear()
+        # Hot entries of lagging rows are the only current copy: the next write
+        # group rebuilds those rows from the log before dropping the entries.
+        if not self._dirty:
+            self._adopt_version(version)
+
+    def _changed_version(self, conn: sqlite3.Connection) -> int | None:
+        """PRAGMA data_version if another connection committed since we adopted one."""
+        version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+        return None if version == self._cache_version else version
+
+    def _adopt_version(self, version: int) -> None:
+        self._key_cache.clear()
+        self._hot.clear()
+        self._cache_version = version
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A point read, inline: cheaper than a thread hop, sees every commit."""
@@ -567,7 +746,7 @@ class SQLiteStorage:
             b = apply_batch(session_id, stored, events, policy)
             verdict, out = b.folded.verdict, b.folded
             signals_json = orjson.dumps(b.signals).decode()
-            c.execute(
+            batch_row = c.execute(
                 "INSERT INTO event_batches (tenant_id, session_id, first_seq, received_at, events) "
                 "VALUES (?,?,?,?,?)",
                 (
@@ -577,29 +756,23 @@ class SQLiteStorage:
                     now,
                     orjson.dumps(events).decode(),
                 ),
-            )
-            state_json = engine.dumps(out.state)
+            ).lastrowid
+            assert batch_row is not None
             if stored is None:
                 c.execute(
                     "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, "
                     "signals, suggested_action, event_count, created_at, updated_at, last_url) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
-                        tenant_id, session_id, state_json, verdict.mood, verdict.confidence,
+                        tenant_id, session_id, engine.dumps(out.state), verdict.mood,
+                        verdict.confidence,
                         signals_json, b.action, b.total, now, now, out.last_url,
                     ),
                 )  # fmt: skip
-            else:
-                # The mood column is indexed: set it only when it moved, so
-                # SQLite leaves the index alone on most batches.
-                values = (
-                    state_json, verdict.confidence, signals_json, b.action, b.total, now,
-                    out.last_url,
-                )  # fmt: skip
-                if b.changed:
-                    c.execute(_UPDATE_SESSION_AND_MOOD, (*values, verdict.mood, *key))
-                else:
-                    c.execute(_UPDATE_SESSION, (*values, *key))
+            elif key not in self._dirty and key not in self._staged_dirty:
+                # The row catches up later (see ROW_LAG_S); until then a crash
+                # replays the log from this batch.
+                self._staged_dirty[key] = batch_row
             if b.page_moods:
                 c.executemany(
                     "INSERT INTO page_moods VALUES (?,?,?,?,?) ON CONFLICT "
@@ -735,10 +908,13 @@ class SQLiteStorage:
             ).fetchone()
             if row is None:
                 return False
+            key = (tenant_id, session_id)
+            hot = self._staged_hot[key] if key in self._staged_hot else self._hot.get(key)
+            mood = row[0] if hot is None else hot[0].mood  # the row may lag
             c.execute(
                 "INSERT INTO feedback (tenant_id, session_id, mood, action_taken, was_helpful, "
                 "notes, created_at, trusted) VALUES (?,?,?,?,?,?,?,?)",
-                (tenant_id, session_id, row[0], action_taken, was_helpful, notes, now, trusted),
+                (tenant_id, session_id, mood, action_taken, was_helpful, notes, now, trusted),
             )
             c.execute(
                 "UPDATE sessions SET has_feedback = 1 WHERE tenant_id=? AND session_id=?",
@@ -769,6 +945,8 @@ class SQLiteStorage:
         return deleted
 
     async def mood_counts(self, tenant_id: int) -> MoodCounts:
+        await self._flush_rows()
+
         def run(c: sqlite3.Connection) -> MoodCounts:
             by_mood = dict.fromkeys(MOODS, 0)
             total = feedback = 0
@@ -1052,6 +1230,8 @@ class SQLiteStorage:
     # -- retention ----------------------------------------------------------------
 
     async def purge_expired(self, cutoffs: Mapping[Plan, float], limit: int = 1000) -> int:
+        await self._flush_rows()  # last activity is in the rows only once they caught up
+
         def job(c: sqlite3.Connection) -> int:
             victims: list[tuple[int, str]] = []
             for plan, cutoff in cutoffs.items():

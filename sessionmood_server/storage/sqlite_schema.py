@@ -161,7 +161,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         # session-ordered B-tree, about half the write cost. Old events move
         # over one per row. sessions_updated goes: purge finds expired
         # sessions per tenant through sessions_tenant_updated, and every batch
-        # paid to keep both.
+        # paid to keep both. session_replay holds the oldest batch whose
+        # session row may lag (see ROW_LAG_S in sqlite.py), or NULL.
         5,
         """
         CREATE TABLE event_batches (
@@ -180,6 +181,8 @@ MIGRATIONS: list[tuple[int, str]] = [
             FROM events ORDER BY received_at, tenant_id, session_id, seq;
         DROP TABLE events;
         DROP INDEX sessions_updated;
+        CREATE TABLE session_replay (from_batch INTEGER);
+        INSERT INTO session_replay VALUES (NULL);
         """,
     ),
 ]
