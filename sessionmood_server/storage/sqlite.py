@@ -20,6 +20,7 @@ Durability: ``synchronous=NORMAL`` in WAL mode survives a process crash
 drop the last commits. Use ``?synchronous=full`` in the URL for full fsync per
 commit.
 """
+
 from __future__ import annotations
 
 import asyncio
