@@ -197,10 +197,13 @@ class Api:
         self._streams: dict[int, int] = {}  # open SSE streams per tenant
 
     async def policy(self, tenant_id: int) -> Policy:
-        now = time.monotonic()
         hit = self._policies.get(tenant_id)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        return await self._learn_policy(tenant_id)
+
+    async def _learn_policy(self, tenant_id: int) -> Policy:
+        now = time.monotonic()
         # Only secret-key feedback teaches: publishable keys are public.
         counts = await self.storage.action_counts(tenant_id, None, None, trusted_only=True)
         policy = learn_policy(counts)
@@ -245,7 +248,7 @@ class Api:
                 raise forbidden(f"origin {origin} is not allowed for this publishable key")
         return record
 
-    async def _session_id(self, request: Request) -> str:
+    def _session_id(self, request: Request) -> str:
         session_id: str = request.path_params["session_id"]
         # The server decodes %XX leniently: bytes that are not UTF-8 (%FF, a lone
         # surrogate %ED%A0%80) would become U+FFFD and merge distinct ids. Only
@@ -339,7 +342,7 @@ class Api:
 
     async def post_events(self, request: Request) -> Response:
         key = await self.authenticate(request, publishable_ok=True)
-        session_id = await self._session_id(request)
+        session_id = self._session_id(request)
         body = await read_body(request, self.settings.max_body_bytes)
         now = time.time()
         events, batch_id = parse_events_body(
@@ -381,7 +384,7 @@ class Api:
 
     async def get_mood(self, request: Request) -> Response:
         key = await self.authenticate(request, publishable_ok=True)
-        session_id = await self._session_id(request)
+        session_id = self._session_id(request)
         rec = await self.storage.get_session(key.tenant_id, session_id)
         if rec is None:
             raise session_not_found(session_id)
@@ -406,7 +409,7 @@ class Api:
 
     async def export_events(self, request: Request) -> Response:
         key = await self.authenticate(request)
-        session_id = await self._session_id(request)
+        session_id = self._session_id(request)
         events = await self.storage.export_events(key.tenant_id, session_id)
         if events is None:
             raise session_not_found(session_id)
@@ -419,7 +422,7 @@ class Api:
         # Publishable keys may report how an on-page intervention went: the page
         # that showed it is the one that knows.
         key = await self.authenticate(request, publishable_ok=True)
-        session_id = await self._session_id(request)
+        session_id = self._session_id(request)
         fb = parse_feedback(await read_json(request, self.settings.max_body_bytes))
         ok = await self.storage.add_feedback(
             key.tenant_id,
@@ -437,7 +440,7 @@ class Api:
 
     async def delete_session(self, request: Request) -> Response:
         key = await self.authenticate(request)
-        session_id = await self._session_id(request)
+        session_id = self._session_id(request)
         if not await self.storage.delete_session(key.tenant_id, session_id):
             raise session_not_found(session_id)
         body = DeleteSessionResponse(

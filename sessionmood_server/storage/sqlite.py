@@ -746,7 +746,6 @@ class SQLiteStorage:
                 return AppendResult("quota")
             b = apply_batch(session_id, stored, events, policy)
             verdict, out = b.folded.verdict, b.folded
-            signals_json = orjson.dumps(b.signals).decode()
             batch_row = c.execute(
                 "INSERT INTO event_batches (tenant_id, session_id, first_seq, received_at, events) "
                 "VALUES (?,?,?,?,?)",
@@ -766,8 +765,8 @@ class SQLiteStorage:
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         tenant_id, session_id, engine.dumps(out.state), verdict.mood,
-                        verdict.confidence,
-                        signals_json, b.action, b.total, now, now, out.last_url,
+                        verdict.confidence, orjson.dumps(b.signals).decode(), b.action, b.total,
+                        now, now, out.last_url,
                     ),
                 )  # fmt: skip
             elif key not in self._dirty and key not in self._staged_dirty:
@@ -792,7 +791,7 @@ class SQLiteStorage:
                         b.previous,
                         verdict.mood,
                         verdict.confidence,
-                        signals_json,
+                        orjson.dumps(b.signals).decode(),
                         b.action,
                         out.last_url,
                         now,
