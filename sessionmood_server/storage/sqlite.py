@@ -63,7 +63,6 @@ T = TypeVar("T")
 
 # Everything stored about a session besides its row in `sessions` (erasure, purge).
 _SESSION_TABLES = (
-    "event_batches",
     "feedback",
     "batches",
     "page_moods",
@@ -82,8 +81,18 @@ _KEY_COLUMNS = (
 
 _UPDATE_SESSION_ROW = (
     "UPDATE sessions SET state=?, confidence=?, signals=?, suggested_action=?, event_count=?, "
-    "updated_at=?, last_url=?, mood=? WHERE tenant_id=? AND session_id=?"
+    "updated_at=?, last_url=?, mood=?, last_batch=? WHERE tenant_id=? AND session_id=?"
 )
+
+
+def _delete_batches(
+    c: sqlite3.Connection, tenant_id: int, session_id: str, last: int | None
+) -> None:
+    if last is not None:
+        c.execute(
+            _CHAIN + "DELETE FROM event_batches WHERE id IN chain AND tenant_id=? AND session_id=?",
+            (last, tenant_id, session_id),
+        )
 
 
 def _moods(raw: str | None) -> tuple[MoodLabel, ...] | None:
@@ -172,12 +181,21 @@ EXTERNAL_CHECK_S = 0.001
 # nothing, because opening the database replays the log from the oldest batch
 # any row may lack (``session_replay``). Rewriting a session's row on every
 # batch was the largest single cost of POST events.
-ROW_LAG_S = 0.5
+ROW_LAG_S = 1.0
 ROW_FLUSH_MAX = 512  # rows caught up per group commit, to keep each group short
 
-# A session's cached verdict, and its engine state when a write left it (reads
-# cache the verdict only).
-_Hot = tuple[SessionRecord, "engine.State | None"]
+# A session's cached verdict, its engine state when a write left it (reads
+# cache the verdict only), and the id of its newest row in event_batches.
+_Hot = tuple[SessionRecord, "engine.State | None", int | None]
+
+# A session's batches, newest first: each row points at the one before it, so
+# appending a batch writes only the end of the table (no per-session index to
+# keep), and finding a session's events walks back from sessions.last_batch.
+_CHAIN = (
+    "WITH RECURSIVE chain(id) AS (SELECT ? UNION ALL "
+    "SELECT b.prev_id FROM event_batches b JOIN chain ON b.id = chain.id "
+    "WHERE b.prev_id IS NOT NULL) "
+)
 
 
 class _JobFailed(Exception):
@@ -533,7 +551,7 @@ class SQLiteStorage:
                 (
                     engine.dumps(state), rec.confidence, orjson.dumps(rec.signals).decode(),
                     rec.suggested_action, rec.event_count, rec.updated_at, rec.last_url,
-                    rec.mood, *key,
+                    rec.mood, entry[2], *key,
                 )
             )  # fmt: skip
         if rows:
@@ -556,7 +574,7 @@ class SQLiteStorage:
         if row is None or row[0] is None:
             return
         sessions: dict[tuple[int, str], list[Any]] = {}
-        for _, tenant_id, session_id, first_seq, received_at, events in conn.execute(
+        for batch, tenant_id, session_id, first_seq, received_at, events in conn.execute(
             "SELECT id, tenant_id, session_id, first_seq, received_at, events "
             "FROM event_batches WHERE id >= ? ORDER BY id",
             (row[0],),
@@ -576,17 +594,17 @@ class SQLiteStorage:
                 continue  # the row has this batch already
             b = apply_batch(session_id, (s[0], s[1], s[2], s[3]), orjson.loads(events), None)
             out = b.folded
-            s[:] = [out.state, b.total, out.last_url, out.verdict.mood, (b, received_at)]
+            s[:] = [out.state, b.total, out.last_url, out.verdict.mood, (b, received_at, batch)]
         rows = []
         for key, (state, total, last_url, mood, last) in sessions.items():
             if last is None:
                 continue
-            b, received_at = last
+            b, received_at, batch = last
             rows.append(
                 (
                     engine.dumps(state), b.folded.verdict.confidence,
                     orjson.dumps(b.signals).decode(), b.action, total, received_at, last_url,
-                    mood, *key,
+                    mood, batch, *key,
                 )
             )  # fmt: skip
         conn.executemany(_UPDATE_SESSION_ROW, rows)
@@ -735,38 +753,41 @@ class SQLiteStorage:
                 rec = hot[0]
                 # A copy: if this group rolls back, the cached state is still right.
                 stored = (hot[1].copy(), rec.event_count, rec.last_url, rec.mood)
+                prev_batch = hot[2]
             else:
                 row = c.execute(
-                    "SELECT state, event_count, last_url, mood FROM sessions "
+                    "SELECT state, event_count, last_url, mood, last_batch FROM sessions "
                     "WHERE tenant_id=? AND session_id=?",
                     (tenant_id, session_id),
                 ).fetchone()
-                stored = None if row is None else (engine.loads(row[0]), *row[1:])
+                stored = None if row is None else (engine.loads(row[0]), *row[1:4])
+                prev_batch = None if row is None else row[4]
             if not self._count_session_month(c, tenant_id, session_id, quota):
                 return AppendResult("quota")
             b = apply_batch(session_id, stored, events, policy)
             verdict, out = b.folded.verdict, b.folded
             batch_row = c.execute(
-                "INSERT INTO event_batches (tenant_id, session_id, first_seq, received_at, events) "
-                "VALUES (?,?,?,?,?)",
+                "INSERT INTO event_batches (tenant_id, session_id, first_seq, received_at, "
+                "events, prev_id) VALUES (?,?,?,?,?,?)",
                 (
                     tenant_id,
                     session_id,
                     b.total - len(events) + 1,
                     now,
                     orjson.dumps(events).decode(),
+                    prev_batch,
                 ),
             ).lastrowid
             assert batch_row is not None
             if stored is None:
                 c.execute(
                     "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, "
-                    "signals, suggested_action, event_count, created_at, updated_at, last_url) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "signals, suggested_action, event_count, created_at, updated_at, last_url, "
+                    "last_batch) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         tenant_id, session_id, engine.dumps(out.state), verdict.mood,
                         verdict.confidence, orjson.dumps(b.signals).decode(), b.action, b.total,
-                        now, now, out.last_url,
+                        now, now, out.last_url, batch_row,
                     ),
                 )  # fmt: skip
             elif key not in self._dirty and key not in self._staged_dirty:
@@ -812,7 +833,7 @@ class SQLiteStorage:
                 session_id, verdict.mood, verdict.confidence, tuple(b.signals), b.action,
                 b.total, now, out.last_url,
             )  # fmt: skip
-            self._staged_hot[key] = (record, out.state)
+            self._staged_hot[key] = (record, out.state, batch_row)
             return AppendResult("stored", response)
 
         return await self._write(job)
@@ -857,7 +878,7 @@ class SQLiteStorage:
             return hot[0]
         row = conn.execute(
             "SELECT mood, confidence, signals, suggested_action, event_count, updated_at, "
-            "last_url FROM sessions WHERE tenant_id=? AND session_id=?",
+            "last_url, last_batch FROM sessions WHERE tenant_id=? AND session_id=?",
             (tenant_id, session_id),
         ).fetchone()
         if row is None:
@@ -869,21 +890,26 @@ class SQLiteStorage:
         # No write is pending between this read and the insert (both run on the
         # loop, groups commit synchronously), so the entry cannot be stale.
         if len(self._hot) < HOT_SESSIONS:
-            self._hot[key] = (record, None)
+            self._hot[key] = (record, None, row[7])
         return record
 
     async def export_events(self, tenant_id: int, session_id: str) -> list[dict[str, Any]] | None:
+        hot = self._hot.get((tenant_id, session_id))
+        newest = None if hot is None else hot[2]  # committed, so the reader sees it
+
         def run(c: sqlite3.Connection) -> list[dict[str, Any]] | None:
-            if not c.execute(
-                "SELECT 1 FROM sessions WHERE tenant_id=? AND session_id=?",
+            row = c.execute(
+                "SELECT last_batch FROM sessions WHERE tenant_id=? AND session_id=?",
                 (tenant_id, session_id),
-            ).fetchone():
+            ).fetchone()
+            if row is None:
                 return None
             out = []
             for first_seq, received_at, events in c.execute(
-                "SELECT first_seq, received_at, events FROM event_batches "
-                "WHERE tenant_id=? AND session_id=? ORDER BY first_seq",
-                (tenant_id, session_id),
+                _CHAIN + "SELECT b.first_seq, b.received_at, b.events FROM chain "
+                "JOIN event_batches b ON b.id = chain.id "
+                "WHERE b.tenant_id=? AND b.session_id=? ORDER BY b.first_seq",
+                (newest or row[0], tenant_id, session_id),
             ):
                 for seq, ev in enumerate(orjson.loads(events), start=first_seq):
                     out.append({"seq": seq, **ev, "received_at": received_at})
@@ -926,16 +952,21 @@ class SQLiteStorage:
 
     async def delete_session(self, tenant_id: int, session_id: str) -> bool:
         def job(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "DELETE FROM sessions WHERE tenant_id=? AND session_id=?", (tenant_id, session_id)
-            )
+            key = (tenant_id, session_id)
+            hot = self._staged_hot[key] if key in self._staged_hot else self._hot.get(key)
+            row = c.execute(
+                "DELETE FROM sessions WHERE tenant_id=? AND session_id=? RETURNING last_batch",
+                key,
+            ).fetchone()
+            if row is not None:
+                _delete_batches(c, tenant_id, session_id, hot[2] if hot else row[0])
             for table in _SESSION_TABLES:
                 c.execute(
                     f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?",
                     (tenant_id, session_id),
                 )
-            self._staged_hot[(tenant_id, session_id)] = None
-            return cur.rowcount > 0
+            self._staged_hot[key] = None
+            return row is not None
 
         deleted = await self._write(job)
         # The id is forgotten: if it comes back it is a new session this month.
@@ -1233,17 +1264,20 @@ class SQLiteStorage:
         await self._flush_rows()  # last activity is in the rows only once they caught up
 
         def job(c: sqlite3.Connection) -> int:
-            victims: list[tuple[int, str]] = []
+            found: list[tuple[int, str, int | None]] = []
             for plan, cutoff in cutoffs.items():
-                victims += c.execute(
+                found += c.execute(
                     # per tenant through sessions_tenant_updated
-                    "SELECT s.tenant_id, s.session_id FROM tenants t "
+                    "SELECT s.tenant_id, s.session_id, s.last_batch FROM tenants t "
                     "JOIN sessions s ON s.tenant_id = t.id "
                     "WHERE t.plan = ? AND s.updated_at < ? LIMIT ?",
-                    (plan, cutoff, limit - len(victims)),
+                    (plan, cutoff, limit - len(found)),
                 ).fetchall()
-                if len(victims) >= limit:
+                if len(found) >= limit:
                     break
+            for tenant_id, session_id, last in found:  # rows caught up: last_batch is current
+                _delete_batches(c, tenant_id, session_id, last)
+            victims = [(t, sid) for t, sid, _ in found]
             for table in ("sessions", *_SESSION_TABLES):
                 c.executemany(f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?", victims)
             for victim in victims:
