@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -270,8 +270,9 @@ _PUSHERS: tuple[tuple[tuple[int, str, float], ...], ...] = tuple(
 _NONE = -1.0  # "no such event yet" for timestamps (validated ts are >= 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
+    """A session's mood and why. A named tuple: one is built per batch."""
+
     mood: MoodLabel
     confidence: float  # 0..1
     signals: tuple[str, ...]  # strongest first, only those that drove the verdict
@@ -418,9 +419,11 @@ def verdict(state: State) -> Verdict:
     # Softmax share of the winner against every other mood, with "neutral"
     # standing in at the floor score: low when a rival is close or when the
     # winner barely clears the floor. Scaled by how many events we have seen.
+    sc[_NEUTRAL] = NEUTRAL_FLOOR
+    exp = math.exp
     total = 0.0
-    for m, x in enumerate(sc):
-        total += math.exp(((NEUTRAL_FLOOR if m == _NEUTRAL else x) - top) / CONFIDENCE_TEMPERATURE)
+    for x in sc:
+        total += exp((x - top) / CONFIDENCE_TEMPERATURE)
     share = 1.0 / total
     volume = 1.0 - math.exp(-state.n / VOLUME_EVENTS)
     conf = share * volume
@@ -430,7 +433,10 @@ def verdict(state: State) -> Verdict:
         s = strengths[i]
         if s:
             contrib[sig] = contrib.get(sig, 0.0) + s * w
-    signals = tuple(sorted(contrib, key=lambda k: (-contrib[k], k)))
+    if len(contrib) > 1:
+        signals = tuple(sorted(contrib, key=lambda k: (-contrib[k], k)))
+    else:
+        signals = tuple(contrib)
     return Verdict(mood, round(min(max(conf, 0.0), 1.0), 3), signals, DEFAULT_ACTIONS[mood])
 
 
