@@ -366,7 +366,7 @@ async def test_sigkill_mid_load_loses_no_acknowledged_batch(fresh_server: LiveSe
 async def test_sigkill_before_session_rows_catch_up_keeps_every_mood(
     fresh_server: LiveServer,
 ) -> None:
-    """On SQLite an open session's row lags its event log by up to a second
+    """On SQLite an open session's row lags its event log by up to 5 s
     (the state is in memory, the batches on disk). A SIGKILL inside that window
     must change nothing a client sees: the restart replays the log into the rows."""
     server = fresh_server

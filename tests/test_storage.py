@@ -421,3 +421,43 @@ async def test_sqlite_rows_lagging_in_memory_survive_another_process(tmp_path: P
         assert res.response["total_events"] == 1  # a new session under the old id
     finally:
         await a.close()
+
+
+async def test_sqlite_wal_is_reused_under_sustained_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes that never pause must not grow the WAL without bound: the
+    checkpoint thread alone never catches up with them, so SQLite would never
+    start the WAL over. Thresholds scaled down: 64 frames instead of 16,384."""
+    import itertools
+    import os
+    import time
+
+    from sessionmood_server.storage import sqlite as sqlite_storage
+
+    monkeypatch.setattr(sqlite_storage, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    monkeypatch.setattr(sqlite_storage, "WAL_RESTART_FRAMES", 64)
+    unlimited = Quota("2026-11", 10**9, False)
+    store = open_storage(f"sqlite:///{tmp_path / 'busy.db'}")
+    await store.open()
+    wal = tmp_path / "busy.db-wal"
+    try:
+        t = await _tenant(store, "pro")
+        deadline = time.monotonic() + 4
+        sessions, sizes = 0, []
+        while time.monotonic() < deadline:
+            results = await asyncio.gather(
+                *(
+                    store.append_events(t, f"s{sessions + j}", [_ev()] * 50, None, unlimited, NOW)
+                    for j in range(20)
+                )
+            )
+            assert {r.status for r in results} == {"stored"}
+            sessions += 20
+            sizes.append(os.path.getsize(wal))
+        # A WAL that is never started over grows with every commit; one that is
+        # reuses its file from the start, which then stops growing for a while.
+        grew = sum(b > a for a, b in itertools.pairwise(sizes))
+        assert grew < len(sizes) / 2, (grew, len(sizes))
+    finally:
+        await store.close()
