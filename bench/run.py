@@ -353,16 +353,23 @@ def main() -> int:
             sm.port, key, [("POST", "/v1/sessions/big/events", big_batch)] * (big_session // 1000)
         )
         probes = 300 if not a.smoke else 50
-        g_small = sequential_latency(
-            sm.port, key, [("GET", "/v1/sessions/small/mood", "")] * probes
+        # Small and big requests alternate, so drift touches both alike.
+        g_both = sequential_latency(
+            sm.port,
+            key,
+            [("GET", "/v1/sessions/small/mood", ""), ("GET", "/v1/sessions/big/mood", "")] * probes,
         )
-        g_big = sequential_latency(sm.port, key, [("GET", "/v1/sessions/big/mood", "")] * probes)
-        p_small = sequential_latency(
-            sm.port, key, [("POST", "/v1/sessions/small/events", BODY5)] * probes
+        g_small, g_big = g_both[0::2], g_both[1::2]
+        p_both = sequential_latency(
+            sm.port,
+            key,
+            [
+                ("POST", "/v1/sessions/small/events", BODY5),
+                ("POST", "/v1/sessions/big/events", BODY5),
+            ]
+            * probes,
         )
-        p_big = sequential_latency(
-            sm.port, key, [("POST", "/v1/sessions/big/events", BODY5)] * probes
-        )
+        p_small, p_big = p_both[0::2], p_both[1::2]
 
         # Many sessions: events/s on this database once it holds `many_sessions`
         # sessions vs on one holding 10, in interleaved rounds like the ratios
