@@ -41,7 +41,7 @@ import orjson
 from sessionmood_client._models import MOODS, MoodLabel, Plan, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.keys import display_prefix, hash_key
-from sessionmood_server.scoring import apply_batch
+from sessionmood_server.scoring import AppliedBatch, apply_batch
 from sessionmood_server.storage import (
     DEMO_CUSTOMER,
     ActionCounts,
@@ -83,6 +83,27 @@ _UPDATE_SESSION_ROW = (
     "UPDATE sessions SET state=?, confidence=?, signals=?, suggested_action=?, event_count=?, "
     "updated_at=?, last_url=?, mood=?, last_batch=? WHERE tenant_id=? AND session_id=?"
 )
+
+
+def _hot_entry(session_id: str, b: AppliedBatch, at: float, batch: int) -> _Hot:
+    """The cached session after ``b``, stored as batch ``batch`` at ``at``."""
+    verdict, out = b.folded.verdict, b.folded
+    record = SessionRecord(
+        session_id, verdict.mood, verdict.confidence, tuple(b.signals), b.action, b.total, at,
+        out.last_url,
+    )  # fmt: skip
+    return record, out.state, batch
+
+
+def _session_row(key: tuple[int, str], entry: _Hot) -> tuple[Any, ...]:
+    """Parameters of _UPDATE_SESSION_ROW bringing the row up to ``entry``."""
+    rec, state, last_batch = entry
+    assert state is not None, "only write-made entries carry a state"
+    return (
+        engine.dumps(state), rec.confidence, orjson.dumps(rec.signals).decode(),
+        rec.suggested_action, rec.event_count, rec.updated_at, rec.last_url, rec.mood,
+        last_batch, *key,
+    )  # fmt: skip
 
 
 def _delete_batches(
@@ -563,18 +584,9 @@ class SQLiteStorage:
             keys += [k for k in self._staged_dirty if k not in self._dirty]
         rows = []
         for key in keys:
-            entry = self._staged_hot[key] if key in self._staged_hot else self._hot.get(key)
-            state = None if entry is None else entry[1]
-            if entry is None or state is None:
-                continue  # erased meanwhile: nothing to write
-            rec = entry[0]
-            rows.append(
-                (
-                    engine.dumps(state), rec.confidence, orjson.dumps(rec.signals).decode(),
-                    rec.suggested_action, rec.event_count, rec.updated_at, rec.last_url,
-                    rec.mood, entry[2], *key,
-                )
-            )  # fmt: skip
+            entry = self._current(key)
+            if entry is not None and entry[1] is not None:  # else erased meanwhile
+                rows.append(_session_row(key, entry))
         if rows:
             conn.executemany(_UPDATE_SESSION_ROW, rows)
         # The oldest batch a row still lacks once this group commits: dirty
@@ -594,45 +606,40 @@ class SQLiteStorage:
         row = conn.execute("SELECT from_batch FROM session_replay").fetchone()
         if row is None or row[0] is None:
             return
-        sessions: dict[tuple[int, str], list[Any]] = {}
+        # (state, event count, last url, mood) as folded so far; None: erased.
+        folded: dict[tuple[int, str], tuple[engine.State, int, str | None, str] | None] = {}
+        replayed: dict[tuple[int, str], _Hot] = {}
         for batch, tenant_id, session_id, first_seq, received_at, events in conn.execute(
             "SELECT id, tenant_id, session_id, first_seq, received_at, events "
             "FROM event_batches WHERE id >= ? ORDER BY id",
             (row[0],),
         ).fetchall():
             key = (tenant_id, session_id)
-            if key not in sessions:
+            if key not in folded:
                 stored = conn.execute(
                     "SELECT state, event_count, last_url, mood FROM sessions "
                     "WHERE tenant_id=? AND session_id=?",
                     key,
                 ).fetchone()
-                if stored is None:
-                    continue  # erased since
-                sessions[key] = [engine.loads(stored[0]), *stored[1:], None]
-            s = sessions[key]
-            if first_seq <= s[1]:
-                continue  # the row has this batch already
-            b = apply_batch(session_id, (s[0], s[1], s[2], s[3]), orjson.loads(events), None)
-            out = b.folded
-            s[:] = [out.state, b.total, out.last_url, out.verdict.mood, (b, received_at, batch)]
-        rows = []
-        for key, (state, total, last_url, mood, last) in sessions.items():
-            if last is None:
-                continue
-            b, received_at, batch = last
-            rows.append(
-                (
-                    engine.dumps(state), b.folded.verdict.confidence,
-                    orjson.dumps(b.signals).decode(), b.action, total, received_at, last_url,
-                    mood, batch, *key,
-                )
-            )  # fmt: skip
+                folded[key] = None if stored is None else (engine.loads(stored[0]), *stored[1:])
+            now = folded[key]
+            if now is None or first_seq <= now[1]:
+                continue  # erased since, or the row has this batch already
+            b = apply_batch(session_id, now, orjson.loads(events), None)
+            folded[key] = (b.folded.state, b.total, b.folded.last_url, b.folded.verdict.mood)
+            replayed[key] = _hot_entry(session_id, b, received_at, batch)
+        rows = [_session_row(key, entry) for key, entry in replayed.items()]
         conn.executemany(_UPDATE_SESSION_ROW, rows)
         conn.execute("UPDATE session_replay SET from_batch=NULL")
         self._replay_from = None
         if rows:
             log.info("replayed the event log into %d session row(s)", len(rows))
+
+    def _current(self, key: tuple[int, str]) -> _Hot | None:
+        """A session's cached entry as of the group running now (its own
+        earlier jobs included), or as committed outside a group."""
+        staged = self._staged_hot
+        return staged[key] if key in staged else self._hot.get(key)
 
     def _sync_external(self, conn: sqlite3.Connection) -> None:
         """For reads: drop the caches if another connection (the CLI, another
@@ -768,7 +775,7 @@ class SQLiteStorage:
                     return AppendResult("replayed", orjson.loads(seen[1]))
             key = (tenant_id, session_id)
             # An earlier batch in this same group may have moved the session on.
-            hot = self._staged_hot[key] if key in self._staged_hot else self._hot.get(key)
+            hot = self._current(key)
             stored: tuple[engine.State, int, str | None, str] | None
             if hot is not None and hot[1] is not None:
                 rec = hot[0]
@@ -850,11 +857,7 @@ class SQLiteStorage:
                     "INSERT INTO batches VALUES (?,?,?,?,?)",
                     (tenant_id, batch_id, session_id, orjson.dumps(response).decode(), now),
                 )
-            record = SessionRecord(
-                session_id, verdict.mood, verdict.confidence, tuple(b.signals), b.action,
-                b.total, now, out.last_url,
-            )  # fmt: skip
-            self._staged_hot[key] = (record, out.state, batch_row)
+            self._staged_hot[key] = _hot_entry(session_id, b, now, batch_row)
             return AppendResult("stored", response)
 
         return await self._write(job)
@@ -956,7 +959,7 @@ class SQLiteStorage:
             if row is None:
                 return False
             key = (tenant_id, session_id)
-            hot = self._staged_hot[key] if key in self._staged_hot else self._hot.get(key)
+            hot = self._current(key)
             mood = row[0] if hot is None else hot[0].mood  # the row may lag
             c.execute(
                 "INSERT INTO feedback (tenant_id, session_id, mood, action_taken, was_helpful, "
@@ -974,7 +977,7 @@ class SQLiteStorage:
     async def delete_session(self, tenant_id: int, session_id: str) -> bool:
         def job(c: sqlite3.Connection) -> bool:
             key = (tenant_id, session_id)
-            hot = self._staged_hot[key] if key in self._staged_hot else self._hot.get(key)
+            hot = self._current(key)
             row = c.execute(
                 "DELETE FROM sessions WHERE tenant_id=? AND session_id=? RETURNING last_batch",
                 key,
