@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck format bench chromium clean
+NPM    ?= npm
+# npm ci writes node_modules/.package-lock.json: newer than the lockfile once installed.
+TRACKER_DEPS := tracker/node_modules/.package-lock.json
+WIDGET_DEPS  := tests/e2e/widgets/node_modules/.package-lock.json
+
+.PHONY: run test lint typecheck format bench chromium tracker widgets clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +28,20 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/sessionmood serve --host $(HOST) --port $(PORT)
 
+# The tracker's build tools (esbuild, terser, typescript), pinned by tracker/package-lock.json.
+$(TRACKER_DEPS): tracker/package-lock.json
+	$(NPM) ci --prefix tracker --no-audit --no-fund --loglevel=error
+
+# Real widget libraries for the browser tests, pinned by their lockfile; never committed.
+$(WIDGET_DEPS): tests/e2e/widgets/package-lock.json
+	$(NPM) ci --prefix tests/e2e/widgets --no-audit --no-fund --loglevel=error
+
+# Rebuild static/tracker.js from tracker/src (commit both; `make test` fails when it is stale).
+tracker: $(TRACKER_DEPS)
+	node tracker/build.mjs
+
+widgets: $(WIDGET_DEPS)
+
 chromium: $(VENV)/.dev-installed
 	@PYTHON=$(BIN)/python bash scripts/ensure-chromium.sh
 
@@ -37,11 +56,11 @@ format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(VENV)/.dev-installed chromium lint typecheck
+test: $(VENV)/.dev-installed chromium $(TRACKER_DEPS) $(WIDGET_DEPS) lint typecheck
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache tracker/node_modules tests/e2e/widgets/node_modules

@@ -1,0 +1,193 @@
+/**
+ * Clicks, dead clicks and rage clicks, judged by what the page did in
+ * response rather than by what a button says.
+ *
+ * Every press becomes a pending click that waits `deadMs` for a response:
+ * a DOM change near it (not one to a node that keeps changing by itself, such
+ * as a countdown, unless the click's own handlers made it), a navigation, a scroll the visitor did not make, a
+ * text selection, focus moving elsewhere, a form control changing, or the
+ * page being hidden (a new tab). Then it is sent as `click`, with `dead: true` when it
+ * looked interactive and nothing answered.
+ *
+ * Rage is `rageClicks` counted clicks, each within `rageMs` of the previous and
+ * `ragePx` of the first, none of which got a response by `RAGE_WAIT_MS` after
+ * the last. Not counted: keyboard activations (`detail` 0), the end of a drag,
+ * the second click a <label> sends to its control, clicks in form fields and
+ * anything inside `[data-sm-no-rage]`. A disabled control fires no `click`
+ * at all (only pointer events): its presses count as dead clicks.
+ */
+import { state } from './state.js';
+import { W, D, now, safe, listen, distance, isField } from './util.js';
+import { push } from './send.js';
+
+// Elements that promise a response when clicked; also anything with a pointer cursor.
+// (Not [tabindex]: pages put tabindex=-1 on whole sections, for skip links.)
+export const INTERACTIVE =
+  'a[href],button,input,select,summary,[onclick],[role=button],[role=tab],[role=menuitem],[role=option],[role=switch],[role=checkbox]';
+const DRAG_PX = 10; // a click this far from its press ends a drag (a slider handle)
+const RAGE_WAIT_MS = 500; // after the last counted click, how long a response may still take
+const NEAR_PX = 250; // a DOM change this close to the click can be its response
+const QUIET_MS = 1500; // a change this long after any click is the page's own doing...
+const TICK_MS = 200; // ...and a node changing so twice, this far apart (not a widget's setup)...
+const TICKING_MS = 60000; // ...answers no click for this long
+
+// (Events target elements; `safe` catches whatever a strange one throws.)
+const looksInteractive = (el) => !!el.closest(INTERACTIVE) || getComputedStyle(el).cursor == 'pointer';
+
+/** Every pending click that `test` accepts (all, without one) got a response. */
+export function respond(test) {
+  for (const click of state.pending) {
+    if (!click.answered && (!test || test(click))) {
+      click.answered = true;
+      if (click.burst) click.burst.answered = true;
+    }
+  }
+}
+
+// The visitor moved on to another element: what happens next answers that one,
+// so earlier clicks get their verdict now.
+const moveOn = (el) => state.pending.filter((c) => c.done && c.el != el).forEach(settle);
+
+function press(e) {
+  state.pressedAt = now();
+  if (!e.isPrimary) return;
+  if (state.press) forget(state.press); // pressed and never clicked: a drag released elsewhere
+  const el = e.target;
+  moveOn(el);
+  state.press = { x: e.clientX, y: e.clientY, at: state.pressedAt, el, looks: looksInteractive(el) };
+  state.pending.push(state.press);
+}
+
+function forget(click) {
+  state.pending = state.pending.filter((c) => c != click);
+  if (state.press == click) state.press = null;
+}
+
+function release(e) {
+  // Chromium sends no click for a disabled control, only pointer events.
+  if (state.press && e.target.closest(':disabled')) clicked(state.press, e, true);
+}
+
+function onClick(e) {
+  const el = e.target;
+  if (!e.isTrusted) return; // the page clicking itself
+  state.pressedAt = now();
+  let click = state.press;
+  if (!click || e.detail == 0) {
+    // A pointer click without a press of its own is the second click a <label>
+    // sends to its control: the visitor clicked once.
+    if (e.detail) return;
+    // A keyboard activation (Enter or Space: detail 0, no coordinates): judged
+    // from the element's centre.
+    const r = el.getBoundingClientRect();
+    moveOn(el);
+    click = { x: r.x + r.width / 2, y: r.y + r.height / 2, at: state.pressedAt, el, looks: looksInteractive(el), keyboard: 1 };
+    state.pending.push(click);
+  }
+  clicked(click, e);
+}
+
+function clicked(click, e, disabled) {
+  const el = e.target;
+  // Until the click's dispatch ends, changes are its handlers' doing, even to
+  // a node that also changes by itself (a carousel on autoplay). The last
+  // listener (bubbling to window) ends it; the timer when a handler stopped it.
+  state.clickTask = setTimeout(() => (state.clickTask = 0));
+  state.press = null;
+  click.done = true;
+  state.hoverClicked = true; // what the pointer rests on was clicked: no hesitation
+  // The end of a drag (a slider handle) lands away from where it was pressed.
+  const drag = Math.hypot(e.clientX - click.x, e.clientY - click.y) > DRAG_PX && !click.keyboard;
+  const counted = !drag && !isField(el) && !el.closest('[data-sm-no-rage]');
+  click.looks = counted && (disabled || click.looks);
+  setTimeout(safe(() => settle(click)), state.cfg.deadMs);
+  if (!counted || click.keyboard) return;
+  const { rageClicks, rageMs, ragePx } = state.cfg;
+  let burst = state.burst;
+  if (!burst || click.at - burst.last > rageMs || Math.hypot(click.x - burst.x, click.y - burst.y) > ragePx) {
+    burst = state.burst = { x: click.x, y: click.y, count: 0 };
+  }
+  burst.last = click.at;
+  click.burst = burst;
+  if (click.answered) burst.answered = true;
+  if (++burst.count == rageClicks) {
+    setTimeout(
+      safe(() => {
+        if (burst.answered) return;
+        // The burst's clicks go with it (dead): the mood needs them now.
+        state.pending.filter((c) => c.burst == burst).forEach(settle);
+        push('rage_click', { x: click.x, y: click.y });
+      }),
+      RAGE_WAIT_MS,
+    );
+  }
+}
+
+/** The click's verdict is in: send it. */
+function settle(click) {
+  if (!state.pending.includes(click)) return;
+  forget(click);
+  const fields = click.keyboard ? {} : { x: click.x, y: click.y };
+  if (click.looks && !click.answered) fields.dead = true;
+  push('click', fields, click.at);
+}
+
+/** Send every pending click now: the page is going away. */
+export const settleAll = () => state.pending.filter((c) => c.done).forEach(settle);
+
+/** Resolves once every pending click and rage check has its verdict. */
+export const settled = () =>
+  new Promise((resolve) =>
+    setTimeout(resolve, state.pending.some((c) => c.done) ? Math.max(state.cfg.deadMs, RAGE_WAIT_MS) : 0),
+  );
+
+// -- DOM changes ---------------------------------------------------------------
+
+function onMutations(records) {
+  const t = now();
+  // (Before the first click `pressedAt` is undefined: quiet.)
+  if (!(t - state.pressedAt < QUIET_MS)) {
+    // A node changing on its own twice, TICK_MS apart, ticks (a countdown, a
+    // carousel on autoplay). A first change (stored negative) may be a widget
+    // setting itself up, or a slow answer to a click.
+    for (const r of records) {
+      const first = state.ticking.get(r.target);
+      state.ticking.set(r.target, first > 0 || t + first > TICK_MS ? t : first || -t);
+    }
+    return;
+  }
+  if (!state.pending.some((c) => !c.answered)) return;
+  for (const r of records.slice(0, 50)) {
+    if (state.ticking.get(r.target) > t - TICKING_MS && !state.clickTask) continue;
+    // What the visitor sees change: the first node added, else the node changed
+    // (the element holding it, for text).
+    let el = r.addedNodes[0] || r.target;
+    if (el.nodeType != 1) el = el.parentElement;
+    // Not <body> or <html>, which contain everything: a toast removed at the
+    // other end of the page answers nothing.
+    if (!el || el == D.body || el == D.documentElement) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width || box.height) respond((c) => distance(c.x, c.y, box) <= NEAR_PX);
+  }
+}
+
+export function bindClicks() {
+  listen(D, 'pointerdown', press);
+  listen(D, 'pointerup', release);
+  listen(D, 'click', onClick);
+  W.addEventListener('click', () => (state.clickTask = 0));
+  // Responses other than DOM changes.
+  listen(D, 'focusin', (e) => respond((c) => !(c.el.contains(e.target) || e.target.contains(c.el))));
+  listen(D, 'change', () => respond());
+  listen(D, 'selectionchange', () => {
+    // Selecting text answers a click on text, not a click on a button.
+    const s = W.getSelection();
+    if (s && s.type == 'Range') respond((c) => !c.looks);
+  });
+  new MutationObserver(safe(onMutations)).observe(D.documentElement, {
+    childList: true,
+    subtree: true,
+    attributes: true,
+    characterData: true,
+  });
+}

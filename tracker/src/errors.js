@@ -1,0 +1,20 @@
+/** Errors the visitor may have seen: uncaught exceptions and unhandled rejections. */
+import { state } from './state.js';
+import { W, now, listen } from './util.js';
+import { push } from './send.js';
+
+const PER_MINUTE = 3; // the same message at most this often: a render loop is one problem
+// Query strings, quoted text and e-mail addresses: messages often echo what was typed.
+const PRIVATE = /\?[^\s#'"]*|(["'`]).*?\1|\S+@\S+/g;
+
+function report(message) {
+  const m = String(message || 'Error').replace(PRIVATE, '').slice(0, 512);
+  const t = now();
+  if (t - state.errorsSince > 6e4) (state.errorCounts = {}), (state.errorsSince = t);
+  if ((state.errorCounts[m] = (state.errorCounts[m] || 0) + 1) <= PER_MINUTE) push('error', { message: m });
+}
+
+export function bindErrors() {
+  listen(W, 'error', (e) => e instanceof ErrorEvent && report(e.message));
+  listen(W, 'unhandledrejection', (e) => report((e.reason && e.reason.message) || e.reason));
+}

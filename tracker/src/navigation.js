@@ -1,0 +1,58 @@
+/** Page views (loads and SPA routes) and back navigation. Paths only: never the query. */
+import { state } from './state.js';
+import { W, listen, safe } from './util.js';
+import { push } from './send.js';
+import { respond } from './clicks.js';
+import { resetScroll } from './scroll.js';
+
+const L = location;
+const H = history;
+const here = () => L.pathname + L.search; // compared, never sent
+const entryIndex = () => {
+  const entry = (W.navigation || {}).currentEntry;
+  return entry ? entry.index : -1;
+};
+
+/** Now at another history entry: a `page_view` when the path changed. */
+function arrived() {
+  state.historyIndex = entryIndex();
+  state.location = here();
+  if (L.pathname == state.path) return;
+  resetScroll();
+  push('page_view', { url: (state.path = L.pathname) });
+}
+
+export function startNavigation() {
+  state.path = null;
+  arrived();
+  if ((performance.getEntriesByType('navigation')[0] || {}).type == 'back_forward') push('back_nav');
+}
+
+export function bindNavigation() {
+  ['pushState', 'replaceState'].forEach((method) => {
+    const original = H[method];
+    H[method] = function () {
+      const result = original.apply(this, arguments);
+      safe(() => {
+        respond(); // a route change answers the click that asked for it
+        arrived();
+      })();
+      return result;
+    };
+  });
+  listen(W, 'popstate', () => {
+    // Without the Navigation API the browser does not say which way it went:
+    // any popstate that changes the page counts as back.
+    const i = entryIndex();
+    if (i < 0 ? here() != state.location : i < state.historyIndex) push('back_nav');
+    respond();
+    arrived();
+  });
+  // Restored from the back/forward cache.
+  listen(W, 'pageshow', (e) => {
+    if (!e.persisted) return;
+    push('back_nav');
+    state.path = null;
+    arrived();
+  });
+}

@@ -1,0 +1,77 @@
+/**
+ * Scrolling, counted only when the visitor scrolled: a wheel, a finger, a
+ * scroll key or the scrollbar shortly before. A page that scrolls itself (an
+ * SPA router's scroll to the top, `scrollIntoView`, a smooth anchor jump, a
+ * "back to top" button) is a response to a click, never `scroll` or `backtrack`.
+ */
+import { state } from './state.js';
+import { W, D, now, safe, listen, isField } from './util.js';
+import { push } from './send.js';
+import { respond } from './clicks.js';
+import { active } from './activity.js';
+
+const SAMPLE_MS = 250; // at most 4 scroll events a second
+const BACKTRACK_PX = 200; // scrolling back up after this much down is re-reading
+const INPUT_MS = 600; // a scroll this soon after scroll input is the visitor's...
+const MOMENTUM_MS = 150; // ...and so is one that continues it (fling momentum, smooth wheel)
+const SCROLL_KEYS = /^(PageUp|PageDown|Home|End|ArrowUp|ArrowDown| )$/;
+
+const scrollInput = () => (state.scrollInputAt = now());
+
+function onScroll(e) {
+  const t = now();
+  const visitor = state.scrollbarDrag || t - state.scrollInputAt < INPUT_MS || t - state.visitorScrollAt < MOMENTUM_MS;
+  if (!visitor) respond(); // the page scrolled: it answered a click
+  if (e.target != D) return; // only the page's own scrolling is measured
+  if (!visitor) {
+    clearTimeout(state.scrollTimer);
+    state.scrollTimer = 0;
+    return resetScroll();
+  }
+  state.visitorScrollAt = t;
+  active();
+  if (!state.scrollTimer) {
+    state.scrollSince = t;
+    state.scrollTimer = setTimeout(safe(sample), SAMPLE_MS);
+  }
+}
+
+function sample() {
+  state.scrollTimer = 0;
+  const y = W.scrollY;
+  const dy = y - state.scrollFrom;
+  if (!dy) return;
+  state.scrollFrom = y;
+  const speed = (Math.abs(dy) * 1e3) / Math.max(now() - state.scrollSince, SAMPLE_MS);
+  push('scroll', { speed, direction: dy > 0 ? 'down' : 'up' });
+  if (dy > 0) state.scrolledDown += dy;
+  else {
+    if (state.scrolledDown >= BACKTRACK_PX) push('backtrack');
+    state.scrolledDown = 0;
+  }
+}
+
+/** Measure from here: after the page scrolled itself, or on a new page. */
+export function resetScroll() {
+  state.scrollFrom = W.scrollY;
+  state.scrolledDown = 0;
+}
+
+export function bindScroll() {
+  listen(W, 'wheel', scrollInput);
+  listen(W, 'touchmove', scrollInput);
+  listen(D, 'keydown', (e) => {
+    // Keys in a field type; Space anywhere but on the page itself presses something.
+    if (SCROLL_KEYS.test(e.key) && (e.target == D.body || (e.key != ' ' && !isField(e.target)))) scrollInput();
+    else state.scrollInputAt = state.visitorScrollAt = 0;
+  });
+  listen(D, 'pointerdown', (e) => {
+    const root = D.documentElement;
+    // The page's scrollbar lies outside the root's client area.
+    state.scrollbarDrag = e.target == root && (e.clientX >= root.clientWidth || e.clientY >= root.clientHeight);
+    // A click ends the visitor's scrolling: what scrolls after it is the page's answer.
+    state.scrollInputAt = state.visitorScrollAt = 0;
+  });
+  listen(D, 'pointerup', () => (state.scrollbarDrag = false));
+  listen(D, 'scroll', onScroll);
+}

@@ -1,0 +1,33 @@
+import { state } from './state.js';
+
+export const W = window;
+export const D = document;
+export const N = navigator;
+export const now = () => Date.now();
+
+/** `fn` that never throws into the page and does nothing once the tracker stopped. */
+export const safe =
+  (fn) =>
+  (...args) => {
+    try {
+      if (state.on) return fn(...args);
+    } catch (_) {}
+  };
+
+/** Capture-phase, passive listener: sees events before the page can stop them. */
+export const listen = (target, type, fn) =>
+  target.addEventListener(type, safe(fn), { capture: true, passive: true });
+
+export const randomId = () =>
+  Array.from(W.crypto.getRandomValues(new Uint8Array(16)), (b) => (b + 256).toString(16).slice(1)).join('');
+
+/** Euclidean distance from a point to a rectangle (0 inside it). */
+export const distance = (x, y, r) =>
+  Math.hypot(Math.max(r.left - x, 0, x - r.right), Math.max(r.top - y, 0, y - r.bottom));
+
+// Form fields where a click places a caret or opens a native picker: not buttons.
+const BUTTON_TYPES = /^(button|submit|reset|image)$/;
+export const isField = (el) =>
+  (/^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName) && !BUTTON_TYPES.test(el.type)) || el.isContentEditable;
+
+export const debug = (...args) => state.cfg.debug && console.debug('[SessionMood]', ...args);
