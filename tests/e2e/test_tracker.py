@@ -10,193 +10,19 @@ clock, so no test sleeps through a threshold.
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
 import re
 import subprocess
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-import httpx
 import pytest
-from playwright.sync_api import Page, Request, Route
+from playwright.sync_api import Route
 
 from tests.conftest import ROOT, LiveServer
-
-PAGES = Path(__file__).resolve().parent / "pages"
-ATTR = re.compile(r"data-[a-z-]+")
-Event = dict[str, Any]
-
-
-# -- the shop: static pages on their own origin -------------------------------
-
-
-def _page_server(api: str) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            file = PAGES / (parts.path.lstrip("/") or "index.html")
-            if file.suffix != ".html" or not file.is_file() or file.parent != PAGES:
-                self.send_error(404)
-                return
-            attrs = "".join(
-                f' {k}="{html.escape(v)}"'
-                for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                if ATTR.fullmatch(k)
-            )
-            snippet = f'<script src="{api}/static/tracker.js"{attrs}></script>'
-            body = file.read_text().replace("<!--SNIPPET-->", snippet).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            # Never from the back/forward cache: going back reloads the page.
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-
-
-@pytest.fixture(scope="module")
-def site(live_server: LiveServer) -> Iterator[str]:
-    server = _page_server(live_server.base_url)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
-
-
-def _publishable(live_server: LiveServer, secret: str, origin: str) -> str:
-    r = httpx.post(
-        live_server.base_url + "/v1/keys/publishable",
-        json={"allowed_origins": [origin]},
-        headers={"X-Api-Key": secret},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["publishable_key"])
-
-
-@dataclass(frozen=True)
-class Tenant:
-    secret: str
-    publishable: str
-
-
-@pytest.fixture(scope="module")
-def tenant(live_server: LiveServer, site: str) -> Tenant:
-    secret = live_server.new_key(customer="e2e shop")
-    return Tenant(secret, _publishable(live_server, secret, site))
-
-
-@dataclass
-class Shop:
-    """One test's browser tab on the shop, and what the server stored for it."""
-
-    page: Page
-    site: str
-    api: str
-    tenant: Tenant
-    sid: str
-    page_errors: list[str] = field(default_factory=list)
-    posts: list[Request] = field(default_factory=list)
-
-    def url(self, name: str = "index.html", query: str = "", **attrs: str) -> str:
-        params = {
-            "data-api-key": self.tenant.publishable,
-            "data-session-id": self.sid,
-            # Batches by timer only when a test wants it: tests flush explicitly.
-            "data-flush-interval": "60000",
-            **{"data-" + k.replace("_", "-"): v for k, v in attrs.items()},
-        }
-        return f"{self.site}/{name}?{urlencode(params)}{'&' + query if query else ''}"
-
-    def open(self, name: str = "index.html", query: str = "", **attrs: str) -> None:
-        self.page.goto(self.url(name, query, **attrs))  # the snippet is synchronous: loaded
-
-    def flush(self) -> None:
-        """Resolves once everything queued so far got its answer from the server."""
-        self.page.evaluate("() => SessionMood.flush()")
-
-    def events(self, sid: str | None = None) -> list[Event]:
-        r = httpx.get(
-            f"{self.api}/v1/sessions/{quote(sid or self.sid, safe='')}/events",
-            headers={"X-Api-Key": self.tenant.secret},
-        )
-        if r.status_code == 404:
-            return []
-        r.raise_for_status()
-        return list(r.json()["events"])
-
-    def wait_for(self, done: Callable[[list[Event]], bool], timeout: float = 10.0) -> list[Event]:
-        """Poll the export (bounded) until ``done`` holds; fail with what was stored."""
-        deadline = time.monotonic() + timeout
-        while True:
-            events = self.events()
-            if done(events):
-                return events
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met; stored: {json.dumps(events)}")
-            self.page.wait_for_timeout(50)
-
-    def center(self, selector: str) -> tuple[float, float]:
-        box = self.page.locator(selector).bounding_box()
-        assert box is not None
-        return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-    def clicks(self, selector: str, n: int) -> tuple[float, float]:
-        x, y = self.center(selector)
-        for _ in range(n):
-            self.page.mouse.click(x, y)
-        return x, y
-
-
-@pytest.fixture
-def shop(
-    page: Page, site: str, live_server: LiveServer, tenant: Tenant, request: pytest.FixtureRequest
-) -> Iterator[Shop]:
-    sid = f"e2e-{request.node.name}-{uuid.uuid4().hex[:8]}"
-    s = Shop(page, site, live_server.base_url, tenant, sid)
-    page.set_default_timeout(10_000)
-    page.on("pageerror", lambda exc: s.page_errors.append(str(exc)))
-    page.on("request", lambda r: "/events" in r.url and s.posts.append(r))
-    yield s
-    # Errors the tests throw on purpose say so; anything else came from the tracker.
-    assert [e for e in s.page_errors if "intentional" not in e] == []
-
-
-def types(events: list[Event]) -> list[str]:
-    return [e["type"] for e in events]
-
-
-def of(events: list[Event], kind: str) -> list[Event]:
-    return [e for e in events if e["type"] == kind]
-
-
-def throw(page: Page, message: str) -> None:
-    """An uncaught error in the page, as the site's own code would raise it."""
-    page.evaluate(
-        """m => {
-            const s = document.createElement('script');
-            s.textContent = 'throw new Error(' + JSON.stringify(m) + ')';
-            document.head.appendChild(s);
-        }""",
-        message,
-    )
-
+from tests.e2e.conftest import Shop, of, publishable, throw, types
 
 ALL_TYPES = {
     "click", "rage_click", "scroll", "input_pause", "backtrack", "back_nav",
@@ -275,20 +101,28 @@ def test_every_event_type_is_stored_with_its_fields(shop: Shop) -> None:
 
 
 @pytest.mark.e2e
-def test_no_rage_click_for_selection_steppers_pagination_fields_or_opt_out(shop: Shop) -> None:
+def test_no_rage_click_in_fields_or_opt_outs_and_the_thresholds_are_options(shop: Shop) -> None:
     page = shop.page
     shop.open()
-    page.dblclick("#prose")  # select a word
-    page.click("#prose2", click_count=3)  # select a paragraph
-    for selector in ("#minus", "#qty", "#plus", "#prev", "#next", "#name", "#optout"):
+    for selector in ("#name", "#qty", "#note", "#optout"):  # fields place a caret; opted out
         shop.clicks(selector, 5)
-    pay = shop.clicks("#pay", 3)  # the detector is alive: this one is rage
+    pay = shop.clicks("#pay", 3)  # the detector is alive: a dead button is rage
     shop.flush()
-
     events = shop.events()
-    assert len(of(events, "click")) == 2 + 3 + 7 * 5 + 3
+    assert len(of(events, "click")) == 4 * 5 + 3
     [rage] = of(events, "rage_click")
     assert (rage["x"], rage["y"]) == pytest.approx(pay, abs=1)
+    # Clicks in fields and opted-out elements are never dead either.
+    assert [bool(e.get("dead")) for e in of(events, "click")] == [False] * 20 + [True] * 3
+
+    # data-rage-clicks="5": three clicks are no longer rage, five are.
+    shop.sid += "-options"
+    shop.open(rage_clicks="5", dead_ms="300")
+    shop.clicks("#pay", 3)
+    page.wait_for_timeout(1200)
+    shop.clicks("#pay", 5)
+    shop.flush()
+    assert len(of(shop.events(), "rage_click")) == 1
 
 
 @pytest.mark.e2e
@@ -384,11 +218,13 @@ def test_on_mood_reports_frustrated_within_a_second_of_rage_and_errors(shop: Sho
 
 
 @pytest.mark.e2e
-def test_publishable_key_is_refused_from_another_origin(
+def test_a_refused_key_stops_the_tracker_with_one_warning_in_the_servers_words(
     shop: Shop, live_server: LiveServer
 ) -> None:
     page = shop.page
-    elsewhere = _publishable(live_server, shop.tenant.secret, "https://shop.example")
+    warnings: list[str] = []
+    page.on("console", lambda m: m.type == "warning" and warnings.append(m.text))
+    elsewhere = publishable(live_server, shop.tenant.secret, "https://shop.example")
     with page.expect_response(re.compile(r"/events\?key=")) as refused:
         shop.open(api_key=elsewhere)
         page.click("#pay")
@@ -398,6 +234,38 @@ def test_publishable_key_is_refused_from_another_origin(
     shop.flush()
     assert len(shop.posts) == 1
     assert shop.events() == []
+    message = refused.value.json()["message"]
+    assert warnings == [f"[SessionMood] 403 {message}: tracking stopped."]
+    assert "is not allowed" in message
+
+    # An unknown (or revoked) key: 401, the same single warning.
+    warnings.clear()
+    shop.open(api_key="pk_" + "0" * 48)
+    page.click("#pay")
+    shop.flush()
+    shop.flush()
+    assert len(warnings) == 1 and warnings[0].startswith("[SessionMood] 401 ")
+
+
+@pytest.mark.e2e
+def test_data_debug_logs_what_is_captured_and_sent(shop: Shop) -> None:
+    page = shop.page
+    logs: list[str] = []
+    page.on("console", lambda m: m.type == "debug" and logs.append(m.text))
+    shop.open(debug="")
+    shop.clicks("#pay", 1)
+    shop.flush()
+    captured = [m for m in logs if m.startswith("[SessionMood] captured")]
+    sent = [m for m in logs if m.startswith("[SessionMood] sent")]
+    assert len(captured) == 2 and "page_view" in captured[0] and "click" in captured[1]
+    assert len(sent) == 1 and " 200 " in sent[0]
+
+    logs.clear()  # without data-debug: silent
+    shop.sid += "-quiet"
+    shop.open()
+    shop.clicks("#pay", 1)
+    shop.flush()
+    assert logs == []
 
 
 @pytest.mark.e2e
