@@ -524,6 +524,9 @@ class UsageResponse(BaseModel):
     """Answer to ``GET /v1/usage``: this calendar month (UTC) against the plan."""
 
     model_config = _RESPONSE
+    customer: str | None = Field(
+        default=None, description="The customer name the key was created for (shown by dashboards)"
+    )
     plan: Plan
     month: str = Field(description="YYYY-MM, UTC")
     sessions_used: int

@@ -681,6 +681,7 @@ class Api:
         used = await self.storage.month_usage(key.tenant_id, month)
         plan = PLAN_INFO[key.plan]
         body = UsageResponse(
+            customer=key.customer,
             plan=key.plan,
             month=month,
             sessions_used=used,

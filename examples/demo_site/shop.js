@@ -396,7 +396,15 @@
     dialog.addEventListener('cancel', e => { e.preventDefault(); close(false); }); // Escape
     document.body.append(dialog);
     show('show_exit_offer', dialog, () => dialog.open && dialog.close());
-    dialog.showModal();
+    // Never take the keyboard from someone typing: beside the field, not modal.
+    // (Setting `open` shows a dialog without moving focus; showModal() moves it.)
+    const active = document.activeElement;
+    if (active && active.matches('input, textarea, select, [contenteditable]')) {
+      dialog.classList.add('offer-aside');
+      dialog.setAttribute('open', '');
+    } else {
+      dialog.showModal();
+    }
   }
 
   const INTERVENTIONS = { show_live_chat: liveChat, show_tooltip: tooltip, show_recommendations: recommendations, show_exit_offer: exitOffer };
@@ -428,7 +436,8 @@
     renderCartCount();
     const page = pages[document.body.dataset.page];
     if (page) page();
-    document.body.append(badge);
+    // In the (sticky) header: always in sight, never over the page's content.
+    $('.site-header .bar').append(badge);
     if (SM) SM.onMood(onMood);
   }
   start();

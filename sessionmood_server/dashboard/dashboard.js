@@ -20,6 +20,9 @@
     decisive: '#3e63dd', focused: '#8e4ec6', neutral: '#b9bbc6',
   };
   const LIGHT = new Set(['confused', 'neutral']); // too pale for white text
+  // The tenant `sessionmood serve --demo` creates (storage.DEMO_CUSTOMER): only its
+  // empty panels point at the demo shop.
+  const DEMO_CUSTOMER = 'SessionMood demo';
   const ACTIONS = {
     show_live_chat: 'Live chat', show_tooltip: 'Help tooltip', show_recommendations: 'Recommendations',
     show_exit_offer: 'Exit offer', no_action: 'No action',
@@ -110,16 +113,20 @@
 
   // -- aggregate panels --------------------------------------------------------------
 
-  let refreshTimer = 0, soonTimer = 0, refreshing = null, again = false;
+  let refreshTimer = 0, soonTimer = 0, refreshing = null, again = false, demo = false;
 
   function refresh() {
     if (refreshing) { again = true; return refreshing; }
     const range = $('[data-range]').value;
     const q = range ? '?since=' + Math.floor(Date.now() / 1000 - Number(range)) : '';
     const k = key;
-    refreshing = Promise.all([api('/v1/analytics/moods'), api('/v1/analytics/pages' + q), api('/v1/analytics/actions' + q)])
-      .then(([moods, pages, actions]) => {
+    refreshing = Promise.all([api('/v1/analytics/moods'), api('/v1/analytics/pages' + q), api('/v1/analytics/actions' + q), api('/v1/usage')])
+      .then(([moods, pages, actions, usage]) => {
         if (k !== key) return;
+        demo = usage.customer === DEMO_CUSTOMER;
+        $('[data-customer]').textContent = usage.customer ? 'Signed in as ' + usage.customer : '';
+        $('[data-feed-empty]').textContent = 'Waiting for the next mood change…' +
+          (demo ? ' Open the demo shop in another tab and try to pay.' : '');
         renderKpis(moods, actions.actions);
         renderDistribution(moods);
         renderHeatmap(pages.pages);
@@ -172,7 +179,9 @@
         svg('rect', { x: labelW, y: y + 7, width: w, height: row - 14, rx: 5, fill: COLOURS[m] }),
         svgText({ x: W, y: y + row / 2 + 5, class: 'value', 'text-anchor': 'end' }, d.count + ' · ' + Math.round(d.percentage) + '%')));
     });
-    box.replaceChildren(moods.total_sessions ? chart : el('p', { class: 'empty', text: 'No sessions yet.' }));
+    box.replaceChildren(moods.total_sessions ? chart : el('p', { class: 'empty', text: demo
+      ? 'No sessions yet: open the demo shop (/demo/) and look around.'
+      : 'No sessions yet: add tracker.js to your pages, or send events from your backend.' }));
   }
 
   // Pages x moods; a cell's colour is the share of the page's sessions in that mood.
@@ -207,7 +216,9 @@
   function renderActions(actions) {
     const box = $('[data-actions]');
     if (!actions.length) {
-      box.replaceChildren(el('p', { class: 'empty', text: 'No feedback yet: the demo shop reports whether each chat, tooltip, offer or recommendation helped.' }));
+      box.replaceChildren(el('p', { class: 'empty', text: demo
+        ? 'No feedback yet: the demo shop reports whether each chat, tooltip, offer or recommendation helped.'
+        : 'No feedback yet: POST /v1/sessions/{id}/feedback when an intervention helped, or did not.' }));
       return;
     }
     const W = 240, H = 14;

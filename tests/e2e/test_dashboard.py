@@ -22,6 +22,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from sessionmood_server.storage import DEMO_CUSTOMER
+from tests.conftest import ROOT
 from tests.e2e.test_demo import (
     DOCS_IMG,
     UPDATE_DOCS_IMG,
@@ -263,6 +265,68 @@ def seed(demo: Demo, n: int, rng: random.Random) -> None:
                 json={"action_taken": action, "was_helpful": rng.random() < p},
                 headers={"X-Api-Key": demo.secret},
             ).raise_for_status()
+
+
+@pytest.mark.e2e
+def test_empty_panels_point_to_the_demo_shop_only_for_the_demo_tenant(
+    tmp_path: Path, page: Page, console: Console
+) -> None:
+    demo = start_demo(tmp_path)  # a server of its own: nothing stored yet
+    try:
+        other = demo.server.new_key(customer="Acme Inc")
+        page.goto(f"{demo.base}/dashboard/#key={other}")
+        expect(page.locator("[data-customer]")).to_have_text("Signed in as Acme Inc")
+        empty = page.locator(".empty")
+        expect(empty).to_have_count(4)
+        texts = " ".join(empty.all_text_contents())
+        assert "demo" not in texts.lower() and "tracker.js" in texts and "/feedback" in texts
+
+        page.evaluate(f"() => sessionStorage.removeItem('{KEY_STORE}')")
+        page.goto("about:blank")  # (only the fragment differs: a real load, not a hash change)
+        page.goto(demo.dashboard_url)
+        expect(page.locator("[data-customer]")).to_have_text(f"Signed in as {DEMO_CUSTOMER}")
+        expect(page.get_by_test_id("action-effectiveness").locator(".empty")).to_contain_text(
+            "the demo shop reports"
+        )
+        expect(page.locator("[data-feed-empty]")).to_contain_text("demo shop")
+    finally:
+        demo.server.stop()
+
+
+def test_the_dashboard_knows_the_demo_tenants_name() -> None:
+    source = (ROOT / "sessionmood_server" / "dashboard" / "dashboard.js").read_text()
+    assert f"const DEMO_CUSTOMER = '{DEMO_CUSTOMER}';" in source
+
+
+@pytest.mark.e2e
+def test_moods_by_page_reads_well_on_a_phone(tmp_path: Path, page: Page, console: Console) -> None:
+    demo = start_demo(tmp_path)  # a server of its own: only the seeded pages
+    try:
+        seed(demo, 24, random.Random(3))
+        send(demo, "long-url", [{"type": "page_view", "url": "/demo/" + "a-very-long-path/" * 8}])
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(demo.dashboard_url)
+        rows = page.get_by_test_id("page-heatmap").locator("tbody tr")
+        expect(rows.first).to_be_visible()
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        heatmap = page.get_by_test_id("page-heatmap").locator(".heatmap")
+        box = heatmap.bounding_box()
+        assert box is not None and box["width"] <= 390
+        for i in range(rows.count()):
+            row = rows.nth(i)
+            url = row.locator(".url")
+            expect(url).to_be_visible()
+            assert (url.bounding_box() or {"width": 999})["width"] <= box["width"]
+            # Every mood the page has is shown with its name; the ones it has not, hidden.
+            for cell in row.locator(".cell").all():
+                if cell.locator(".zero").count():
+                    expect(cell).to_be_hidden()
+                else:
+                    expect(cell).to_be_visible()
+                    label = cell.evaluate("c => getComputedStyle(c, '::before').content")
+                    assert cell.get_attribute("data-mood") in label
+    finally:
+        demo.server.stop()
 
 
 @pytest.mark.e2e

@@ -291,6 +291,106 @@ def test_hesitant_shopper_gets_help_next_to_the_field(
 
 
 @pytest.mark.e2e
+def test_shopper_who_fills_the_form_then_hesitates_on_the_card_number_gets_help(
+    demo: Demo, page: Page, console: Console
+) -> None:
+    # The natural flow: the form filled top to bottom at a steady pace, then two
+    # 4-second hesitations on the card number.
+    page.clock.install()
+    page.goto(demo.url("checkout.html"))
+    for label, value in list(SHOPPER.items())[:5]:
+        field = page.get_by_label(label, exact=True)
+        field.click()
+        for word in value.split(" "):
+            field.press_sequentially(word + " ")
+            page.clock.run_for(900)
+        page.clock.run_for(1500)
+    card = page.get_by_label("Card number")
+    card.click()
+    card.press_sequentially("4242 42")
+    page.clock.fast_forward(4000)  # stuck...
+    card.press_sequentially("42 42")
+    page.clock.fast_forward(4000)  # ...and stuck again
+    card.press_sequentially("42 4242")
+    page.clock.run_for(2500)  # the next batch goes out
+
+    tip = page.get_by_test_id("help-tooltip")
+    expect(tip).to_be_visible()
+    expect(page.locator(".field:has(#card-number)").get_by_test_id("help-tooltip")).to_have_count(1)
+    expect(tip).to_contain_text("Card number")
+    mood = demo.mood(session_id(page))
+    assert mood["mood"] == "confused" and mood["suggested_action"] == "show_tooltip", mood
+    assert "input_hesitation" in mood["signals"]
+
+
+@pytest.mark.e2e
+def test_the_exit_offer_never_takes_the_keyboard_from_someone_typing(
+    demo: Demo, page: Page, console: Console
+) -> None:
+    page.clock.install()
+    page.goto(demo.url("checkout.html"))
+    email = page.get_by_label("Email", exact=True)
+    email.click()
+    email.press_sequentially("ana@")
+    page.clock.run_for(12_500)  # away with the caret in the field: disengaged
+
+    offer = page.get_by_test_id("exit-offer")
+    expect(offer).to_be_visible()
+    assert page.evaluate("() => document.activeElement.id") == "email"
+    assert page.evaluate("() => document.querySelector('.offer').matches(':modal')") is False
+    email.press_sequentially("example.com")  # typing goes on, into the field
+    expect(email).to_have_value("ana@example.com")
+    expect(offer).to_be_visible()
+
+    # Someone not typing gets the usual modal offer.
+    page.goto(demo.url("product.html?id=beans"))
+    page.clock.run_for(12_500)
+    expect(page.get_by_test_id("exit-offer")).to_be_visible()
+    assert page.evaluate("() => document.querySelector('.offer').matches(':modal')") is True
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("viewport", [(1280, 800), (390, 844)], ids=["desktop", "phone"])
+def test_the_mood_badge_is_always_in_sight_and_never_covers_a_label(
+    demo: Demo, page: Page, console: Console, viewport: tuple[int, int]
+) -> None:
+    page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+    page.goto(demo.url("checkout.html"))
+    expect(page.get_by_test_id("mood-badge")).to_be_visible()
+    # At every scroll position: the badge is on screen, and every label whose
+    # middle is on screen (below the sticky header) is what is there.
+    problems = page.evaluate(
+        """async () => {
+            const problems = [];
+            const badge = document.querySelector('[data-testid=mood-badge]');
+            const header = document.querySelector('.site-header');
+            const end = document.documentElement.scrollHeight - innerHeight;
+            for (let y = 0; y <= end + 40; y += 40) {
+                scrollTo(0, y);
+                await new Promise(r => requestAnimationFrame(r));
+                const b = badge.getBoundingClientRect();
+                if (b.top < 0 || b.bottom > innerHeight || !b.width) {
+                    problems.push('badge off screen at ' + y);
+                }
+                const top = header.getBoundingClientRect().bottom;
+                for (const label of document.querySelectorAll('label')) {
+                    const r = label.getBoundingClientRect();
+                    const x = r.left + Math.min(r.width / 2, 20), my = r.top + r.height / 2;
+                    if (!r.width || my < top || my > innerHeight) continue;
+                    const hit = document.elementFromPoint(x, my);
+                    if (!hit || hit.closest('label') !== label) {
+                        const by = hit && hit.className;
+                        problems.push(label.textContent + ' covered at ' + y + ' by ' + by);
+                    }
+                }
+            }
+            return problems;
+        }"""
+    )
+    assert problems == []
+
+
+@pytest.mark.e2e
 def test_idle_shopper_gets_the_exit_offer(
     demo: Demo, page: Page, console: Console, output_path: str
 ) -> None:
