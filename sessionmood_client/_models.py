@@ -12,9 +12,11 @@ coercion. Response models are lax so that ISO strings parse into ``datetime``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeAlias, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "ACTIONS",
@@ -130,14 +132,35 @@ DurationMs = Annotated[float, Field(ge=0, le=1e9, description="Milliseconds")]
 class _EventBase(BaseModel):
     model_config = _STRICT
     ts: Timestamp | None = None
+    # Only a click can be dead. Other fields a type does not define are ignored,
+    # but a ``dead`` elsewhere can only be a tracker bug, so it gets a 400 that
+    # names it instead of vanishing (null still means absent).
+    dead: SkipJsonSchema[None] = None
+    _may_be_dead: ClassVar[bool] = False
+
+    @field_validator("dead", mode="before")
+    @classmethod
+    def _dead_only_on_clicks(cls, value: Any) -> Any:
+        if value is not None and not cls._may_be_dead:
+            raise PydanticCustomError("dead_not_click", "only click events can be dead")
+        return value
 
 
 class ClickEvent(_EventBase):
-    """A single pointer click."""
+    """A single pointer click; ``dead`` if the page gave it no response."""
 
+    _may_be_dead: ClassVar[bool] = True
     type: Literal["click"] = "click"
     x: Coordinate | None = None
     y: Coordinate | None = None
+    dead: bool | None = Field(  # type: ignore[assignment]
+        default=None,
+        description=(
+            "True when the click landed on something that looks interactive and the page"
+            " did not respond (no DOM change nearby, navigation, scroll, selection or focus"
+            " change shortly after). Optional; omitted means unknown."
+        ),
+    )
 
 
 class RageClickEvent(_EventBase):

@@ -89,6 +89,18 @@ CATALOGUE: list[Bad] = [
     Bad(
         "bool coordinate", 400, events_json({"type": "click", "x": True}), error_field="events[0].x"
     ),
+    Bad(
+        "dead not a boolean",
+        400,
+        events_json({"type": "click", "dead": "true"}),
+        error_field="events[0].dead",
+    ),
+    Bad(
+        "dead on a scroll",
+        400,
+        events_json({"type": "click", "dead": True}, {"type": "scroll", "dead": True}),
+        error_field="events[1].dead",
+    ),
     # -- structure
     Bad("deeply nested arrays", 400, nested(100_000)),
     Bad(

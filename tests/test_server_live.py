@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import pytest
 
 from tests.conftest import LiveServer
+from tests.test_postgres import fresh_schema_sync
 
 
 def test_full_flow_over_real_http(live_server: LiveServer, api_key: str) -> None:
@@ -89,3 +93,46 @@ def test_database_passwords_never_reach_the_log() -> None:
     )
     assert "y0" not in _redact("postgresql://db/x?password=y0&schema=a")
     assert _redact("sqlite:///./sessionmood.db") == "sqlite:///./sessionmood.db"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_backend_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """A real server of the test's own on each storage backend."""
+    if request.param == "sqlite":
+        server = LiveServer(database_url=f"sqlite:///{tmp_path / 'live.db'}")
+        server.start()
+        yield server
+        server.stop()
+        return
+    with fresh_schema_sync() as url:
+        server = LiveServer(database_url=url, log_path=tmp_path / "pg.log")
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def test_dead_clicks_are_stored_and_exported_on_every_backend(
+    any_backend_server: LiveServer,
+) -> None:
+    base = any_backend_server.base_url
+    h = {"X-Api-Key": any_backend_server.new_key()}
+    path = f"{base}/v1/sessions/dead-clicks"
+    t = 1_795_000_000.0
+    events = [
+        {"type": "page_view", "url": "/checkout", "ts": t},
+        {"type": "click", "x": 10, "y": 20, "dead": True, "ts": t + 1},
+        {"type": "click", "x": 10, "y": 20, "dead": False, "ts": t + 2},
+        {"type": "click", "x": 10, "y": 20, "ts": t + 3},
+    ]
+    r = httpx.post(path + "/events", json={"events": events}, headers=h)
+    assert r.status_code == 200, r.text
+    # A bad dead refuses its whole batch and stores none of it.
+    bad = [{"type": "click", "ts": t + 4}, {"type": "scroll", "dead": True, "ts": t + 5}]
+    r = httpx.post(path + "/events", json={"events": bad}, headers=h)
+    assert r.status_code == 400 and r.json()["field"] == "events[1].dead"
+    exported = httpx.get(path + "/events", headers=h).json()
+    assert exported["event_count"] == 4
+    assert [e.get("dead") for e in exported["events"]] == [None, True, False, None]
+    assert "dead" not in exported["events"][0] and "dead" not in exported["events"][3]
