@@ -65,10 +65,10 @@ class Rule:
     """One row of the rule table: which events count, how fast they fade, what they mean.
 
     An event counts when its type is in ``events`` and, if ``field`` is set, its
-    value lies in ``[lo, hi)`` (or equals ``equals`` for string fields). Events
-    without the field count only if ``when_missing`` is true: the API reference
-    defines ``input_pause``, ``hover`` and ``idle`` as already past a client-side
-    threshold, so a bare one is still a hesitation.
+    value lies in ``[lo, hi)`` (or equals ``equals`` for string and boolean
+    fields). Events without the field count only if ``when_missing`` is true: the
+    API reference defines ``input_pause``, ``hover`` and ``idle`` as already past
+    a client-side threshold, so a bare one is still a hesitation.
     """
 
     signal: str
@@ -81,7 +81,7 @@ class Rule:
     field: str | None = None
     lo: float = -math.inf
     hi: float = math.inf
-    equals: str | None = None
+    equals: str | bool | None = None
     when_missing: bool = False
     # Conjunction: strength is scaled by the strength of the rule with this signal.
     requires: str | None = None
@@ -89,6 +89,11 @@ class Rule:
     # event; the rule holds (decaying from that event) only while no event of
     # these types is newer.
     unless_after: tuple[str, ...] = ()
+    # "Right after": track the newest matching event; the rule holds (decaying
+    # from it) only while it came at most ``within_s`` after the newest event
+    # of these types ("the visitor's latest click was followed by an error").
+    after: tuple[str, ...] = ()
+    within_s: float = 0.0
 
 
 # Thresholds from the landing page: input_pause >= 2.5 s and hover >= 2 s are
@@ -98,6 +103,11 @@ HOVER_HESITATION_MS = 2000.0
 LONG_IDLE_MS = 10_000.0
 # Reading scrolls run at a few hundred px/s; thousands is flinging the page.
 FAST_SCROLL_PX_S = 2000.0
+# An error this soon after a click is that click's failure ("error click",
+# Datadog: a click right before a JS error). A handler that throws does so at
+# once and a failed request answers within its round trip; a background poll
+# failing seconds later is not the visitor's action failing.
+ERROR_CLICK_S = 1.5
 
 # Frustration and confusion fade over about a minute: a visitor who rage-clicked
 # ten minutes ago (10 half-lives) and has worked calmly since is not frustrated.
@@ -132,6 +142,16 @@ RULES: tuple[Rule, ...] = (
          {"frustrated": 1.5, "confused": 0.5},
          "Flinging the page at thousands of px/s is frantic searching, not reading.",
          field="speed", lo=FAST_SCROLL_PX_S),
+    Rule("dead_click_detected", ("click",), _SLOW, 0.0, 2.0,
+         {"frustrated": 2.5},
+         "Clicks on something that looks interactive with no response (tracker's dead flag):"
+         " one may be a false alarm, two are a visitor stuck.",
+         field="dead", equals=True),
+    Rule("error_click_detected", ("error",), _SLOW, 0.0, 1.0,
+         {"frustrated": 0.8},
+         "The latest click failed: an error within 1.5 s of it (Datadog's error click)."
+         " Tips one error to frustrated only with another frustration cue.",
+         after=("click", "rage_click"), within_s=ERROR_CLICK_S),
     Rule("back_navigation", ("back_nav",), _SLOW, 0.0, 1.0,
          {"confused": 2.0, "frustrated": 0.6},
          "Pressing back means the page was not what the visitor expected."),
@@ -159,7 +179,8 @@ RULES: tuple[Rule, ...] = (
     Rule("fast_direct_interactions", ("click", "focus", "page_view"), _FAST, 2.5, 4.5,
          {"decisive": 4.0, "focused": -1.0, "browsing": -1.0},
          "Clicks, focuses and navigations about a second apart or faster: no hesitation,"
-         " which is neither relaxed browsing nor steady task work."),
+         " which is neither relaxed browsing nor steady task work. Dead clicks do not count.",
+         field="dead", equals=False, when_missing=True),
     # --- browsing ---------------------------------------------------------
     Rule("multi_page_browse", ("page_view",), _SLOW, 1.0, 3.5,
          {"browsing": 3.0, "focused": -1.0},
@@ -189,7 +210,8 @@ RULES: tuple[Rule, ...] = (
     # --- focused ----------------------------------------------------------
     Rule("steady_interaction_pattern", ("click",), _MEDIUM, 1.0, 4.0,
          {"focused": 2.0, "decisive": 0.5, "browsing": 0.3},
-         "Clicks sustained over half a minute are task work."),
+         "Clicks sustained over half a minute are task work (dead clicks are not).",
+         field="dead", equals=False, when_missing=True),
     Rule("steady_interaction_pattern", ("focus", "blur"), _MEDIUM, 1.0, 4.0,
          {"focused": 2.0, "decisive": 0.3},
          "Moving in and out of form fields is sustained form completion."),
@@ -224,15 +246,18 @@ _SIGNAL_INDEX: dict[str, int] = {}
 for _i, _r in enumerate(RULES):
     _SIGNAL_INDEX.setdefault(_r.signal, _i)
 # Rules tracking "newest matching event" rather than a decayed count, and the
-# guard slot holding the newest event that cancels each of them.
-_LATEST: tuple[int, ...] = tuple(i for i, r in enumerate(RULES) if r.unless_after)
+# guard slot holding the newest event of the types that cancel (``unless_after``)
+# or anchor (``after``) each of them.
+_LATEST: tuple[int, ...] = tuple(i for i, r in enumerate(RULES) if r.unless_after or r.after)
+_IS_LATEST = tuple(i in _LATEST for i in range(_N_RULES))
 _N_GUARDS = len(_LATEST)
 _REQUIRES: tuple[int, ...] = tuple(
     -1 if r.requires is None else _SIGNAL_INDEX[r.requires] for r in RULES
 )
+assert all(not (r.unless_after and r.after) for r in RULES), "one guard per rule"
 
 # event type -> tuple of (rule index, field, lo, hi, equals, when_missing, inv_tau, latest)
-_Matcher = tuple[int, str | None, float, float, str | None, bool, float, bool]
+_Matcher = tuple[int, str | None, float, float, str | bool | None, bool, float, bool]
 _BY_TYPE: dict[str, tuple[_Matcher, ...]] = {}
 _GUARDS_BY_TYPE: dict[str, tuple[int, ...]] = {}
 for _i, _r in enumerate(RULES):
@@ -240,25 +265,35 @@ for _i, _r in enumerate(RULES):
         _BY_TYPE[_t] = (
             *_BY_TYPE.get(_t, ()),
             (_i, _r.field, _r.lo, _r.hi, _r.equals, _r.when_missing, _INV_TAU[_i],
-             bool(_r.unless_after)),
+             _IS_LATEST[_i]),
         )  # fmt: skip
 for _g, _i in enumerate(_LATEST):
-    for _t in RULES[_i].unless_after:
+    for _t in RULES[_i].unless_after or RULES[_i].after:
         _GUARDS_BY_TYPE[_t] = (*_GUARDS_BY_TYPE.get(_t, ()), _g)
 # Per rule: (mood index, weight) pairs, so verdict avoids dict lookups.
 _WEIGHTS: tuple[tuple[tuple[int, float], ...], ...] = tuple(
     tuple((_MOOD_INDEX[m], w) for m, w in r.weights.items()) for r in RULES
 )
 # verdict runs on every batch, so _evaluate reads each rule's numbers from one
-# flat tuple: (index, 1/tau, at, full - at, guard slot or -1, required rule or
-# -1, weights). A rule may only require one listed before it, so one pass in
-# table order sees every requirement's final strength.
+# flat tuple: (index, 1/tau, at, full - at, guard slot or -1, latest event's
+# allowed lag behind the guard event (inf for ``unless_after``, -1 for plain
+# rules), required rule or -1, weights). A rule may only require one listed
+# before it, so one pass in table order sees every requirement's final strength.
 _GUARD_OF = {i: g for g, i in enumerate(_LATEST)}
-_RULE_ROWS: tuple[tuple[int, float, float, float, int, int, tuple[tuple[int, float], ...]], ...] = (
-    tuple(
-        (i, _INV_TAU[i], r.at, r.full - r.at, _GUARD_OF.get(i, -1), _REQUIRES[i], _WEIGHTS[i])
-        for i, r in enumerate(RULES)
+_RULE_ROWS: tuple[
+    tuple[int, float, float, float, int, float, int, tuple[tuple[int, float], ...]], ...
+] = tuple(
+    (
+        i,
+        _INV_TAU[i],
+        r.at,
+        r.full - r.at,
+        _GUARD_OF.get(i, -1),
+        r.within_s if r.after else math.inf if r.unless_after else -1.0,
+        _REQUIRES[i],
+        _WEIGHTS[i],
     )
+    for i, r in enumerate(RULES)
 )
 assert all(j < i for i, j in enumerate(_REQUIRES)), "a rule must require an earlier one"
 # Per mood: (rule index, signal, weight) of the rules that push it, in rule order.
@@ -286,10 +321,10 @@ class State:
     n: int = 0  # events folded so far
     t_max: float = 0.0  # newest ts seen ("now" for the verdict)
     ref: float = 0.0  # anchor time of the decayed counts in ``acc``
-    # Per rule: decayed count relative to ``ref``, or for ``unless_after``
-    # rules the newest matching ts.
+    # Per rule: decayed count relative to ``ref``, or for ``unless_after`` and
+    # ``after`` rules the newest matching ts.
     acc: list[float] = field(default_factory=lambda: _fresh_acc())
-    # Per ``unless_after`` rule: newest ts of a cancelling event.
+    # Per ``unless_after``/``after`` rule: newest ts of a cancelling/anchoring event.
     guard: list[float] = field(default_factory=lambda: [_NONE] * _N_GUARDS)
 
     def copy(self) -> State:
@@ -312,7 +347,7 @@ def _rebase(state: State, new_ref: float) -> None:
     acc = state.acc
     dt = new_ref - state.ref
     for i in range(_N_RULES):
-        if acc[i] and not RULES[i].unless_after:
+        if acc[i] and not _IS_LATEST[i]:
             acc[i] *= math.exp(-dt * _INV_TAU[i])
     state.ref = new_ref
 
@@ -361,10 +396,10 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
 def _evaluate(state: State) -> tuple[list[float], list[float]]:
     """Each rule's strength in [0, 1] at ``t_max`` and each mood's score.
 
-    A rule's decayed count at ``t_max`` (for ``unless_after`` rules: how
-    recent its newest match is, unless cancelled since) is ramped linearly
-    from ``at`` to ``full``, times the strength of the rule it requires; the
-    moods' scores add up strength * weight in table order.
+    A rule's decayed count at ``t_max`` (for ``unless_after``/``after`` rules:
+    how recent its newest match is, while its guard condition holds) is ramped
+    linearly from ``at`` to ``full``, times the strength of the rule it
+    requires; the moods' scores add up strength * weight in table order.
     """
     t_max = state.t_max
     dt = t_max - state.ref
@@ -372,12 +407,19 @@ def _evaluate(state: State) -> tuple[list[float], list[float]]:
     exp = math.exp
     strengths = [0.0] * _N_RULES
     sc = [0.0] * len(MOODS)
-    for i, k, at, span, g, req, weights in _RULE_ROWS:
+    for i, k, at, span, g, lag, req, weights in _RULE_ROWS:
         a = acc[i]
-        if g >= 0:
-            v = exp(-(t_max - a) * k) if a != _NONE and a >= guard[g] else 0.0
-        else:
+        if g < 0:
             v = a * exp(-dt * k) if a else 0.0
+        elif a == _NONE:
+            continue
+        else:
+            # unless_after: no cancelling event newer than the match (lag inf);
+            # after: the match came at most ``lag`` after the anchoring event.
+            gt = guard[g]
+            if gt > a or (a - gt > lag) or (gt == _NONE and lag != math.inf):
+                continue
+            v = exp(-(t_max - a) * k)
         s = (v - at) / span
         if s <= 0.0:
             continue

@@ -43,7 +43,7 @@ def ev(kind: str, t: float, **fields: Any) -> Event:
 _coord = st.floats(-1e6, 1e6, allow_nan=False)
 _dur = st.floats(0, 1e9, allow_nan=False)
 _FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
-    "click": {"x": _coord, "y": _coord},
+    "click": {"x": _coord, "y": _coord, "dead": st.booleans()},
     "rage_click": {"x": _coord, "y": _coord},
     "scroll": {
         "speed": st.floats(0, 1e7, allow_nan=False),
@@ -291,6 +291,43 @@ def test_a_rage_burst_among_fast_clicks_is_frustrated_not_decisive() -> None:
         v = mood_of(burst)
         assert v.mood == "frustrated", (n, v)
         assert v.signals[0] == "rage_click_detected"
+
+
+def test_two_dead_clicks_frustrate_one_is_not_enough() -> None:
+    # Peers' users report false dead clicks (audio buttons, copy to clipboard),
+    # so one alone names no mood; a second one is a visitor stuck.
+    start = [ev("page_view", 0), ev("scroll", 2, speed=300, direction="down"), ev("click", 4)]
+    assert mood_of([*start, ev("click", 6, dead=True)]).mood == "neutral"
+    v = mood_of([*start, ev("click", 6, dead=True), ev("click", 8, dead=True)])
+    assert v.mood == "frustrated" and v.signals[0] == "dead_click_detected"
+    assert v.suggested_action == "show_live_chat"
+
+
+def test_dead_clicks_are_not_fast_direct_interaction() -> None:
+    def run_of(**fields: Any) -> list[Event]:
+        return [ev("page_view", 0), *(ev("click", 0.6 * (i + 1), **fields) for i in range(8))]
+
+    dead = mood_of(run_of(dead=True))
+    assert dead.mood == "frustrated" and dead.signals == ("dead_click_detected",)
+    assert mood_of(run_of(dead=False)) == mood_of(run_of())
+    assert mood_of(run_of(dead=False)).mood == "decisive"
+
+
+def test_an_error_right_after_a_click_is_an_error_click() -> None:
+    # One fast fling alone is too little to name frustration; with a plain
+    # error it reads confused (landing page: 1 error), with an error click
+    # (the visitor's own click failed) it tips to frustrated.
+    base = [ev("page_view", 0), ev("scroll", 2, speed=2500, direction="down")]
+    assert mood_of([*base, ev("error", 6)]).mood == "confused"
+    clicked = mood_of([*base, ev("click", 5.5), ev("error", 6)])
+    assert clicked.mood == "frustrated" and "error_click_detected" in clicked.signals
+    # 1.5 s is the window: an error 3 s after the click is not that click's failure.
+    assert mood_of([*base, ev("click", 3), ev("error", 6)]).mood == "confused"
+    # It is the latest click that failed: a click since then that worked ends it.
+    assert mood_of([*base, ev("click", 5.5), ev("error", 6), ev("click", 7)]).mood == "confused"
+    # Arrival order does not matter (the newest click and error are maxima).
+    late = [*base, ev("error", 6), ev("click", 5.5)]
+    assert mood_of(late) == clicked
 
 
 def test_page_hopping_is_browsing_but_with_back_navigation_is_churn() -> None:
