@@ -29,6 +29,17 @@ mood's score, and picks the best mood. Sessions with fewer than
 are ``neutral``. Confidence grows with the winning score, with its margin over
 the runner-up and with the number of events.
 
+Currentness: rules marked ``ongoing`` are patterns of ordinary activity
+(steady task work, browsing, fast pace) that describe the visitor only while
+they go on. Each rule also remembers its newest matching ``ts``; a pattern
+whose newest event is older than the newest match of a ``suspends`` rule of
+another mood (the cues, and the patterns that are a phase of their own) is
+scaled by ``1 - strength`` of that rule. A newer phase at the landing page's
+minimum evidence (two long typing pauses, two errors, a long idle: strength 1)
+therefore replaces the older pattern however long it lasted, while weaker
+newer evidence (one pause) only weakens it. Newest-``ts`` maxima, like decayed
+sums, do not depend on arrival order.
+
 The rules, their thresholds and the reason for each live in :data:`RULES`;
 ``docs/engine.md`` documents them row by row.
 """
@@ -69,6 +80,12 @@ class Rule:
     fields). Events without the field count only if ``when_missing`` is true: the
     API reference defines ``input_pause``, ``hover`` and ``idle`` as already past
     a client-side threshold, so a bare one is still a hesitation.
+
+    A rule's *mood* is the one it pushes hardest. ``ongoing`` rules are patterns
+    that hold only while they go on: a newer event of a ``suspends`` rule of
+    another mood scales them by ``1 - that rule's strength``. Cues suspend by
+    default, patterns do not (their events are everyday activity) unless they
+    are a mood's own minimum evidence.
     """
 
     signal: str
@@ -94,6 +111,8 @@ class Rule:
     # of these types ("the visitor's latest click was followed by an error").
     after: tuple[str, ...] = ()
     within_s: float = 0.0
+    ongoing: bool = False
+    suspends: bool | None = None  # None: cues suspend, patterns do not
 
 
 # Thresholds from the landing page: input_pause >= 2.5 s and hover >= 2 s are
@@ -180,45 +199,49 @@ RULES: tuple[Rule, ...] = (
          {"decisive": 4.0, "focused": -1.0, "browsing": -1.0},
          "Clicks, focuses and navigations about a second apart or faster: no hesitation,"
          " which is neither relaxed browsing nor steady task work. Dead clicks do not count.",
-         field="dead", equals=False, when_missing=True),
+         field="dead", equals=False, when_missing=True, ongoing=True, suspends=True),
     # --- browsing ---------------------------------------------------------
     Rule("multi_page_browse", ("page_view",), _SLOW, 1.0, 3.5,
          {"browsing": 3.0, "focused": -1.0},
          "Several page views in the last minute is exploring, not one task"
-         " (landing page: 2+ -> browsing)."),
+         " (landing page: 2+ -> browsing).",
+         ongoing=True, suspends=True),
     Rule("casual_hover", ("hover",), _MEDIUM, 0.0, 2.0,
          {"browsing": 1.0},
          "Brief hovers are looking around, not hesitating.",
-         field="duration_ms", hi=HOVER_HESITATION_MS),
+         field="duration_ms", hi=HOVER_HESITATION_MS, ongoing=True),
     Rule("moderate_scroll", ("scroll",), _MEDIUM, 0.0, 3.0,
          {"browsing": 1.2, "focused": 0.5},
          "Steady scrolling is reading: relaxed exploring, or part of a task; never distress.",
-         field="speed", hi=FAST_SCROLL_PX_S, when_missing=True),
+         field="speed", hi=FAST_SCROLL_PX_S, when_missing=True, ongoing=True),
     # --- disengaged -------------------------------------------------------
     Rule("long_idle", ("idle",), _SLOW, 0.0, 1.0,
          {"disengaged": 6.0},
-         "No activity for >= 10 s: attention has drifted (landing page: idle >= 10 s).",
-         field="duration_ms", lo=LONG_IDLE_MS, when_missing=True),
+         "No activity for >= 10 s: attention has drifted (landing page: idle >= 10 s),"
+         " until the visitor is back (any deliberate action since).",
+         field="duration_ms", lo=LONG_IDLE_MS, when_missing=True, unless_after=_ACTIVE),
     Rule("short_idle", ("idle",), _SLOW, 0.0, 2.0,
          {"disengaged": 1.5},
          "Repeated short lapses in activity hint at drifting attention.",
          field="duration_ms", hi=LONG_IDLE_MS),
     Rule("form_abandoned", ("blur",), _SLOW, 0.0, 1.0,
          {"disengaged": 1.0},
-         "A blur with no deliberate action since is a form left behind (blur without re-focus).",
-         unless_after=_ACTIVE),
+         "A blur with no deliberate action since is a form left behind (blur without re-focus)."
+         " Every blur starts out like this, so it suspends no pattern.",
+         unless_after=_ACTIVE, suspends=False),
     # --- focused ----------------------------------------------------------
     Rule("steady_interaction_pattern", ("click",), _MEDIUM, 1.0, 4.0,
          {"focused": 2.0, "decisive": 0.5, "browsing": 0.3},
          "Clicks sustained over half a minute are task work (dead clicks are not).",
-         field="dead", equals=False, when_missing=True),
+         field="dead", equals=False, when_missing=True, ongoing=True),
     Rule("steady_interaction_pattern", ("focus", "blur"), _MEDIUM, 1.0, 4.0,
          {"focused": 2.0, "decisive": 0.3},
-         "Moving in and out of form fields is sustained form completion."),
+         "Moving in and out of form fields is sustained form completion.",
+         ongoing=True, suspends=True),
     Rule("steady_interaction_pattern", ("input_pause",), _MEDIUM, 0.0, 2.0,
          {"focused": 1.0},
          "Pauses under 2.5 s while typing are ordinary typing rhythm.",
-         field="duration_ms", hi=INPUT_HESITATION_MS),
+         field="duration_ms", hi=INPUT_HESITATION_MS, ongoing=True),
 )
 # fmt: on
 
@@ -277,12 +300,10 @@ _WEIGHTS: tuple[tuple[tuple[int, float], ...], ...] = tuple(
 # verdict runs on every batch, so _evaluate reads each rule's numbers from one
 # flat tuple: (index, 1/tau, at, full - at, guard slot or -1, latest event's
 # allowed lag behind the guard event (inf for ``unless_after``, -1 for plain
-# rules), required rule or -1, weights). A rule may only require one listed
-# before it, so one pass in table order sees every requirement's final strength.
+# rules), required rule or -1). A rule may only require one listed before it,
+# so one pass in table order sees every requirement's final strength.
 _GUARD_OF = {i: g for g, i in enumerate(_LATEST)}
-_RULE_ROWS: tuple[
-    tuple[int, float, float, float, int, float, int, tuple[tuple[int, float], ...]], ...
-] = tuple(
+_RULE_ROWS: tuple[tuple[int, float, float, float, int, float, int], ...] = tuple(
     (
         i,
         _INV_TAU[i],
@@ -291,7 +312,6 @@ _RULE_ROWS: tuple[
         _GUARD_OF.get(i, -1),
         r.within_s if r.after else math.inf if r.unless_after else -1.0,
         _REQUIRES[i],
-        _WEIGHTS[i],
     )
     for i, r in enumerate(RULES)
 )
@@ -301,8 +321,23 @@ _PUSHERS: tuple[tuple[tuple[int, str, float], ...], ...] = tuple(
     tuple((i, r.signal, w) for i, r in enumerate(RULES) for m, w in _WEIGHTS[i] if m == k and w > 0)
     for k in range(len(MOODS))
 )
+# Currentness: each rule's mood (the one it pushes hardest), the patterns, and
+# the rules whose newer events suspend patterns of other moods.
+_MOOD_OF: tuple[int, ...] = tuple(
+    _MOOD_INDEX[max(r.weights, key=lambda m: r.weights[m])] for r in RULES
+)
+assert all(r.weights[MOODS[_MOOD_OF[i]]] > 0 for i, r in enumerate(RULES)), "every rule pushes"
+_ONGOING: tuple[tuple[int, int], ...] = tuple(
+    (i, _MOOD_OF[i]) for i, r in enumerate(RULES) if r.ongoing
+)
+_SUSPENDERS: tuple[tuple[int, int], ...] = tuple(
+    (i, _MOOD_OF[i])
+    for i, r in enumerate(RULES)
+    if (not r.ongoing if r.suspends is None else r.suspends)
+)
 
 _NONE = -1.0  # "no such event yet" for timestamps (validated ts are >= 0)
+_NONE_MS = -1  # the same for the newest-event times kept in whole milliseconds
 
 
 class Verdict(NamedTuple):
@@ -316,7 +351,7 @@ class Verdict(NamedTuple):
 
 @dataclass(slots=True)
 class State:
-    """Fixed-size engine state: one float per rule, one per guard, three scalars."""
+    """Fixed-size engine state: two numbers per rule, one per guard, three scalars."""
 
     n: int = 0  # events folded so far
     t_max: float = 0.0  # newest ts seen ("now" for the verdict)
@@ -326,10 +361,13 @@ class State:
     acc: list[float] = field(default_factory=lambda: _fresh_acc())
     # Per ``unless_after``/``after`` rule: newest ts of a cancelling/anchoring event.
     guard: list[float] = field(default_factory=lambda: [_NONE] * _N_GUARDS)
+    # Per rule: newest matching ts in whole milliseconds (which phase is newer
+    # needs no finer clock, and integers keep the saved state short).
+    last: list[int] = field(default_factory=lambda: [_NONE_MS] * _N_RULES)
 
     def copy(self) -> State:
         """An independent copy (``fold`` mutates its state in place)."""
-        return State(self.n, self.t_max, self.ref, self.acc[:], self.guard[:])
+        return State(self.n, self.t_max, self.ref, self.acc[:], self.guard[:], self.last[:])
 
 
 def _fresh_acc() -> list[float]:
@@ -341,6 +379,10 @@ def _fresh_acc() -> list[float]:
 
 def new_state() -> State:
     return State()
+
+
+def _ms(t: float) -> int:
+    return int(t * 1000.0 + 0.5)  # ts >= 0, so this rounds to the nearest ms
 
 
 def _rebase(state: State, new_ref: float) -> None:
@@ -372,8 +414,9 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
     matchers = _BY_TYPE.get(etype)
     if matchers is None:
         return state
-    acc = state.acc
+    acc, last = state.acc, state.last
     dt = t - state.ref  # <= _REBASE_SPAN, so exp cannot overflow
+    t_ms = int(t * 1000.0 + 0.5)  # ts >= 0, so this rounds to the nearest ms
     for i, fname, lo, hi, eq, when_missing, inv_tau, latest in matchers:
         if fname is not None:
             v = event.get(fname)
@@ -385,6 +428,8 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
                     continue
             elif not lo <= v < hi:
                 continue
+        if t_ms > last[i]:
+            last[i] = t_ms
         if latest:
             if t > acc[i]:
                 acc[i] = t
@@ -399,15 +444,15 @@ def _evaluate(state: State) -> tuple[list[float], list[float]]:
     A rule's decayed count at ``t_max`` (for ``unless_after``/``after`` rules:
     how recent its newest match is, while its guard condition holds) is ramped
     linearly from ``at`` to ``full``, times the strength of the rule it
-    requires; the moods' scores add up strength * weight in table order.
+    requires. Then each pattern is suspended by newer cues of other moods, and
+    the moods' scores add up strength * weight in table order.
     """
     t_max = state.t_max
     dt = t_max - state.ref
     acc, guard = state.acc, state.guard
     exp = math.exp
     strengths = [0.0] * _N_RULES
-    sc = [0.0] * len(MOODS)
-    for i, k, at, span, g, lag, req, weights in _RULE_ROWS:
+    for i, k, at, span, g, lag, req in _RULE_ROWS:
         a = acc[i]
         if g < 0:
             v = a * exp(-dt * k) if a else 0.0
@@ -430,8 +475,31 @@ def _evaluate(state: State) -> tuple[list[float], list[float]]:
             if not s:
                 continue
         strengths[i] = s
-        for m, w in weights:
-            sc[m] += s * w
+    # Currentness: a pattern counts only as far as no newer cue of another
+    # mood has replaced it. Factors come from the unsuspended strengths, so
+    # the result does not depend on the order rules are visited in.
+    last = state.last
+    active = [(m, last[j], strengths[j]) for j, m in _SUSPENDERS if strengths[j]]
+    if active:
+        factors: list[tuple[int, float]] = []
+        for i, mood in _ONGOING:
+            if not strengths[i]:
+                continue
+            newest = last[i]
+            sup = 0.0
+            for m, t, s in active:
+                if t > newest and s > sup and m != mood:
+                    sup = s
+            if sup:
+                factors.append((i, 1.0 - sup))
+        for i, f in factors:
+            strengths[i] *= f
+    sc = [0.0] * len(MOODS)
+    for i, w in enumerate(_WEIGHTS):
+        s = strengths[i]
+        if s:
+            for m, x in w:
+                sc[m] += s * x
     return strengths, sc
 
 
@@ -484,8 +552,19 @@ def verdict(state: State) -> Verdict:
 
 def dumps(state: State) -> str:
     """Compact JSON; floats in shortest round-trip form, so ``loads(dumps(s))`` is exact."""
+    now = _ms(state.t_max)
     return orjson.dumps(
-        {"v": 1, "n": state.n, "t": state.t_max, "r": state.ref, "a": state.acc, "g": state.guard}
+        {
+            "v": 2,
+            "n": state.n,
+            "t": state.t_max,
+            "r": state.ref,
+            "a": state.acc,
+            "g": state.guard,
+            # Newest-match times as milliseconds before t_max: exact integers,
+            # and short ones, since the times that matter are recent.
+            "l": [now - x if x >= 0 else -1 for x in state.last],
+        }
     ).decode()
 
 
@@ -493,8 +572,12 @@ def loads(data: str) -> State:
     d = orjson.loads(data)
     acc = [float(x) for x in d["a"]]
     guard = [float(x) for x in d.get("g", ())]
-    if len(acc) != _N_RULES or len(guard) != _N_GUARDS:
+    now = _ms(float(d["t"]))
+    last = [now - int(x) if x >= 0 else _NONE_MS for x in d.get("l", ())]
+    if len(acc) != _N_RULES or len(guard) != _N_GUARDS or len(last) != _N_RULES:
         # Saved under a different rule table: the counts cannot be mapped, so
         # start the evidence afresh but keep the event count and clock.
-        acc, guard = _fresh_acc(), [_NONE] * _N_GUARDS
-    return State(n=int(d["n"]), t_max=float(d["t"]), ref=float(d["r"]), acc=acc, guard=guard)
+        acc, guard, last = _fresh_acc(), [_NONE] * _N_GUARDS, [_NONE_MS] * _N_RULES
+    return State(
+        n=int(d["n"]), t_max=float(d["t"]), ref=float(d["r"]), acc=acc, guard=guard, last=last
+    )
