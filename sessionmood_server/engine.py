@@ -297,13 +297,29 @@ for _g, _i in enumerate(_LATEST):
 _WEIGHTS: tuple[tuple[tuple[int, float], ...], ...] = tuple(
     tuple((_MOOD_INDEX[m], w) for m, w in r.weights.items()) for r in RULES
 )
+# Per mood: (rule index, signal, weight) of the rules that push it, in rule order.
+_PUSHERS: tuple[tuple[tuple[int, str, float], ...], ...] = tuple(
+    tuple((i, r.signal, w) for i, r in enumerate(RULES) for m, w in _WEIGHTS[i] if m == k and w > 0)
+    for k in range(len(MOODS))
+)
+# Currentness: each rule's mood (the one it pushes hardest), and whether it is
+# a pattern and whether its newer matches suspend patterns of other moods.
+_MOOD_OF: tuple[int, ...] = tuple(
+    _MOOD_INDEX[max(r.weights, key=lambda m: r.weights[m])] for r in RULES
+)
+assert all(r.weights[MOODS[_MOOD_OF[i]]] > 0 for i, r in enumerate(RULES)), "every rule pushes"
+_SUSPENDS = tuple(not r.ongoing if r.suspends is None else r.suspends for r in RULES)
 # verdict runs on every batch, so _evaluate reads each rule's numbers from one
 # flat tuple: (index, 1/tau, at, full - at, guard slot or -1, latest event's
 # allowed lag behind the guard event (inf for ``unless_after``, -1 for plain
-# rules), required rule or -1). A rule may only require one listed before it,
-# so one pass in table order sees every requirement's final strength.
+# rules), required rule or -1, weights, mood, ongoing, suspends). A rule may
+# only require one listed before it, so one pass in table order sees every
+# requirement's final strength.
 _GUARD_OF = {i: g for g, i in enumerate(_LATEST)}
-_RULE_ROWS: tuple[tuple[int, float, float, float, int, float, int], ...] = tuple(
+_Row = tuple[
+    int, float, float, float, int, float, int, tuple[tuple[int, float], ...], int, bool, bool
+]
+_RULE_ROWS: tuple[_Row, ...] = tuple(
     (
         i,
         _INV_TAU[i],
@@ -312,32 +328,16 @@ _RULE_ROWS: tuple[tuple[int, float, float, float, int, float, int], ...] = tuple
         _GUARD_OF.get(i, -1),
         r.within_s if r.after else math.inf if r.unless_after else -1.0,
         _REQUIRES[i],
+        _WEIGHTS[i],
+        _MOOD_OF[i],
+        r.ongoing,
+        _SUSPENDS[i],
     )
     for i, r in enumerate(RULES)
 )
 assert all(j < i for i, j in enumerate(_REQUIRES)), "a rule must require an earlier one"
-# Per mood: (rule index, signal, weight) of the rules that push it, in rule order.
-_PUSHERS: tuple[tuple[tuple[int, str, float], ...], ...] = tuple(
-    tuple((i, r.signal, w) for i, r in enumerate(RULES) for m, w in _WEIGHTS[i] if m == k and w > 0)
-    for k in range(len(MOODS))
-)
-# Currentness: each rule's mood (the one it pushes hardest), the patterns, and
-# the rules whose newer events suspend patterns of other moods.
-_MOOD_OF: tuple[int, ...] = tuple(
-    _MOOD_INDEX[max(r.weights, key=lambda m: r.weights[m])] for r in RULES
-)
-assert all(r.weights[MOODS[_MOOD_OF[i]]] > 0 for i, r in enumerate(RULES)), "every rule pushes"
-_ONGOING: tuple[tuple[int, int], ...] = tuple(
-    (i, _MOOD_OF[i]) for i, r in enumerate(RULES) if r.ongoing
-)
-_SUSPENDERS: tuple[tuple[int, int], ...] = tuple(
-    (i, _MOOD_OF[i])
-    for i, r in enumerate(RULES)
-    if (not r.ongoing if r.suspends is None else r.suspends)
-)
 
 _NONE = -1.0  # "no such event yet" for timestamps (validated ts are >= 0)
-_NONE_MS = -1  # the same for the newest-event times kept in whole milliseconds
 
 
 class Verdict(NamedTuple):
@@ -361,9 +361,10 @@ class State:
     acc: list[float] = field(default_factory=lambda: _fresh_acc())
     # Per ``unless_after``/``after`` rule: newest ts of a cancelling/anchoring event.
     guard: list[float] = field(default_factory=lambda: [_NONE] * _N_GUARDS)
-    # Per rule: newest matching ts in whole milliseconds (which phase is newer
-    # needs no finer clock, and integers keep the saved state short).
-    last: list[int] = field(default_factory=lambda: [_NONE_MS] * _N_RULES)
+    # Per rule: newest matching ts in whole milliseconds after ``ref`` (None
+    # before the first match). Which phase is newer needs no finer clock, and
+    # small exact integers keep the saved state short and its round trip exact.
+    last: list[int | None] = field(default_factory=lambda: [None] * _N_RULES)
 
     def copy(self) -> State:
         """An independent copy (``fold`` mutates its state in place)."""
@@ -386,11 +387,15 @@ def _ms(t: float) -> int:
 
 
 def _rebase(state: State, new_ref: float) -> None:
-    acc = state.acc
+    acc, last = state.acc, state.last
     dt = new_ref - state.ref
+    shift = _ms(state.ref) - _ms(new_ref)
     for i in range(_N_RULES):
         if acc[i] and not _IS_LATEST[i]:
             acc[i] *= math.exp(-dt * _INV_TAU[i])
+        x = last[i]
+        if x is not None:
+            last[i] = x + shift
     state.ref = new_ref
 
 
@@ -416,7 +421,7 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
         return state
     acc, last = state.acc, state.last
     dt = t - state.ref  # <= _REBASE_SPAN, so exp cannot overflow
-    t_ms = int(t * 1000.0 + 0.5)  # ts >= 0, so this rounds to the nearest ms
+    t_ms = int(t * 1000.0 + 0.5) - int(state.ref * 1000.0 + 0.5)  # _ms(t) - _ms(ref), inline
     for i, fname, lo, hi, eq, when_missing, inv_tau, latest in matchers:
         if fname is not None:
             v = event.get(fname)
@@ -428,7 +433,8 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
                     continue
             elif not lo <= v < hi:
                 continue
-        if t_ms > last[i]:
+        x = last[i]
+        if x is None or t_ms > x:
             last[i] = t_ms
         if latest:
             if t > acc[i]:
@@ -445,14 +451,19 @@ def _evaluate(state: State) -> tuple[list[float], list[float]]:
     how recent its newest match is, while its guard condition holds) is ramped
     linearly from ``at`` to ``full``, times the strength of the rule it
     requires. Then each pattern is suspended by newer cues of other moods, and
-    the moods' scores add up strength * weight in table order.
+    the moods' scores add up strength * weight (other rules in table order, then
+    the patterns).
     """
     t_max = state.t_max
     dt = t_max - state.ref
     acc, guard = state.acc, state.guard
     exp = math.exp
     strengths = [0.0] * _N_RULES
-    for i, k, at, span, g, lag, req in _RULE_ROWS:
+    sc = [0.0] * len(MOODS)
+    last = state.last
+    patterns: list[tuple[int, int, float]] = []  # (rule, mood, strength)
+    newer: list[tuple[float, int, int]] = []  # suspending rules: (strength, newest, mood)
+    for i, k, at, span, g, lag, req, weights, mood, ongoing, suspends in _RULE_ROWS:
         a = acc[i]
         if g < 0:
             v = a * exp(-dt * k) if a else 0.0
@@ -475,31 +486,28 @@ def _evaluate(state: State) -> tuple[list[float], list[float]]:
             if not s:
                 continue
         strengths[i] = s
-    # Currentness: a pattern counts only as far as no newer cue of another
-    # mood has replaced it. Factors come from the unsuspended strengths, so
-    # the result does not depend on the order rules are visited in.
-    last = state.last
-    active = [(m, last[j], strengths[j]) for j, m in _SUSPENDERS if strengths[j]]
-    if active:
-        factors: list[tuple[int, float]] = []
-        for i, mood in _ONGOING:
-            if not strengths[i]:
-                continue
-            newest = last[i]
-            sup = 0.0
-            for m, t, s in active:
-                if t > newest and s > sup and m != mood:
-                    sup = s
-            if sup:
-                factors.append((i, 1.0 - sup))
-        for i, f in factors:
-            strengths[i] *= f
-    sc = [0.0] * len(MOODS)
-    for i, w in enumerate(_WEIGHTS):
-        s = strengths[i]
-        if s:
-            for m, x in w:
-                sc[m] += s * x
+        if suspends and (t := last[i]) is not None:  # a rule with strength has matched
+            newer.append((s, t, mood))
+        if ongoing:  # scored below, once currentness has scaled it
+            patterns.append((i, mood, s))
+        else:
+            for m, w in weights:
+                sc[m] += s * w
+    # Currentness: a pattern counts only as far as no newer match of a
+    # suspending rule of another mood has replaced it. The scale comes from
+    # unscaled strengths, so it does not depend on the order of the rules.
+    # Strongest first: the first newer one of another mood is the one that counts.
+    newer.sort(reverse=True)
+    for i, mood, s in patterns:
+        newest = last[i]
+        if newest is not None:
+            for x, t, m in newer:
+                if t > newest and m != mood:
+                    s *= 1.0 - x
+                    strengths[i] = s
+                    break
+        for m, w in _WEIGHTS[i]:
+            sc[m] += s * w
     return strengths, sc
 
 
@@ -552,7 +560,6 @@ def verdict(state: State) -> Verdict:
 
 def dumps(state: State) -> str:
     """Compact JSON; floats in shortest round-trip form, so ``loads(dumps(s))`` is exact."""
-    now = _ms(state.t_max)
     return orjson.dumps(
         {
             "v": 2,
@@ -561,9 +568,7 @@ def dumps(state: State) -> str:
             "r": state.ref,
             "a": state.acc,
             "g": state.guard,
-            # Newest-match times as milliseconds before t_max: exact integers,
-            # and short ones, since the times that matter are recent.
-            "l": [now - x if x >= 0 else -1 for x in state.last],
+            "l": state.last,
         }
     ).decode()
 
@@ -572,12 +577,11 @@ def loads(data: str) -> State:
     d = orjson.loads(data)
     acc = [float(x) for x in d["a"]]
     guard = [float(x) for x in d.get("g", ())]
-    now = _ms(float(d["t"]))
-    last = [now - int(x) if x >= 0 else _NONE_MS for x in d.get("l", ())]
+    last: list[int | None] = d.get("l", [])  # ints and nulls, as dumps wrote them
     if len(acc) != _N_RULES or len(guard) != _N_GUARDS or len(last) != _N_RULES:
         # Saved under a different rule table: the counts cannot be mapped, so
         # start the evidence afresh but keep the event count and clock.
-        acc, guard, last = _fresh_acc(), [_NONE] * _N_GUARDS, [_NONE_MS] * _N_RULES
+        acc, guard, last = _fresh_acc(), [_NONE] * _N_GUARDS, [None] * _N_RULES
     return State(
         n=int(d["n"]), t_max=float(d["t"]), ref=float(d["r"]), acc=acc, guard=guard, last=last
     )
