@@ -31,14 +31,15 @@ the runner-up and with the number of events.
 
 Currentness: rules marked ``ongoing`` are patterns of ordinary activity
 (steady task work, browsing, fast pace) that describe the visitor only while
-they go on. Each rule also remembers its newest matching ``ts``; a pattern
-whose newest event is older than the newest match of a ``suspends`` rule of
-another mood (the cues, and the patterns that are a phase of their own) is
-scaled by ``1 - strength`` of that rule. A newer phase at the landing page's
-minimum evidence (two long typing pauses, two errors, a long idle: strength 1)
-therefore replaces the older pattern however long it lasted, while weaker
-newer evidence (one pause) only weakens it. Newest-``ts`` maxima, like decayed
-sums, do not depend on arrival order.
+they go on. Each rule also remembers its newest matching ``ts``. When a
+``suspends`` rule (the cues, and the patterns that are a phase of their own)
+of mood X matched more recently than a pattern, the pattern's evidence for
+every mood but X, and its counter-evidence, is scaled by ``1 - strength`` of
+that rule (the strongest such rule counts). A newer phase at the landing
+page's minimum evidence (two long typing pauses, two errors, a long idle:
+strength 1) therefore replaces the older pattern however long it lasted,
+while weaker newer evidence (one pause) only weakens it. Newest-``ts`` maxima,
+like decayed sums, do not depend on arrival order.
 
 The rules, their thresholds and the reason for each live in :data:`RULES`;
 ``docs/engine.md`` documents them row by row.
@@ -82,10 +83,11 @@ class Rule:
     a client-side threshold, so a bare one is still a hesitation.
 
     A rule's *mood* is the one it pushes hardest. ``ongoing`` rules are patterns
-    that hold only while they go on: a newer event of a ``suspends`` rule of
-    another mood scales them by ``1 - that rule's strength``. Cues suspend by
-    default, patterns do not (their events are everyday activity) unless they
-    are a mood's own minimum evidence.
+    that hold only while they go on: a newer match of a ``suspends`` rule of
+    mood X scales their evidence for other moods than X (and their
+    counter-evidence) by ``1 - that rule's strength``. Cues suspend by default,
+    patterns do not (their events are everyday activity) unless they are a
+    phase of their own.
     """
 
     signal: str
@@ -113,6 +115,8 @@ class Rule:
     within_s: float = 0.0
     ongoing: bool = False
     suspends: bool | None = None  # None: cues suspend, patterns do not
+    # Where the cue and its threshold come from (shown in docs/engine.md).
+    source: str = ""
 
 
 # Thresholds from the landing page: input_pause >= 2.5 s and hover >= 2 s are
@@ -149,99 +153,122 @@ RULES: tuple[Rule, ...] = (
     Rule("rage_click_detected", ("rage_click",), _SLOW, 0.0, 1.5,
          {"frustrated": 6.0, "decisive": -4.0},
          "Several rapid clicks on one spot: the strongest cue. The burst's own clicks"
-         " are not fast, direct interaction, so it cancels that pace too."),
+         " are not fast, direct interaction, so it cancels that pace too.",
+         source="landing page: rage_click -> frustrated (strong signal)"),
     Rule("repeated_errors", ("error",), _SLOW, 1.0, 2.0,
          {"frustrated": 6.0, "confused": -1.5},
          "Two or more recent errors: the visitor keeps failing, past mere confusion"
-         " (landing page: 1 error -> confused, 2+ -> frustrated)."),
+         " (landing page: 1 error -> confused, 2+ -> frustrated).",
+         source="landing page: error -> frustrated (2+)"),
     Rule("error_encountered", ("error",), _SLOW, 0.0, 1.0,
          {"confused": 2.0, "frustrated": 1.0},
-         "A single error leaves the visitor unsure what happened (landing page: 1 -> confused)."),
+         "A single error leaves the visitor unsure what happened (landing page: 1 -> confused).",
+         source="landing page: error -> confused (1)"),
     Rule("fast_scroll", ("scroll",), _MEDIUM, 0.0, 2.0,
          {"frustrated": 1.5, "confused": 0.5},
          "Flinging the page at thousands of px/s is frantic searching, not reading.",
-         field="speed", lo=FAST_SCROLL_PX_S),
+         field="speed", lo=FAST_SCROLL_PX_S,
+         source="landing page: scroll -> frustrated (fast); 2000 px/s is ours"),
     Rule("dead_click_detected", ("click",), _SLOW, 0.0, 2.0,
          {"frustrated": 2.5},
          "Clicks on something that looks interactive with no response (tracker's dead flag):"
          " one may be a false alarm, two are a visitor stuck.",
-         field="dead", equals=True),
+         field="dead", equals=True,
+         source="tracker.js dead flag (PostHog, Sentry dead clicks); API reference:"
+                " frustrated = repeated failed actions"),
     Rule("error_click_detected", ("error",), _SLOW, 0.0, 1.0,
          {"frustrated": 0.8},
          "The latest click failed: an error within 1.5 s of it (Datadog's error click)."
          " Tips one error to frustrated only with another frustration cue.",
-         after=("click", "rage_click"), within_s=ERROR_CLICK_S),
+         after=("click", "rage_click"), within_s=ERROR_CLICK_S,
+         source="Datadog error click; 1.5 s is ours"),
     Rule("back_navigation", ("back_nav",), _SLOW, 0.0, 1.0,
          {"confused": 2.0, "frustrated": 0.6},
-         "Pressing back means the page was not what the visitor expected."),
+         "Pressing back means the page was not what the visitor expected.",
+         source="API reference: back_nav -> frustrated, confused"),
     # --- confused ---------------------------------------------------------
     Rule("high_page_churn", ("page_view",), _SLOW, 2.0, 4.0,
          {"confused": 2.0, "browsing": -1.5},
          "Many page views *with* back navigation is hunting, not relaxed exploring.",
-         requires="back_navigation"),
+         requires="back_navigation",
+         source="landing page: page_view -> confused (4+, high churn)"),
     Rule("backtrack_detected", ("backtrack",), _SLOW, 0.0, 2.0,
          {"confused": 3.0},
-         "Reversing up the page is re-reading: the content did not answer the question."),
+         "Reversing up the page is re-reading: the content did not answer the question.",
+         source="landing page: backtrack -> confused"),
     Rule("backtrack_detected", ("scroll",), _SLOW, 0.0, 2.0,
          {"confused": 2.0},
          "An upward scroll is a scroll reversal, the same cue as backtrack.",
-         field="direction", equals="up"),
+         field="direction", equals="up",
+         source="API reference: confused = scroll reversals"),
     Rule("hover_hesitation", ("hover",), _SLOW, 0.0, 2.0,
          {"confused": 3.5},
          "Hovering >= 2 s without clicking is hesitation over what an element does.",
-         field="duration_ms", lo=HOVER_HESITATION_MS, when_missing=True),
+         field="duration_ms", lo=HOVER_HESITATION_MS, when_missing=True,
+         source="landing page: hover -> hesitation; 2 s is ours"),
     Rule("input_hesitation", ("input_pause",), _SLOW, 0.0, 2.0,
          {"confused": 3.5, "frustrated": 0.3},
          "Stopping >= 2.5 s mid-field: the visitor does not know what to enter (landing page).",
-         field="duration_ms", lo=INPUT_HESITATION_MS, when_missing=True),
+         field="duration_ms", lo=INPUT_HESITATION_MS, when_missing=True,
+         source="landing page: input_pause -> confused (>= 2.5 s)"),
     # --- decisive ---------------------------------------------------------
     Rule("fast_direct_interactions", ("click", "focus", "page_view"), _FAST, 2.5, 4.5,
          {"decisive": 4.0, "focused": -1.0, "browsing": -1.0},
          "Clicks, focuses and navigations about a second apart or faster: no hesitation,"
          " which is neither relaxed browsing nor steady task work. Dead clicks do not count.",
-         field="dead", equals=False, when_missing=True, ongoing=True, suspends=True),
+         field="dead", equals=False, when_missing=True, ongoing=True, suspends=True,
+         source="landing page: click -> decisive (rapid bursts)"),
     # --- browsing ---------------------------------------------------------
     Rule("multi_page_browse", ("page_view",), _SLOW, 1.0, 3.5,
          {"browsing": 3.0, "focused": -1.0},
          "Several page views in the last minute is exploring, not one task"
          " (landing page: 2+ -> browsing).",
-         ongoing=True, suspends=True),
+         ongoing=True, suspends=True,
+         source="landing page: page_view -> browsing (2+)"),
     Rule("casual_hover", ("hover",), _MEDIUM, 0.0, 2.0,
          {"browsing": 1.0},
          "Brief hovers are looking around, not hesitating.",
-         field="duration_ms", hi=HOVER_HESITATION_MS, ongoing=True),
+         field="duration_ms", hi=HOVER_HESITATION_MS, ongoing=True,
+         source="landing page: hover -> browsing"),
     Rule("moderate_scroll", ("scroll",), _MEDIUM, 0.0, 3.0,
          {"browsing": 1.2, "focused": 0.5},
          "Steady scrolling is reading: relaxed exploring, or part of a task; never distress.",
-         field="speed", hi=FAST_SCROLL_PX_S, when_missing=True, ongoing=True),
+         field="speed", hi=FAST_SCROLL_PX_S, when_missing=True, ongoing=True,
+         source="API reference: scroll -> browsing; landing page: focused (steady)"),
     # --- disengaged -------------------------------------------------------
     Rule("long_idle", ("idle",), _SLOW, 0.0, 1.0,
          {"disengaged": 6.0},
          "No activity for >= 10 s: attention has drifted (landing page: idle >= 10 s),"
          " until the visitor is back (any deliberate action since).",
-         field="duration_ms", lo=LONG_IDLE_MS, when_missing=True, unless_after=_ACTIVE),
+         field="duration_ms", lo=LONG_IDLE_MS, when_missing=True, unless_after=_ACTIVE,
+         source="landing page: idle -> disengaged (>= 10 s)"),
     Rule("short_idle", ("idle",), _SLOW, 0.0, 2.0,
          {"disengaged": 1.5},
          "Repeated short lapses in activity hint at drifting attention.",
-         field="duration_ms", hi=LONG_IDLE_MS),
+         field="duration_ms", hi=LONG_IDLE_MS,
+         source="API reference: idle -> disengaged"),
     Rule("form_abandoned", ("blur",), _SLOW, 0.0, 1.0,
          {"disengaged": 1.0},
          "A blur with no deliberate action since is a form left behind (blur without re-focus)."
          " Every blur starts out like this, so it suspends no pattern.",
-         unless_after=_ACTIVE, suspends=False),
+         unless_after=_ACTIVE, suspends=False,
+         source="API reference: blur -> possibly abandoned"),
     # --- focused ----------------------------------------------------------
     Rule("steady_interaction_pattern", ("click",), _MEDIUM, 1.0, 4.0,
          {"focused": 2.0, "decisive": 0.5, "browsing": 0.3},
          "Clicks sustained over half a minute are task work (dead clicks are not).",
-         field="dead", equals=False, when_missing=True, ongoing=True),
+         field="dead", equals=False, when_missing=True, ongoing=True,
+         source="landing page: focused = steady, task-oriented"),
     Rule("steady_interaction_pattern", ("focus", "blur"), _MEDIUM, 1.0, 4.0,
          {"focused": 2.0, "decisive": 0.3},
          "Moving in and out of form fields is sustained form completion.",
-         ongoing=True, suspends=True),
+         ongoing=True, suspends=True,
+         source="API reference: focused = sustained form interaction"),
     Rule("steady_interaction_pattern", ("input_pause",), _MEDIUM, 0.0, 2.0,
          {"focused": 1.0},
          "Pauses under 2.5 s while typing are ordinary typing rhythm.",
-         field="duration_ms", hi=INPUT_HESITATION_MS, ongoing=True),
+         field="duration_ms", hi=INPUT_HESITATION_MS, ongoing=True,
+         source="landing page: confused only from 2.5 s"),
 )
 # fmt: on
 
@@ -444,15 +471,29 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
     return state
 
 
-def _evaluate(state: State) -> tuple[list[float], list[float]]:
-    """Each rule's strength in [0, 1] at ``t_max`` and each mood's score.
+# A pattern's suspension: its unsuspended strength and the two strongest newer
+# suspending rules of distinct moods, as (strength, mood, strength).
+_Suspension = tuple[float, float, int, float]
+
+
+def _toward(sus: _Suspension, mood: int) -> float:
+    """A suspended pattern's strength as evidence for ``mood`` (positive weights):
+    a newer phase of ``mood`` itself does not suspend evidence for ``mood``."""
+    s, s1, m1, s2 = sus
+    return s * (1.0 - (s1 if m1 != mood else s2))
+
+
+def _evaluate(state: State) -> tuple[list[float], list[float], dict[int, _Suspension]]:
+    """Each rule's strength in [0, 1] at ``t_max``, each mood's score, and how
+    each pattern was suspended.
 
     A rule's decayed count at ``t_max`` (for ``unless_after``/``after`` rules:
     how recent its newest match is, while its guard condition holds) is ramped
     linearly from ``at`` to ``full``, times the strength of the rule it
-    requires. Then each pattern is suspended by newer cues of other moods, and
-    the moods' scores add up strength * weight (other rules in table order, then
-    the patterns).
+    requires. Then the patterns are suspended by newer matches of suspending
+    rules (see the module docstring), and the moods' scores add up
+    strength * weight (other rules in table order, then the patterns). A
+    pattern's reported strength is the one toward its own mood.
     """
     t_max = state.t_max
     dt = t_max - state.ref
@@ -493,22 +534,31 @@ def _evaluate(state: State) -> tuple[list[float], list[float]]:
         else:
             for m, w in weights:
                 sc[m] += s * w
-    # Currentness: a pattern counts only as far as no newer match of a
-    # suspending rule of another mood has replaced it. The scale comes from
-    # unscaled strengths, so it does not depend on the order of the rules.
-    # Strongest first: the first newer one of another mood is the one that counts.
+    # Currentness: a pattern's evidence for a mood counts only as far as no newer
+    # match of a suspending rule of another mood has replaced it (its
+    # counter-evidence goes with its own mood). Scales come from unscaled
+    # strengths, so they do not depend on the order of the rules. Strongest
+    # first: the first newer one, or the first of another mood than that, counts.
     newer.sort(reverse=True)
+    suspended: dict[int, _Suspension] = {}
     for i, mood, s in patterns:
         newest = last[i]
+        s1 = s2 = 0.0
+        m1 = -1
         if newest is not None:
             for x, t, m in newer:
-                if t > newest and m != mood:
-                    s *= 1.0 - x
-                    strengths[i] = s
-                    break
-        for m, w in _WEIGHTS[i]:
-            sc[m] += s * w
-    return strengths, sc
+                if t > newest:
+                    if m1 < 0:
+                        s1, m1 = x, m
+                    elif m != m1:
+                        s2 = x
+                        break
+        sus = (s, s1, m1, s2)
+        suspended[i] = sus
+        strengths[i] = _toward(sus, mood)
+        for k, w in _WEIGHTS[i]:
+            sc[k] += _toward(sus, k if w > 0 else mood) * w
+    return strengths, sc, suspended
 
 
 def scores(state: State) -> dict[MoodLabel, float]:
@@ -528,7 +578,7 @@ def verdict(state: State) -> Verdict:
     """The session's current mood, evaluated at its newest event."""
     if state.n < MIN_EVENTS:
         return _neutral(state)
-    strengths, sc = _evaluate(state)
+    strengths, sc, suspended = _evaluate(state)
     top = max(sc)
     best = sc.index(top)  # ties go to the mood listed first
     if top < NEUTRAL_FLOOR or best == _NEUTRAL:
@@ -548,7 +598,8 @@ def verdict(state: State) -> Verdict:
     # Signals: rules that pushed the winner, strongest contribution first.
     contrib: dict[str, float] = {}
     for i, sig, w in _PUSHERS[best]:
-        s = strengths[i]
+        sus = suspended.get(i)
+        s = strengths[i] if sus is None else _toward(sus, best)
         if s:
             contrib[sig] = contrib.get(sig, 0.0) + s * w
     if len(contrib) > 1:

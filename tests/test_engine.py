@@ -303,6 +303,19 @@ def test_one_long_pause_only_weakens_the_work_before_it() -> None:
     assert two["focused"] < 0.1 * before
 
 
+def test_a_newer_phase_keeps_older_evidence_for_its_own_mood() -> None:
+    # Reading scrolls count toward browsing and a little toward focused; form
+    # work after them suspends their browsing evidence, not their focused one.
+    reading = [ev("page_view", 0)]
+    reading += [ev("scroll", 2 + 3 * i, speed=200, direction="down") for i in range(4)]
+    form = [ev(kind, 15 + 2.5 * i) for i, kind in enumerate(["focus", "blur"] * 3)]
+    both = engine.scores(run([*reading, *form]))
+    form_only = engine.scores(run([reading[0], *form]))
+    assert engine.scores(run(reading))["browsing"] > 1.0
+    assert both["browsing"] < 0.05
+    assert both["focused"] > form_only["focused"] + 0.3
+
+
 def checkout_form(start: float) -> list[Event]:
     """The demo's checkout form filled top to bottom: six fields over ~40 s, each
     clicked, typed into with short pauses (tracker.js reports none under 2.5 s;
