@@ -553,11 +553,11 @@ def _evaluate(state: State) -> tuple[list[float], list[float], dict[int, _Suspen
                     elif m != m1:
                         s2 = x
                         break
-        sus = (s, s1, m1, s2)
-        suspended[i] = sus
-        strengths[i] = _toward(sus, mood)
+        suspended[i] = (s, s1, m1, s2)
+        other, own = s * (1.0 - s1), s * (1.0 - s2)  # for moods other than m1; for m1
+        strengths[i] = own if mood == m1 else other
         for k, w in _WEIGHTS[i]:
-            sc[k] += _toward(sus, k if w > 0 else mood) * w
+            sc[k] += (own if (k if w > 0 else mood) == m1 else other) * w
     return strengths, sc, suspended
 
 
