@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python bench/eval_offline.py [--file PATH] [--misses] [--shuffle-within S]
-        [--time-scale F] [--duration-scale F] [--drop-one S] [--half a|b] [--engine-at REV]
+        [--time-scale F] [--duration-scale F] [--drop-one S] [--strip] [--half a|b]
+        [--engine-at REV]
 
 Prints the confusion matrix, per-mood precision/recall/F1, macro-F1 and the
 reliability table (accuracy per confidence band). ``--shuffle-within`` folds
@@ -12,7 +13,8 @@ order) to check that the verdict does not depend on arrival order;
 ``--time-scale F`` stretches every session's pace by F, to see how much margin
 the pace-based rules have; ``--duration-scale F`` scales every ``duration_ms``
 (margin of the hesitation and idle thresholds); ``--drop-one S`` drops one
-random event from each session of four or more (a lost event);
+random event from each session of four or more (a lost event); ``--strip``
+keeps only ``type`` and ``ts`` (a client that sends no optional field);
 ``--half a`` / ``--half b`` keeps every other session (even / odd lines), to
 check on one half what was looked at on the other. ``--engine-at REV`` scores
 the engine as of a git revision instead (before/after figures from one tool).
@@ -55,6 +57,7 @@ def run(
     duration_scale: float = 1.0,
     drop_seed: int | None = None,
     half: str | None = None,
+    strip: bool = False,
 ) -> list[tuple[str, str, engine.Verdict, str]]:
     out = []
     rng = random.Random(shuffle_seed)
@@ -74,6 +77,8 @@ def run(
                 dict(e, duration_ms=e["duration_ms"] * duration_scale) if "duration_ms" in e else e
                 for e in events
             ]
+        if strip:
+            events = [{"type": e["type"], "ts": e["ts"]} for e in events]
         if drop_seed is not None and len(events) >= 4:
             del events[drop_rng.randrange(len(events))]
         if shuffle_seed is not None:
@@ -154,6 +159,7 @@ def main() -> None:
     ap.add_argument(
         "--drop-one", type=int, default=None, metavar="SEED", help="drop one event per session"
     )
+    ap.add_argument("--strip", action="store_true", help="drop every optional field")
     ap.add_argument("--half", choices=["a", "b"], help="every other session: even (a) or odd (b)")
     ap.add_argument("--engine-at", metavar="REV", help="score the engine of this git revision")
     args = ap.parse_args()
@@ -169,6 +175,7 @@ def main() -> None:
         args.duration_scale,
         args.drop_one,
         args.half,
+        args.strip,
     )
     report(rows, args.misses)
 

@@ -178,8 +178,8 @@ RULES: tuple[Rule, ...] = (
                 " frustrated = repeated failed actions"),
     Rule("error_click_detected", ("error",), _SLOW, 0.0, 1.0,
          {"frustrated": 0.8},
-         "The latest click failed: an error within 1.5 s of it (Datadog's error click)."
-         " Tips one error to frustrated only with another frustration cue.",
+         "The newest error came within 1.5 s of the latest click: that click failed (Datadog's"
+         " error click). Tips one error to frustrated only with another frustration cue.",
          after=("click", "rage_click"), within_s=ERROR_CLICK_S,
          source="Datadog error click; 1.5 s is ours"),
     Rule("back_navigation", ("back_nav",), _SLOW, 0.0, 1.0,

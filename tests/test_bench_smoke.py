@@ -71,6 +71,7 @@ def test_generated_sessions_are_valid_and_the_offline_eval_takes_every_perturbat
         "3",
         "--shuffle-within",
         "5",
+        "--strip",
     )
     assert out.splitlines()[-1].startswith("macro_f1=") and out.rstrip().endswith("n=8")
 

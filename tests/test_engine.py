@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
@@ -341,6 +342,9 @@ def test_hesitating_on_the_card_number_after_filling_the_form_asks_for_help() ->
         ev("input_pause", t + 5, duration_ms=4000),
         ev("input_pause", t + 10, duration_ms=4000),
     ]
+    # One long pause only weakens the form work; the second one is the
+    # landing page's minimum evidence of confusion.
+    assert mood_of([*form, *card[:3]]).mood == "focused"
     v = mood_of([*form, *card])
     assert v.mood == "confused" and v.suggested_action == "show_tooltip"
     assert v.signals[0] == "input_hesitation" and v.confidence > 0.5
@@ -579,6 +583,18 @@ def test_rule_table_is_well_formed() -> None:
         assert r.half_life_s > 0 and r.full > r.at >= 0
         assert r.reason.strip() and len(r.reason) < 200
         assert r.requires is None or any(q.signal == r.requires for q in engine.RULES)
+        assert r.source.strip()
+        assert not (r.after and r.within_s <= 0)
+
+
+def test_the_documented_rule_table_is_the_rule_table() -> None:
+    path = Path(__file__).resolve().parents[1] / "scripts" / "engine_rules_doc.py"
+    spec = importlib.util.spec_from_file_location("engine_rules_doc", path)
+    assert spec is not None and spec.loader is not None
+    doc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doc)
+    assert doc.documented() == doc.render(), "run scripts/engine_rules_doc.py --write"
+    assert doc.render().count("\n") == len(engine.RULES) + 1
 
 
 # --- the labeled sessions ------------------------------------------------------
