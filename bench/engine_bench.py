@@ -2,22 +2,31 @@
 
 Usage::
 
-    .venv/bin/python bench/engine_bench.py [--events N] [--repeat R]
+    .venv/bin/python bench/engine_bench.py [--events N] [--repeat R] [--against REV]
 
 Prints the fold rate (events/s, best of R runs), the cost of the
 ``loads -> fold one event -> verdict -> dumps`` cycle the server runs per
 request, and the serialised state size after a long session. The event mix is
 the labeled public sessions replayed back to back (synthetic if that file is
 missing), so every rule and field filter is exercised.
+
+``--against REV`` also times the engine as of a git revision (e.g. ``main``)
+in the same run, rounds interleaved, and prints this/ref ratios: on a shared
+machine only ratios measured side by side mean anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,64 +69,126 @@ def workload(n: int) -> list[dict[str, Any]]:
     return out
 
 
-def bench_fold(events: list[dict[str, Any]], repeat: int) -> float:
-    best = float("inf")
-    fold = engine.fold
-    for _ in range(repeat):
-        state = engine.new_state()
-        t0 = time.perf_counter()
-        for e in events:
-            state = fold(state, e)
-        best = min(best, time.perf_counter() - t0)
-    return len(events) / best
+def load_engine_at(rev: str) -> ModuleType:
+    """``sessionmood_server/engine.py`` as of git revision ``rev``, as its own module."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "show", f"{rev}:sessionmood_server/engine.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    tmp = Path(tempfile.mkdtemp()) / "engine_ref.py"
+    tmp.write_text(source)
+    spec = importlib.util.spec_from_file_location("engine_ref", tmp)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
-def bench_cycle(events: list[dict[str, Any]], repeat: int) -> tuple[float, float, float]:
+def time_fold(eng: ModuleType, events: list[dict[str, Any]]) -> float:
+    """Seconds to fold ``events`` into a fresh state."""
+    fold = eng.fold
+    state = eng.new_state()
+    t0 = time.perf_counter()
+    for e in events:
+        state = fold(state, e)
+    return time.perf_counter() - t0
+
+
+def time_cycle(eng: ModuleType, events: list[dict[str, Any]]) -> tuple[float, float, float]:
     """Per request: loads + fold(1) + verdict + dumps; also verdict alone and dumps+loads."""
-    state = engine.new_state()
+    state = eng.new_state()
     for e in events[:1000]:
-        state = engine.fold(state, e)
-    data = engine.dumps(state)
+        state = eng.fold(state, e)
+    data = eng.dumps(state)
     n = 20_000
     tail = events[1000 : 1000 + n]
-    best_cycle = best_verdict = best_rt = float("inf")
+    t0 = time.perf_counter()
+    for e in tail:
+        s = eng.loads(data)
+        s = eng.fold(s, e)
+        eng.verdict(s)
+        eng.dumps(s)
+    cycle = (time.perf_counter() - t0) / len(tail)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        eng.verdict(state)
+    verdict_s = (time.perf_counter() - t0) / n
+    t0 = time.perf_counter()
+    for _ in range(n):
+        eng.loads(eng.dumps(state))
+    rt = (time.perf_counter() - t0) / n
+    return cycle, verdict_s, rt
+
+
+def measure(
+    engines: list[ModuleType], events: list[dict[str, Any]], repeat: int
+) -> list[dict[str, float]]:
+    """Best of ``repeat`` per engine, rounds interleaved so that a busy machine
+    slows every engine alike."""
+    best = [
+        {"fold_s": math.inf, "cycle": math.inf, "verdict": math.inf, "rt": math.inf}
+        for _ in engines
+    ]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for e in tail:
-            s = engine.loads(data)
-            s = engine.fold(s, e)
-            engine.verdict(s)
-            engine.dumps(s)
-        best_cycle = min(best_cycle, (time.perf_counter() - t0) / len(tail))
-        t0 = time.perf_counter()
-        for _ in range(n):
-            engine.verdict(state)
-        best_verdict = min(best_verdict, (time.perf_counter() - t0) / n)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            engine.loads(engine.dumps(state))
-        best_rt = min(best_rt, (time.perf_counter() - t0) / n)
-    return best_cycle, best_verdict, best_rt
+        for b, eng in zip(best, engines, strict=True):
+            b["fold_s"] = min(b["fold_s"], time_fold(eng, events))
+            cycle, verdict_s, rt = time_cycle(eng, events)
+            b["cycle"] = min(b["cycle"], cycle)
+            b["verdict"] = min(b["verdict"], verdict_s)
+            b["rt"] = min(b["rt"], rt)
+    return best
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--against",
+        metavar="REV",
+        help="also time the engine of this git revision, in interleaved rounds, and print ratios",
+    )
     args = ap.parse_args()
     events = workload(args.events)
-    rate = bench_fold(events, args.repeat)
-    cycle, verdict_s, rt = bench_cycle(events, args.repeat)
+    engines: list[ModuleType] = [engine]
+    if args.against:
+        engines.append(load_engine_at(args.against))
+    results = measure(engines, events, args.repeat)
+    ours = results[0]
+    rate = len(events) / ours["fold_s"]
     state = engine.new_state()
     for e in events:
         state = engine.fold(state, e)
     size = len(engine.dumps(state).encode())
     print(f"rules: {len(engine.RULES)}  events: {len(events):,}  (best of {args.repeat})")
     print(f"fold: {rate:,.0f} events/s ({1e6 / rate:.2f} us/event)  target >= 200,000")
-    print(f"verdict: {verdict_s * 1e6:.1f} us   dumps+loads: {rt * 1e6:.1f} us")
-    print(f"per request (loads + fold 1 + verdict + dumps): {cycle * 1e6:.1f} us")
+    print(f"verdict: {ours['verdict'] * 1e6:.1f} us   dumps+loads: {ours['rt'] * 1e6:.1f} us")
+    print(f"per request (loads + fold 1 + verdict + dumps): {ours['cycle'] * 1e6:.1f} us")
     print(f"state after {len(events):,} events: {size} bytes serialised (limit 1024)")
     print(f"final verdict: {engine.verdict(state)}")
+    if args.against:
+        ref = results[1]
+        old = engines[1]
+        ref_state = old.new_state()
+        for e in events:
+            ref_state = old.fold(ref_state, e)
+        ref_size = len(old.dumps(ref_state).encode())
+        print(f"against {args.against} ({len(old.RULES)} rules), same run, interleaved rounds:")
+        print("  measure                  this      ref     this/ref")
+        rows = [
+            ("fold (us/event)", ours["fold_s"] / len(events), ref["fold_s"] / len(events)),
+            ("verdict (us)", ours["verdict"], ref["verdict"]),
+            ("dumps+loads (us)", ours["rt"], ref["rt"]),
+            ("per request (us)", ours["cycle"], ref["cycle"]),
+        ]
+        for name, a, b in rows:
+            print(f"  {name:<22}{a * 1e6:>7.2f}  {b * 1e6:>7.2f}  {a / b:>8.2f}")
+        print(f"  {'state (bytes)':<22}{size:>7}  {ref_size:>7}  {size / ref_size:>8.2f}")
 
 
 if __name__ == "__main__":

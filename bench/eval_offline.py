@@ -3,13 +3,21 @@
 Usage::
 
     .venv/bin/python bench/eval_offline.py [--file PATH] [--misses] [--shuffle-within S]
+        [--time-scale F] [--duration-scale F] [--drop-one S] [--strip] [--half a|b]
+        [--engine-at REV]
 
 Prints the confusion matrix, per-mood precision/recall/F1, macro-F1 and the
 reliability table (accuracy per confidence band). ``--shuffle-within`` folds
 each session's events in a scrambled order (as if delivered late / out of
 order) to check that the verdict does not depend on arrival order;
 ``--time-scale F`` stretches every session's pace by F, to see how much margin
-the pace-based rules have.
+the pace-based rules have; ``--duration-scale F`` scales every ``duration_ms``
+(margin of the hesitation and idle thresholds); ``--drop-one S`` drops one
+random event from each session of four or more (a lost event); ``--strip``
+keeps only ``type`` and ``ts`` (a client that sends no optional field);
+``--half a`` / ``--half b`` keeps every other session (even / odd lines), to
+check on one half what was looked at on the other. ``--engine-at REV`` scores
+the engine as of a git revision instead (before/after figures from one tool).
 """
 
 from __future__ import annotations
@@ -43,25 +51,42 @@ BANDS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.85), (0.85, 1.0001))
 
 
 def run(
-    path: str, shuffle_seed: int | None, time_scale: float = 1.0
+    path: str,
+    shuffle_seed: int | None,
+    time_scale: float = 1.0,
+    duration_scale: float = 1.0,
+    drop_seed: int | None = None,
+    half: str | None = None,
+    strip: bool = False,
 ) -> list[tuple[str, str, engine.Verdict, str]]:
     out = []
     rng = random.Random(shuffle_seed)
+    drop_rng = random.Random(drop_seed)
     with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            s = json.loads(line)
-            events = list(s["events"])
-            if time_scale != 1.0:
-                t0 = float(events[0]["ts"])
-                events = [dict(e, ts=t0 + (float(e["ts"]) - t0) * time_scale) for e in events]
-            if shuffle_seed is not None:
-                rng.shuffle(events)
-            st = engine.new_state()
-            for e in events:
-                st = engine.fold(st, e)
-            out.append((s["id"], s["label"], engine.verdict(st), _sketch(s["events"])))
+        lines = [line for line in f if line.strip()]
+    if half is not None:
+        lines = lines[0 if half == "a" else 1 :: 2]
+    for line in lines:
+        s = json.loads(line)
+        events = list(s["events"])
+        if time_scale != 1.0:
+            t0 = float(events[0]["ts"])
+            events = [dict(e, ts=t0 + (float(e["ts"]) - t0) * time_scale) for e in events]
+        if duration_scale != 1.0:
+            events = [
+                dict(e, duration_ms=e["duration_ms"] * duration_scale) if "duration_ms" in e else e
+                for e in events
+            ]
+        if strip:
+            events = [{"type": e["type"], "ts": e["ts"]} for e in events]
+        if drop_seed is not None and len(events) >= 4:
+            del events[drop_rng.randrange(len(events))]
+        if shuffle_seed is not None:
+            rng.shuffle(events)
+        st = engine.new_state()
+        for e in events:
+            st = engine.fold(st, e)
+        out.append((s["id"], s["label"], engine.verdict(st), _sketch(s["events"])))
     return out
 
 
@@ -128,8 +153,31 @@ def main() -> None:
     ap.add_argument(
         "--time-scale", type=float, default=1.0, help="stretch every session's pace by this factor"
     )
+    ap.add_argument(
+        "--duration-scale", type=float, default=1.0, help="scale every duration_ms by this factor"
+    )
+    ap.add_argument(
+        "--drop-one", type=int, default=None, metavar="SEED", help="drop one event per session"
+    )
+    ap.add_argument("--strip", action="store_true", help="drop every optional field")
+    ap.add_argument("--half", choices=["a", "b"], help="every other session: even (a) or odd (b)")
+    ap.add_argument("--engine-at", metavar="REV", help="score the engine of this git revision")
     args = ap.parse_args()
-    report(run(args.file, args.shuffle_within, args.time_scale), args.misses)
+    if args.engine_at:
+        from engine_bench import load_engine_at  # bench/ is on sys.path when run as a script
+
+        global engine
+        engine = load_engine_at(args.engine_at)
+    rows = run(
+        args.file,
+        args.shuffle_within,
+        args.time_scale,
+        args.duration_scale,
+        args.drop_one,
+        args.half,
+        args.strip,
+    )
+    report(rows, args.misses)
 
 
 if __name__ == "__main__":

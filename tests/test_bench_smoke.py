@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,48 @@ def test_bench_smoke_prints_every_ratio(tmp_path: Path) -> None:
     ):
         assert metric in table
         assert metric in proc.stdout
+
+
+def _run(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_generated_sessions_are_valid_and_the_offline_eval_takes_every_perturbation(
+    tmp_path: Path,
+) -> None:
+    from sessionmood_client._models import MOODS, EventsRequest
+
+    lines = _run("bench/gen_transitions.py", "--seed", "7", "--per", "1").splitlines()
+    assert len(lines) == 17  # 5 recent moods x 4 earlier phases, less the 3 same-kind pairs
+    for line in lines:
+        session = json.loads(line)
+        assert session["label"] in MOODS
+        EventsRequest.model_validate({"events": session["events"]})
+    path = tmp_path / "gen.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    out = _run(
+        "bench/eval_offline.py",
+        "--file",
+        str(path),
+        "--half",
+        "b",
+        "--time-scale",
+        "1.1",
+        "--duration-scale",
+        "0.9",
+        "--drop-one",
+        "3",
+        "--shuffle-within",
+        "5",
+        "--strip",
+    )
+    assert out.splitlines()[-1].startswith("macro_f1=") and out.rstrip().endswith("n=8")
+
+
+def test_engine_bench_compares_against_a_revision() -> None:
+    out = _run("bench/engine_bench.py", "--events", "3000", "--repeat", "1", "--against", "HEAD")
+    assert "this/ref" in out and "per request (us)" in out
