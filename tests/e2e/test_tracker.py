@@ -13,15 +13,13 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import subprocess
-import sys
 import time
 from typing import Any
 
 import pytest
 from playwright.sync_api import Route
 
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import LiveServer
 from tests.e2e.conftest import Shop, of, publishable, throw, types
 
 ALL_TYPES = {
@@ -344,14 +342,3 @@ def test_track_sanitises_what_it_is_given_and_never_throws(shop: Shop) -> None:
         {"type": "scroll", "speed": 0},
         {"type": "hover"},
     ]
-
-
-def test_tracker_fits_its_size_budget() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "tracker_size.py"), "--minifier", "builtin"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "within budget" in done.stdout

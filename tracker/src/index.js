@@ -26,7 +26,6 @@ function bind() {
   bindErrors();
   listen(D, 'visibilitychange', () => {
     if (!D.hidden) return active();
-    respond(); // the visitor left the tab: whatever they clicked did something
     pauseIdle();
     stopHover();
     leave();
@@ -34,7 +33,10 @@ function bind() {
   listen(W, 'pagehide', leave);
 }
 
+// The page is hidden or going away (a link, a new tab): whatever the visitor
+// clicked did something. Everything unsent goes by beacon.
 function leave() {
+  respond();
   settleAll();
   beacon();
 }
