@@ -21,7 +21,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	$(BIN)/sessionmood serve --host $(HOST) --port $(PORT)
+	$(BIN)/sessionmood serve --demo --host $(HOST) --port $(PORT)
 
 chromium: $(VENV)/.dev-installed
 	@PYTHON=$(BIN)/python bash scripts/ensure-chromium.sh
