@@ -218,7 +218,8 @@ class SessionMoodClient(BaseClient[httpx.Client]):
     def create_publishable_key(self, allowed_origins: Sequence[str]) -> PublishableKeyResponse:
         """A browser key (``pk_...``, shown once) for tracker.js, usable only from these origins.
 
-        It may only send events and read moods. Needs a secret key; not idempotent.
+        It may only send events and feedback (it reads nothing). Needs a secret key; not
+        idempotent.
         """
         return self._request(self._create_publishable_key_spec(allowed_origins))
 
@@ -427,7 +428,8 @@ class AsyncSessionMoodClient(BaseClient[httpx.AsyncClient]):
     ) -> PublishableKeyResponse:
         """A browser key (``pk_...``, shown once) for tracker.js, usable only from these origins.
 
-        It may only send events and read moods. Needs a secret key; not idempotent.
+        It may only send events and feedback (it reads nothing). Needs a secret key; not
+        idempotent.
         """
         return await self._request(self._create_publishable_key_spec(allowed_origins))
 

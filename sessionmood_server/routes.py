@@ -11,7 +11,7 @@ import hmac
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -260,9 +260,11 @@ class _StreamResponse(StreamingResponse):
     finished, the client gone, or never sent at all (Starlette then closes
     the generator without running it)."""
 
-    def __init__(self, body: AsyncIterator[bytes], release: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, body: AsyncIterator[bytes], release: Callable[[], None], **kwargs: Any
+    ) -> None:
         super().__init__(body, **kwargs)
-        self._release = release
+        self._release: Callable[[], None] | None = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -526,7 +528,9 @@ class Api:
         # second validation on the hottest path.
         return JSONResponse(result.response, headers=headers)
 
-    def _new_session_admitter(self, request: Request, key: KeyRecord, refused: list[float]) -> Any:
+    def _new_session_admitter(
+        self, request: Request, key: KeyRecord, refused: list[float]
+    ) -> Callable[[], bool]:
         """For ``append_events``: may this publishable-key batch open a new session?
         Appends the seconds to wait to ``refused`` when not."""
         source = client_source(request.client.host if request.client else None)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from sessionmood_client._models import ExportEventsResponse, PageAnalyticsResponse
 from sessionmood_server.app import create_app
 from sessionmood_server.limits import Rate, RateLimiter, admit, client_source
 from sessionmood_server.settings import Settings
@@ -298,6 +299,7 @@ def test_exports_come_in_pages_with_a_cursor(make_client: Any) -> None:
         page = c.get(path, headers=sk).json()
         pages += 1
         assert set(page) == {"session_id", "event_count", "events", "next_cursor"}
+        ExportEventsResponse.model_validate(page)  # the shape the client parses
         assert page["event_count"] == 105 and len(page["events"]) <= 40
         got += page["events"]
         if page["next_cursor"] is None:
@@ -323,7 +325,9 @@ def test_page_analytics_are_bounded(make_client: Any) -> None:
     for s in range(3):
         busy = [{"type": "page_view", "url": f"/p/{i}"} for i in range(10)]
         assert c.post(f"/v1/sessions/s{s}/events", json={"events": busy}, headers=sk).is_success
-    default = c.get("/v1/analytics/pages", headers=sk).json()["pages"]
+    body = c.get("/v1/analytics/pages", headers=sk).json()
+    PageAnalyticsResponse.model_validate(body)  # the shape the client parses
+    default = body["pages"]
     assert len(default) == 100  # top 100 by default
     assert [p["url"] for p in default[:10]] == sorted(f"/p/{i}" for i in range(10))
     assert all(p["sessions"] == 4 for p in default[:10])
