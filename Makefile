@@ -26,7 +26,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	$(BIN)/sessionmood serve --host $(HOST) --port $(PORT)
+	$(BIN)/sessionmood serve --demo --host $(HOST) --port $(PORT)
 
 # The tracker's build tools (esbuild, terser, typescript), pinned by tracker/package-lock.json.
 $(TRACKER_DEPS): tracker/package-lock.json

@@ -84,7 +84,12 @@ def servers(db_url: str, n: int) -> Iterator[list[str]]:
     """``n`` production-style replicas (no demo, no access log) on one database."""
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
-    env = {**os.environ, "SESSIONMOOD_DATABASE_URL": db_url, "SESSIONMOOD_ADMIN_TOKEN": ADMIN}
+    env = {
+        **os.environ,
+        "SESSIONMOOD_DATABASE_URL": db_url,
+        "SESSIONMOOD_ADMIN_TOKEN": ADMIN,
+        "SESSIONMOOD_LIMITS": "off",  # a load test: see README "Limits"
+    }
     try:
         for _ in range(n):
             port = free_port()

@@ -106,7 +106,9 @@ def serve(kind: str, db_url: str = "") -> Iterator[Server]:
             "--log-level",
             "warning",
         ]
-    env = {**os.environ, "SESSIONMOOD_DATABASE_URL": db_url}
+    # Load tests: lift the abuse limits (a 100,000-event session, thousands of
+    # new sessions a second from one address); see README "Limits".
+    env = {**os.environ, "SESSIONMOOD_DATABASE_URL": db_url, "SESSIONMOOD_LIMITS": "off"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
         _wait_healthy(port, proc)

@@ -362,10 +362,21 @@ class BaseClient(Generic[HttpClientT]):
             "DELETE", f"/v1/sessions/{quote_session_id(session_id)}", DeleteSessionResponse
         )
 
-    def _export_events_spec(self, session_id: str) -> RequestSpec[ExportEventsResponse]:
+    def _export_events_spec(
+        self, session_id: str, cursor: str | None = None
+    ) -> RequestSpec[ExportEventsResponse]:
         return RequestSpec(
-            "GET", f"/v1/sessions/{quote_session_id(session_id)}/events", ExportEventsResponse
+            "GET",
+            f"/v1/sessions/{quote_session_id(session_id)}/events",
+            ExportEventsResponse,
+            params={"cursor": cursor} if cursor else None,
         )
+
+    @staticmethod
+    def _whole_export(pages: list[ExportEventsResponse]) -> ExportEventsResponse:
+        """The pages of one export as a single answer (the last page's count)."""
+        events = [e for page in pages for e in page.events]
+        return pages[-1].model_copy(update={"events": events, "next_cursor": None})
 
     def _get_usage_spec(self) -> RequestSpec[UsageResponse]:
         return RequestSpec("GET", "/v1/usage", UsageResponse)
@@ -387,11 +398,14 @@ class BaseClient(Generic[HttpClientT]):
         )
 
     def _get_page_analytics_spec(
-        self, since: TimeInput | None, until: TimeInput | None
+        self, since: TimeInput | None, until: TimeInput | None, limit: int | None = None
     ) -> RequestSpec[PageAnalyticsResponse]:
-        return RequestSpec(
-            "GET", "/v1/analytics/pages", PageAnalyticsResponse, params=_time_params(since, until)
-        )
+        params = _time_params(since, until)
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError("limit must be a positive int")
+            params["limit"] = str(limit)
+        return RequestSpec("GET", "/v1/analytics/pages", PageAnalyticsResponse, params=params)
 
     def _get_action_analytics_spec(
         self, since: TimeInput | None, until: TimeInput | None

@@ -178,13 +178,17 @@ class SessionMoodClient(BaseClient[httpx.Client]):
         return self._request(self._get_analytics_spec())
 
     def get_page_analytics(
-        self, since: TimeInput | None = None, until: TimeInput | None = None
+        self,
+        since: TimeInput | None = None,
+        until: TimeInput | None = None,
+        limit: int | None = None,
     ) -> PageAnalyticsResponse:
         """Per page: sessions, mood distribution, frustration rate; busiest pages first.
 
-        ``since``/``until`` are datetimes (naive means UTC) or Unix seconds.
+        ``since``/``until`` are datetimes (naive means UTC) or Unix seconds;
+        ``limit`` pages at most (the server's default is 100).
         """
-        return self._request(self._get_page_analytics_spec(since, until))
+        return self._request(self._get_page_analytics_spec(since, until, limit))
 
     def get_action_analytics(
         self, since: TimeInput | None = None, until: TimeInput | None = None
@@ -197,8 +201,11 @@ class SessionMoodClient(BaseClient[httpx.Client]):
         return self._request(self._delete_session_spec(session_id))
 
     def export_events(self, session_id: str) -> ExportEventsResponse:
-        """Every stored event of a session, in order."""
-        return self._request(self._export_events_spec(session_id))
+        """Every stored event of a session, in order (all of the server's pages)."""
+        pages = [self._request(self._export_events_spec(session_id))]
+        while pages[-1].next_cursor:
+            pages.append(self._request(self._export_events_spec(session_id, pages[-1].next_cursor)))
+        return self._whole_export(pages)
 
     def get_usage(self) -> UsageResponse:
         """This month's session count against the plan's limit."""
@@ -211,7 +218,8 @@ class SessionMoodClient(BaseClient[httpx.Client]):
     def create_publishable_key(self, allowed_origins: Sequence[str]) -> PublishableKeyResponse:
         """A browser key (``pk_...``, shown once) for tracker.js, usable only from these origins.
 
-        It may only send events and read moods. Needs a secret key; not idempotent.
+        It may only send events and feedback (it reads nothing). Needs a secret key; not
+        idempotent.
         """
         return self._request(self._create_publishable_key_spec(allowed_origins))
 
@@ -377,13 +385,17 @@ class AsyncSessionMoodClient(BaseClient[httpx.AsyncClient]):
         return await self._request(self._get_analytics_spec())
 
     async def get_page_analytics(
-        self, since: TimeInput | None = None, until: TimeInput | None = None
+        self,
+        since: TimeInput | None = None,
+        until: TimeInput | None = None,
+        limit: int | None = None,
     ) -> PageAnalyticsResponse:
         """Per page: sessions, mood distribution, frustration rate; busiest pages first.
 
-        ``since``/``until`` are datetimes (naive means UTC) or Unix seconds.
+        ``since``/``until`` are datetimes (naive means UTC) or Unix seconds;
+        ``limit`` pages at most (the server's default is 100).
         """
-        return await self._request(self._get_page_analytics_spec(since, until))
+        return await self._request(self._get_page_analytics_spec(since, until, limit))
 
     async def get_action_analytics(
         self, since: TimeInput | None = None, until: TimeInput | None = None
@@ -396,8 +408,12 @@ class AsyncSessionMoodClient(BaseClient[httpx.AsyncClient]):
         return await self._request(self._delete_session_spec(session_id))
 
     async def export_events(self, session_id: str) -> ExportEventsResponse:
-        """Every stored event of a session, in order."""
-        return await self._request(self._export_events_spec(session_id))
+        """Every stored event of a session, in order (all of the server's pages)."""
+        pages = [await self._request(self._export_events_spec(session_id))]
+        while pages[-1].next_cursor:
+            cursor = pages[-1].next_cursor
+            pages.append(await self._request(self._export_events_spec(session_id, cursor)))
+        return self._whole_export(pages)
 
     async def get_usage(self) -> UsageResponse:
         """This month's session count against the plan's limit."""
@@ -412,7 +428,8 @@ class AsyncSessionMoodClient(BaseClient[httpx.AsyncClient]):
     ) -> PublishableKeyResponse:
         """A browser key (``pk_...``, shown once) for tracker.js, usable only from these origins.
 
-        It may only send events and read moods. Needs a secret key; not idempotent.
+        It may only send events and feedback (it reads nothing). Needs a secret key; not
+        idempotent.
         """
         return await self._request(self._create_publishable_key_spec(allowed_origins))
 

@@ -443,7 +443,7 @@ class KeyGenerateResponse(BaseModel):
 
 class PublishableKeyResponse(BaseModel):
     """Answer to ``POST /v1/keys/publishable``: a browser key (shown only once)
-    that may only send events and read its sessions' moods."""
+    that may only send events and feedback (each answer carries the mood)."""
 
     model_config = _RESPONSE
     publishable_key: str
@@ -547,12 +547,17 @@ class ExportedEvent(BaseModel):
 
 
 class ExportEventsResponse(BaseModel):
-    """Answer to ``GET /v1/sessions/{id}/events``: every stored event, in order."""
+    """Answer to ``GET /v1/sessions/{id}/events``: the stored events, in order, a
+    page at a time (``next_cursor`` fetches the next page)."""
 
     model_config = _RESPONSE
     session_id: str
-    event_count: int
+    event_count: int = Field(description="Events stored in the session (all pages)")
     events: list[ExportedEvent]
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as ?cursor= for the next page; null on the last page",
+    )
 
 
 class ApiError(BaseModel):

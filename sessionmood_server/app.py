@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sessionmood_server.cors import CORS_RESPONSE_HEADERS, CORSMiddleware
 from sessionmood_server.errors import ApiError, JSONResponse
@@ -170,6 +170,48 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 _SESSIONS = "/v1/sessions/"
 GC_YOUNG_THRESHOLD = 50_000
 
+# HTML pages (dashboard, demo shop) load scripts, styles and images from this
+# server only, talk to it only, and may not be framed (the dashboard holds a
+# secret key: no clickjacking).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+_HTML_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),  # frame-ancestors for older browsers
+    (b"referrer-policy", b"no-referrer"),
+]
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class SecurityHeaders:
+    """``nosniff`` on everything served through the stack, and CSP, framing and
+    referrer rules on HTML pages. (The two hot API routes answer JSON only and
+    do not pass through here.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append(_NOSNIFF)
+                for name, value in headers:
+                    if name.lower() == b"content-type" and value.startswith(b"text/html"):
+                        headers += _HTML_HEADERS
+                        break
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
 
 class SessionMoodApp(Starlette):
     """Starlette, with a direct route for the two requests that carry the load.
@@ -297,11 +339,17 @@ def create_app(
             )
             app.state.demo_keys = dict(demo_keys)
             base = settings.public_url.rstrip("/")
-            # Printed, never logged: this is the one place the demo keys are shown.
+            # Printed, never logged, and only for a local demo: the one secret
+            # this server ever prints. On any other address it would land in
+            # whatever collects the process's output.
+            if settings.demo_key_printed:
+                dashboard = f"{base}/dashboard/#key={demo_keys['sm']}"
+            else:
+                dashboard = f"{base}/dashboard/ (its key is only printed when serving on 127.0.0.1)"
             print(
                 f"\n  Demo shop:  {base}/demo/\n"
-                f"  Dashboard:  {base}/dashboard/#key={demo_keys['sm']}\n"
-                "  (new demo keys on every start; `sessionmood serve --no-demo` in production)\n",
+                f"  Dashboard:  {dashboard}\n"
+                "  (new demo keys on every start; leave --demo out in production)\n",
                 flush=True,
             )
         # Everything loaded so far (modules, pydantic schemas, routes) lives as
@@ -329,6 +377,8 @@ def create_app(
         if settings.purge_interval_s > 0:
             purger = asyncio.create_task(_purge_forever(store, settings.purge_interval_s))
             background.append(lambda: _cancel(purger))
+        api.feed.start()
+        background.append(api.feed.stop)
         try:
             yield
         finally:
@@ -336,7 +386,7 @@ def create_app(
                 await stop()
             await store.close()
 
-    middleware = [Middleware(CORSMiddleware)]
+    middleware = [Middleware(CORSMiddleware), Middleware(SecurityHeaders)]
     app = SessionMoodApp(
         routes=routes,
         middleware=middleware,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import re
 import sys
@@ -11,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from urllib.parse import unquote, unquote_plus
 
 from sessionmood_client._models import PLANS
 from sessionmood_server.keys import PLANS as PLAN_INFO
@@ -18,21 +20,60 @@ from sessionmood_server.keys import new_key
 from sessionmood_server.settings import Settings
 from sessionmood_server.storage import Storage, StorageURLError, open_storage
 
-_KEY_IN_QUERY = re.compile(r"([?&]key=)[^&\s]+")
+# Anything shaped like an API key, in any case (a mangled key is still a secret).
+_KEY_SHAPED = re.compile(r"(?i)(?:sm|pk)_[0-9a-f]{48}")
+# Query parameters whose value is a credential, compared decoded and lower-cased:
+# ``?key=``, ``?KEY=``, ``?%6Bey=`` are one parameter to the eye of a server.
+_SECRET_PARAMS = {"key", "api_key", "apikey", "x-api-key", "token", "access_token"}
+REDACTED = "[redacted]"
+
+
+def redact_target(target: str) -> str:
+    """A request target (path and query, as logged) with every credential
+    replaced: values of credential-named parameters, and any key-shaped text,
+    also when percent-encoded."""
+    path, sep, query = target.partition("?")
+    path = "/".join(
+        REDACTED if _KEY_SHAPED.search(unquote(seg)) else seg for seg in path.split("/")
+    )
+    if not sep:
+        return path
+    pairs = []
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        plain_name = unquote_plus(name)
+        if _KEY_SHAPED.search(plain_name):
+            pair = REDACTED
+        elif plain_name.strip().lower() in _SECRET_PARAMS or _KEY_SHAPED.search(
+            unquote_plus(value)
+        ):
+            pair = f"{name}={REDACTED}"
+        pairs.append(pair)
+    return path + sep + "&".join(pairs)
 
 
 class RedactKeys(logging.Filter):
     """Access-log lines carry the query string, where beacons put their key
     (``?key=pk_...``) and where a mistaken caller may put a secret one: keys
-    never reach a log."""
+    never reach a log, however they are spelt or encoded."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _KEY_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                _KEY_SHAPED.sub(REDACTED, redact_target(a)) if isinstance(a, str) else a
                 for a in record.args
             )
+        elif isinstance(record.msg, str):
+            record.msg = _KEY_SHAPED.sub(REDACTED, record.msg)
         return True
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,10 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     serve.add_argument(
-        "--no-demo",
+        "--demo",
         action="store_true",
-        help="do not serve the demo shop or create the demo tenant (production)",
+        help="also serve the demo shop and create a demo tenant (local try-outs; "
+        "prints the demo's secret key when serving on 127.0.0.1)",
     )
+    # The default since the demo became opt-in; still accepted.
+    serve.add_argument("--no-demo", action="store_true", help=argparse.SUPPRESS)
 
     purge = sub.add_parser(
         "purge", help="erase sessions past their plan's retention window (7/30/90 days)"
@@ -100,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         serve_settings = replace(
-            settings, demo=not args.no_demo, demo_origins=origins, public_url=public
+            settings,
+            demo=args.demo and not args.no_demo,
+            demo_origins=origins,
+            public_url=public,
+            demo_key_printed=is_loopback(args.host),
         )
         return _serve(args, serve_settings)
     if args.command == "purge":
@@ -138,6 +186,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=args.log_level,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
+        # No "server: uvicorn" banner: it only helps whoever scans for versions.
+        server_header=False,
         # Live streams (SSE) never end on their own: give them 5 s, then close.
         timeout_graceful_shutdown=5,
     )

@@ -22,6 +22,9 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
 class ApiError(Exception):
     """An error the caller can act on; ``body`` is sent as JSON."""
 
@@ -34,7 +37,10 @@ class ApiError(Exception):
         self.headers = headers
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+        # Never cached: an error about a key or a session is as private as an answer.
+        return JSONResponse(
+            self.body, status_code=self.status, headers={**_NO_STORE, **(self.headers or {})}
+        )
 
 
 def bad_request(error: str, **fields: Any) -> ApiError:

@@ -32,7 +32,7 @@ OPERATIONS: list[_Op] = [
         "/v1/keys/generate",
         "Generate an API key (starter plan is self-serve)",
         m.KeyGenerateRequest,
-        {201: m.KeyGenerateResponse, 400: m.ApiError, 403: m.ApiError},
+        {201: m.KeyGenerateResponse, 400: m.ApiError, 403: m.ApiError, 429: m.ApiError},
         False,
         "keys",
     ),
@@ -65,9 +65,9 @@ OPERATIONS: list[_Op] = [
     (
         "get",
         "/v1/sessions/{session_id}/events",
-        "Export every stored event of a session (GDPR access)",
+        "Export the stored events of a session, a page at a time (GDPR access)",
         None,
-        {200: m.ExportEventsResponse, 401: m.ApiError, 404: m.ApiError},
+        {200: m.ExportEventsResponse, 400: m.ApiError, 401: m.ApiError, 404: m.ApiError},
         True,
         "sessions",
     ),
@@ -130,7 +130,7 @@ OPERATIONS: list[_Op] = [
         "/v1/stream/moods",
         "Server-Sent Events: mood.changed for every session of the tenant",
         None,
-        {200: m.MoodChange, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        {200: m.MoodChange, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError, 429: m.ApiError},
         True,
         "analytics",
     ),
@@ -196,6 +196,45 @@ def _common_errors(path: str, has_body: bool, auth: bool) -> dict[int, type[Base
 
 
 _TIME_RANGE_PATHS = {"/v1/analytics/pages", "/v1/analytics/actions"}
+# What a publishable (browser) key may call; everything else needs a secret key.
+_PUBLISHABLE_OK = {
+    ("post", "/v1/sessions/{session_id}/events"),
+    ("post", "/v1/sessions/{session_id}/feedback"),
+}
+_DESCRIPTIONS = {
+    ("post", "/v1/sessions/{session_id}/events"): (
+        "Secret or publishable key. The answer carries the mood after the batch, which is "
+        "how a page learns its visitor's mood. A `batch_id` (or `Idempotency-Key`) sent "
+        "again with the same events replays the first answer (`Idempotent-Replayed: "
+        "true`); with other events, or for another session, it is refused (409). 429: "
+        "the monthly quota (`plan`, `limit`, `reset_at`), a full session (`limit`), or, "
+        "for publishable keys, too many new sessions from one address, origin or key "
+        "(`Retry-After`)."
+    ),
+    ("get", "/v1/sessions/{session_id}/mood"): (
+        "Secret keys only: a publishable key is public, and session ids may be user ids."
+    ),
+    ("get", "/v1/sessions/{session_id}/events"): (
+        "Secret keys only. Pages of `limit` events (default, and cap: the server's page "
+        "size, 1,000 unless configured); follow `next_cursor` until it is null."
+    ),
+    ("get", "/v1/analytics/pages"): (
+        "Secret keys only. The `limit` busiest pages (default 100, capped at 1,000 unless "
+        "configured)."
+    ),
+    ("get", "/v1/stream/moods"): (
+        "Secret keys only. At most 20 open streams per tenant and 100 per client address "
+        "by default (429). The stream ends when its key is revoked."
+    ),
+    ("post", "/v1/keys/generate"): (
+        "No key needed, unless the server runs with SESSIONMOOD_SIGNUP=admin (then only "
+        "with the admin token). Anonymous calls are limited per client address (429)."
+    ),
+}
+_LIMIT_PARAMS = {
+    "/v1/sessions/{session_id}/events": ("limit", "events per page (capped at the page size)"),
+    "/v1/analytics/pages": ("limit", "pages at most, busiest first (default 100, cap 1,000)"),
+}
 
 
 def _operation_id(method: str, path: str) -> str:
@@ -221,6 +260,14 @@ def build_openapi(version: str, operations: list[_Op] | None = None) -> dict[str
             "summary": summary,
             "operationId": _operation_id(method, path),
             "tags": [tag],
+            "description": _DESCRIPTIONS.get(
+                (method, path),
+                "Secret or publishable key."
+                if (method, path) in _PUBLISHABLE_OK
+                else "Secret keys only."
+                if auth
+                else "No key needed.",
+            ),
             "responses": {
                 str(status): {
                     "description": summary if status < 300 else "Error",
@@ -259,6 +306,27 @@ def build_openapi(version: str, operations: list[_Op] | None = None) -> dict[str
                 }
                 for name in ("since", "until")
             ]
+        if method == "get" and path in _LIMIT_PARAMS:
+            name, what = _LIMIT_PARAMS[path]
+            op.setdefault("parameters", []).append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": False,
+                    "description": what,
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            )
+        if method == "get" and path == "/v1/sessions/{session_id}/events":
+            op["parameters"].append(
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "description": "the next_cursor of the previous page",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                }
+            )
         if path == "/v1/stream/moods":
             ok = op["responses"]["200"]
             ok["content"] = {"text/event-stream": ok["content"]["application/json"]}

@@ -11,13 +11,14 @@ import hmac
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from sessionmood_client._models import (
     DEFAULT_ACTIONS,
@@ -27,7 +28,6 @@ from sessionmood_client._models import (
     ActionAnalyticsResponse,
     AnalyticsResponse,
     DeleteSessionResponse,
-    ExportEventsResponse,
     FeedbackResponse,
     HealthResponse,
     KeyGenerateRequest,
@@ -35,7 +35,6 @@ from sessionmood_client._models import (
     MoodChange,
     MoodDistributionItem,
     MoodLabel,
-    PageAnalyticsItem,
     PageAnalyticsResponse,
     PublishableKeyRequest,
     PublishableKeyResponse,
@@ -59,6 +58,8 @@ from sessionmood_server.errors import (
 from sessionmood_server.keys import PLANS as PLAN_INFO
 from sessionmood_server.keys import hash_key, key_kind, new_key
 from sessionmood_server.learning import LEARNED_SIGNAL, Policy, apply_policy, learn_policy
+from sessionmood_server.limits import RateLimiter, admit, client_source
+from sessionmood_server.live import LiveFeed
 from sessionmood_server.settings import Settings
 from sessionmood_server.storage import KeyRecord, Quota, Storage, WebhookRecord
 from sessionmood_server.validation import (
@@ -78,11 +79,15 @@ from sessionmood_server.webhooks import (
 
 VERSION = "1.0.0"
 POLICY_TTL_S = 10.0
-MAX_STREAMS_PER_TENANT = 20
-KEY_RECHECK_S = 30.0
 MAX_TS = 1e11  # as the wire models' Timestamp
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
+_SEQ = re.compile(r"[0-9]{1,18}")
 MAX_WEBHOOKS = 20
+DEFAULT_PAGES = 100  # GET /v1/analytics/pages without ``limit``
+# Authenticated answers must not be kept by browsers or proxies: they carry
+# moods, events, usage and, once, keys.
+NO_STORE = {"Cache-Control": "no-store"}
+_REPLAYED = {"Idempotent-Replayed": "true", **NO_STORE}
 
 
 def iso(ts: float) -> str:
@@ -107,17 +112,19 @@ def _month_of_hour(hour: int) -> tuple[str, datetime]:
     return f"{d.year:04d}-{d.month:02d}", nxt
 
 
-def distribution(counts: dict[MoodLabel, int]) -> list[MoodDistributionItem]:
+def distribution_rows(counts: dict[MoodLabel, int]) -> list[dict[str, Any]]:
     """All seven moods, most frequent first, with one-decimal percentages."""
     total = sum(counts.values())
     order = {m: i for i, m in enumerate(MOODS)}
     items = sorted(((m, counts.get(m, 0)) for m in MOODS), key=lambda kv: (-kv[1], order[kv[0]]))
     return [
-        MoodDistributionItem(
-            mood=m, count=n, percentage=round(n * 100 / total, 1) if total else 0.0
-        )
+        {"mood": m, "count": n, "percentage": round(n * 100 / total, 1) if total else 0.0}
         for m, n in items
     ]
+
+
+def distribution(counts: dict[MoodLabel, int]) -> list[MoodDistributionItem]:
+    return [MoodDistributionItem(**row) for row in distribution_rows(counts)]
 
 
 def parse_time_param(request: Request, name: str) -> float | None:
@@ -181,8 +188,91 @@ def model_response(
     model: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        model.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
+        model.model_dump_json(),
+        status_code=status,
+        headers={**NO_STORE, **(headers or {})},
+        media_type="application/json",
     )
+
+
+def too_many(
+    message: str, retry_after: float, error: str = "Too many requests", **fields: Any
+) -> ApiError:
+    """A 429 for a rate or count limit: JSON, with ``Retry-After`` in seconds."""
+    return ApiError(
+        429,
+        error,
+        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+        message=message,
+        **fields,
+    )
+
+
+def int_param(request: Request, name: str, default: int, most: int) -> int:
+    """A positive integer query parameter, capped at ``most``; a 400 naming it if
+    it is not one."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise bad_request(
+            "Invalid field", field=name, message=f"{name} must be a whole number >= 1"
+        )
+    return min(int(raw), most)
+
+
+class _Slots:
+    """Open streams per tenant and per client address, taken before the 200.
+
+    ``take`` checks and counts in one synchronous step (nothing else runs on
+    the loop in between), so simultaneous opens cannot all pass the check.
+    """
+
+    def __init__(self) -> None:
+        self.by_tenant: dict[int, int] = {}
+        self.by_source: dict[str, int] = {}
+
+    def take(self, tenant: int, source: str, per_tenant: int, per_source: int) -> str | None:
+        """None if taken, else which limit refused."""
+        if per_tenant and self.by_tenant.get(tenant, 0) >= per_tenant:
+            return f"at most {per_tenant} open /v1/stream/moods per tenant"
+        if per_source and self.by_source.get(source, 0) >= per_source:
+            return f"at most {per_source} open /v1/stream/moods per client address"
+        self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + 1
+        self.by_source[source] = self.by_source.get(source, 0) + 1
+        return None
+
+    def give_back(self, tenant: int, source: str) -> None:
+        _decrement(self.by_tenant, tenant)
+        _decrement(self.by_source, source)
+
+
+def _decrement(counts: dict[Any, int], key: object) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+
+
+class _StreamResponse(StreamingResponse):
+    """A streaming answer that gives its stream slot back however it ends:
+    finished, the client gone, or never sent at all (Starlette then closes
+    the generator without running it)."""
+
+    def __init__(
+        self, body: AsyncIterator[bytes], release: Callable[[], None], **kwargs: Any
+    ) -> None:
+        super().__init__(body, **kwargs)
+        self._release: Callable[[], None] | None = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
 
 
 class Api:
@@ -194,7 +284,16 @@ class Api:
         # tenant -> (expires at, learned policy). Short-lived so other replicas'
         # feedback shows up soon; this process's own feedback drops the entry.
         self._policies: dict[int, tuple[float, Policy]] = {}
-        self._streams: dict[int, int] = {}  # open SSE streams per tenant
+        self.feed = LiveFeed(storage, poll_s=min(5.0, settings.sse_heartbeat_s))
+        self._stream_slots = _Slots()
+        on = settings.limits
+        # New sessions through publishable keys: per (key, address), (key, origin), key.
+        self._new_by_source = RateLimiter(settings.new_sessions_per_address)
+        self._new_by_origin = RateLimiter(settings.new_sessions_per_origin)
+        self._new_by_key = RateLimiter(settings.new_sessions_per_key)
+        self._keys_by_source = RateLimiter(settings.keys_per_address)
+        self._limits_on = on
+        self._max_session_events = settings.max_session_events if on else 0
 
     async def policy(self, tenant_id: int) -> Policy:
         hit = self._policies.get(tenant_id)
@@ -240,8 +339,9 @@ class Api:
         if record.kind == "publishable":
             if not publishable_ok:
                 raise forbidden(
-                    "publishable keys (pk_) may only send events and feedback and read "
-                    "moods; use a secret key (sm_) from your backend"
+                    "publishable keys (pk_) may only send events and feedback (the answer "
+                    "to each batch carries the mood); reading needs a secret key (sm_) "
+                    "from your backend"
                 )
             origin = request.headers.get("origin")
             if origin is not None and origin not in record.allowed_origins:
@@ -286,12 +386,25 @@ class Api:
         if plan not in PLANS:
             raise bad_request("Invalid plan", valid_plans=list(PLANS))
         req = validate_body(KeyGenerateRequest, data)
-        if req.plan != "starter" and not self._is_admin(request):
+        admin = self._is_admin(request)
+        if not admin and self.settings.signup == "admin":
+            raise forbidden(
+                "sign-up is closed on this server (SESSIONMOOD_SIGNUP=admin): call with "
+                "'Authorization: Bearer $SESSIONMOOD_ADMIN_TOKEN' or use "
+                "'sessionmood keys create --customer NAME'"
+            )
+        if req.plan != "starter" and not admin:
             raise forbidden(
                 f"the {req.plan} plan cannot be self-served: call with "
                 "'Authorization: Bearer $SESSIONMOOD_ADMIN_TOKEN' or use "
                 f"'sessionmood keys create --customer NAME --plan {req.plan}'"
             )
+        if not admin and self._limits_on:
+            source = client_source(request.client.host if request.client else None)
+            wait = admit([(self._keys_by_source, source)], time.monotonic())
+            if wait:
+                rate = self.settings.keys_per_address
+                raise too_many(f"at most {rate} new keys per client address", wait)
         raw = new_key("secret")
         await self.storage.create_tenant_key(
             req.customer_name.strip(), req.email, req.plan, raw, time.time()
@@ -326,7 +439,7 @@ class Api:
         body = PublishableKeyResponse(
             publishable_key=raw,
             allowed_origins=origins,
-            message="Embed this key in tracker.js; it can only send events and read moods.",
+            message="Embed this key in tracker.js; it can only send events and feedback.",
         )
         return model_response(body, 201)
 
@@ -345,20 +458,53 @@ class Api:
         session_id = self._session_id(request)
         body = await read_body(request, self.settings.max_body_bytes)
         now = time.time()
-        events, batch_id = parse_events_body(
+        events, batch_id, fingerprint = parse_events_body(
             body, request.headers.get("idempotency-key"), self.settings.max_batch_events, now
         )
         plan = PLAN_INFO[key.plan]
         month, reset_at = month_bounds(now)
+        public = key.kind == "publishable"
+        refused: list[float] = []
         result = await self.storage.append_events(
             key.tenant_id,
             session_id,
             events,
             batch_id,
-            Quota(month, plan.monthly_sessions, plan.blocks_at_limit),
+            Quota(month, plan.monthly_sessions, plan.blocks_at_limit, provisional=public),
             now,
             await self.policy(key.tenant_id),
+            fingerprint=fingerprint,
+            max_events=self._max_session_events,
+            admit_new=self._new_session_admitter(request, key, refused)
+            if public and self._limits_on
+            else None,
         )
+        if result.status == "limited":
+            raise too_many(
+                "too many new sessions from this address, origin or publishable key; "
+                "sessions already open keep working",
+                refused[0],
+            )
+        if result.status == "full":
+            raise ApiError(
+                429,
+                "Session event limit reached",
+                # Waiting does not make room: only erasing the session does.
+                headers={"Retry-After": "3600", "X-Should-Retry": "false"},
+                field="events",
+                limit=self._max_session_events,
+                message=f"a session holds at most {self._max_session_events} events; "
+                "start a new session",
+            )
+        if result.status == "mismatch":
+            raise ApiError(
+                409,
+                "Idempotency key reused",
+                headers={"X-Should-Retry": "false"},
+                field="batch_id",
+                message="this batch_id was already used with other events; "
+                "use a new batch_id for a new batch",
+            )
         if result.status == "quota":
             raise ApiError(
                 429,
@@ -377,13 +523,39 @@ class Api:
                 field="batch_id",
                 message="this batch_id was already used for another session",
             )
-        headers = {"Idempotent-Replayed": "true"} if result.status == "replayed" else None
+        headers = _REPLAYED if result.status == "replayed" else NO_STORE
         # Built by storage in the PostEventsResponse shape (tests check it); no
         # second validation on the hottest path.
         return JSONResponse(result.response, headers=headers)
 
+    def _new_session_admitter(
+        self, request: Request, key: KeyRecord, refused: list[float]
+    ) -> Callable[[], bool]:
+        """For ``append_events``: may this publishable-key batch open a new session?
+        Appends the seconds to wait to ``refused`` when not."""
+        source = client_source(request.client.host if request.client else None)
+        origin = request.headers.get("origin") or ""
+
+        def admit_new() -> bool:
+            wait = admit(
+                [
+                    (self._new_by_source, (key.key_hash, source)),
+                    (self._new_by_origin, (key.key_hash, origin)),
+                    (self._new_by_key, key.key_hash),
+                ],
+                time.monotonic(),
+            )
+            if wait:
+                refused.append(wait)
+            return not wait
+
+        return admit_new
+
     async def get_mood(self, request: Request) -> Response:
-        key = await self.authenticate(request, publishable_ok=True)
+        # Secret keys only: sites that use user ids as session ids would
+        # otherwise let anyone with the public key read every user's mood. The
+        # page learns its visitor's mood from the answer to its own batches.
+        key = await self.authenticate(request)
         session_id = self._session_id(request)
         rec = await self.storage.get_session(key.tenant_id, session_id)
         if rec is None:
@@ -404,19 +576,42 @@ class Api:
                 "suggested_action": action,
                 "event_count": rec.event_count,
                 "updated_at": iso(rec.updated_at),
-            }
+            },
+            headers=NO_STORE,
         )
 
     async def export_events(self, request: Request) -> Response:
+        """One page of a session's events (``limit``, default and at most the
+        server's page size), from after ``cursor``; ``next_cursor`` continues."""
         key = await self.authenticate(request)
         session_id = self._session_id(request)
-        events = await self.storage.export_events(key.tenant_id, session_id)
+        page = self.settings.export_page_events
+        limit = int_param(request, "limit", page, page)
+        raw_cursor = request.query_params.get("cursor", "0")
+        if not _SEQ.fullmatch(raw_cursor):
+            raise bad_request(
+                "Invalid field", field="cursor", message="use the next_cursor of the last page"
+            )
+        after = int(raw_cursor)
+        # One more than asked for tells whether another page follows.
+        events = await self.storage.export_events(key.tenant_id, session_id, after, limit + 1)
         if events is None:
             raise session_not_found(session_id)
-        body = ExportEventsResponse.model_validate(
-            {"session_id": session_id, "event_count": len(events), "events": events}
+        more = len(events) > limit
+        events = events[:limit]
+        rec = await self.storage.get_session(key.tenant_id, session_id)
+        total = rec.event_count if rec is not None else after + len(events)
+        # Plain dicts, not pydantic models: a page is built and serialised in
+        # about a millisecond, so the event loop never stalls on an export.
+        return JSONResponse(
+            {
+                "session_id": session_id,
+                "event_count": total,
+                "events": events,
+                "next_cursor": str(events[-1]["seq"]) if more else None,
+            },
+            headers=NO_STORE,
         )
-        return model_response(body)
 
     async def post_feedback(self, request: Request) -> Response:
         # Publishable keys may report how an on-page intervention went: the page
@@ -461,22 +656,26 @@ class Api:
     async def analytics_pages(self, request: Request) -> Response:
         key = await self.authenticate(request)
         since, until = parse_time_param(request, "since"), parse_time_param(request, "until")
-        pages = await self.storage.page_moods(key.tenant_id, since, until)
-        items = []
-        for url, counts in pages.items():
+        most = self.settings.analytics_pages_max
+        limit = int_param(request, "limit", min(DEFAULT_PAGES, most), most)
+        pages = await self.storage.page_moods(key.tenant_id, since, until, limit)
+        # Plain dicts in the PageAnalyticsItem shape (a test checks it): up to
+        # a thousand pages without a model each keeps the event loop free.
+        items: list[dict[str, Any]] = []
+        for url, counts in pages.items():  # busiest first, as storage returns them
             n = sum(counts.values())
             items.append(
-                PageAnalyticsItem(
-                    url=url,
-                    sessions=n,
-                    mood_distribution=distribution(counts),
-                    frustration_rate=round(counts.get("frustrated", 0) / n, 4),
-                )
+                {
+                    "url": url,
+                    "sessions": n,
+                    "mood_distribution": distribution_rows(counts),
+                    "frustration_rate": round(counts.get("frustrated", 0) / n, 4),
+                }
             )
-        items.sort(key=lambda p: (-p.sessions, p.url))
-        return model_response(
-            PageAnalyticsResponse(since=_dt(since), until=_dt(until), pages=items)
-        )
+        body = PageAnalyticsResponse(since=_dt(since), until=_dt(until), pages=[])
+        payload = body.model_dump(mode="json")
+        payload["pages"] = items
+        return JSONResponse(payload, headers=NO_STORE)
 
     async def analytics_actions(self, request: Request) -> Response:
         key = await self.authenticate(request)
@@ -506,7 +705,7 @@ class Api:
         Resumes after ``Last-Event-ID`` (header, or ``last_event_id`` in the
         query for clients that cannot set it); otherwise starts with the next
         change. A comment line every ``heartbeat_s`` keeps proxies from
-        closing an idle stream.
+        closing an idle stream. The stream ends when its key is revoked.
         """
         key = await self.authenticate(request)
         raw_last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
@@ -518,72 +717,59 @@ class Api:
             last = int(raw_last)
         else:
             last = await self.storage.last_mood_change_id(key.tenant_id)
-        if self._streams.get(key.tenant_id, 0) >= MAX_STREAMS_PER_TENANT:
-            raise ApiError(
-                429,
-                "Too many streams",
-                headers={"Retry-After": "10"},
-                message=f"at most {MAX_STREAMS_PER_TENANT} open /v1/stream/moods per tenant",
-            )
-        storage, heartbeat, streams = self.storage, self.settings.sse_heartbeat_s, self._streams
+        # Counted here, before the 200 and with no await between the check and
+        # the count, so simultaneous opens cannot all slip under the limit.
         tenant = key.tenant_id
+        source = client_source(request.client.host if request.client else None)
+        slots = self._stream_slots
+        if self._limits_on:
+            refused = slots.take(
+                tenant,
+                source,
+                self.settings.streams_per_tenant,
+                self.settings.streams_per_address,
+            )
+            if refused is not None:
+                raise too_many(refused, 10, "Too many streams")
+        else:
+            slots.take(tenant, source, 0, 0)
+        heartbeat = self.settings.sse_heartbeat_s
+        sub = self.feed.subscribe(key, last)
 
         async def events() -> AsyncIterator[bytes]:
-            # Counted only once the body is being sent: a request dropped before
-            # that never runs this generator, so it must not count.
-            streams[tenant] = streams.get(tenant, 0) + 1
             try:
-                async for chunk in _changes():
-                    yield chunk
+                yield b"retry: 2000\n\n"
+                while True:
+                    changes = await sub.next(heartbeat)
+                    if changes is None:
+                        return  # key revoked, or the server is stopping
+                    if not changes:
+                        yield b": heartbeat\n\n"
+                    for ch in changes:
+                        payload = MoodChange(
+                            id=ch.id,
+                            session_id=ch.session_id,
+                            previous_mood=ch.previous_mood,
+                            mood=ch.mood,
+                            confidence=ch.confidence,
+                            signals=list(ch.signals),
+                            suggested_action=ch.suggested_action,
+                            url=ch.url,
+                            occurred_at=datetime.fromtimestamp(ch.occurred_at, UTC),
+                        ).model_dump_json()
+                        yield f"id: {ch.id}\nevent: mood.changed\ndata: {payload}\n\n".encode()
             finally:
-                streams[tenant] -= 1
-                if not streams[tenant]:
-                    del streams[tenant]
+                sub.close()
 
-        async def _changes() -> AsyncIterator[bytes]:
-            nonlocal last
-            yield b"retry: 2000\n\n"
-            idle = 0.0
-            checked = time.monotonic()
-            while True:
-                if time.monotonic() - checked > KEY_RECHECK_S:
-                    # A key revoked while its stream is open stops receiving.
-                    checked = time.monotonic()
-                    current = await storage.find_key(key.key_hash)
-                    if current is None or current.revoked_at is not None:
-                        return
-                changes = await storage.mood_changes(key.tenant_id, last)
-                for ch in changes:
-                    last = ch.id
-                    payload = MoodChange(
-                        id=ch.id,
-                        session_id=ch.session_id,
-                        previous_mood=ch.previous_mood,
-                        mood=ch.mood,
-                        confidence=ch.confidence,
-                        signals=list(ch.signals),
-                        suggested_action=ch.suggested_action,
-                        url=ch.url,
-                        occurred_at=datetime.fromtimestamp(ch.occurred_at, UTC),
-                    ).model_dump_json()
-                    yield f"id: {ch.id}\nevent: mood.changed\ndata: {payload}\n\n".encode()
-                if changes:
-                    idle = 0.0
-                    continue
-                t0 = time.monotonic()
-                # Woken at once by a change (this process, or NOTIFY on
-                # PostgreSQL); the timeout is only a fallback poll.
-                if not await storage.wait_for_mood_change(min(5.0, heartbeat)):
-                    return  # the server is shutting down
-                idle += time.monotonic() - t0
-                if idle >= heartbeat:
-                    idle = 0.0
-                    yield b": heartbeat\n\n"
+        def release() -> None:
+            sub.close()  # also when the body never started
+            slots.give_back(tenant, source)
 
-        return StreamingResponse(
+        return _StreamResponse(
             events(),
+            release,
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={**NO_STORE, "X-Accel-Buffering": "no"},
         )
 
     # -- webhooks ----------------------------------------------------------------
@@ -692,4 +878,4 @@ class Api:
         )
         payload = body.model_dump(mode="json")
         payload["reset_at"] = iso(reset_at.timestamp())
-        return JSONResponse(payload)
+        return JSONResponse(payload, headers=NO_STORE)

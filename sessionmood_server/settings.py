@@ -7,8 +7,49 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
+
+from sessionmood_server.limits import Rate
 
 DEFAULT_DATABASE_URL = "sqlite:///./sessionmood.db"
+SignupMode = Literal["open", "admin"]
+# Defaults of the rate limits (immutable, so shared safely as dataclass defaults).
+NEW_SESSIONS_PER_ADDRESS = Rate(600, 3600.0)
+NEW_SESSIONS_PER_ORIGIN = Rate(600, 60.0)
+NEW_SESSIONS_PER_KEY = Rate(1200, 60.0)
+KEYS_PER_ADDRESS = Rate(10, 3600.0)
+
+
+def _env_rate(name: str, default: Rate) -> Rate:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return Rate.parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, not {raw!r}")
+    return value
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -33,6 +74,9 @@ class Settings:
     demo_origins: tuple[str, ...] = ("http://127.0.0.1:8000", "http://localhost:8000")
     # Where people reach this server (printed links).
     public_url: str = "http://127.0.0.1:8000"
+    # Print the demo's dashboard link with its secret key (the CLI: only when
+    # the server listens on a loopback address, where only this machine sees it).
+    demo_key_printed: bool = True
     # Seconds between SSE comment lines on an idle /v1/stream/moods.
     sse_heartbeat_s: float = 15.0
     # Webhooks: SSRF escape hatch for internal receivers, and the retry base
@@ -43,8 +87,35 @@ class Settings:
     # Retention purge period (seconds); 0 turns the periodic purge off.
     purge_interval_s: float = 3600.0
 
+    # -- limits (README "Limits"; every one is a setting) ----------------------
+    # False (SESSIONMOOD_LIMITS=off) lifts every rate and count limit below,
+    # for benchmarks and load tests; page sizes stay.
+    limits: bool = True
+    # New sessions opened through publishable keys (browser traffic; secret
+    # keys have no per-minute limit, as the API reference documents none).
+    # Per key and client address: hundreds of visitors behind one office NAT
+    # fit; one source cannot open thousands.
+    new_sessions_per_address: Rate = NEW_SESSIONS_PER_ADDRESS
+    # Per key and Origin (requests without one share one bucket), and per key.
+    new_sessions_per_origin: Rate = NEW_SESSIONS_PER_ORIGIN
+    new_sessions_per_key: Rate = NEW_SESSIONS_PER_KEY
+    # Anonymous POST /v1/keys/generate per client address ("admin": only with
+    # the admin token, i.e. no self-service sign-up at all).
+    keys_per_address: Rate = KEYS_PER_ADDRESS
+    signup: SignupMode = "open"
+    # Open /v1/stream/moods connections per tenant and per client address.
+    streams_per_tenant: int = 20
+    streams_per_address: int = 100
+    # Events one session may hold (0: no limit).
+    max_session_events: int = 100_000
+    # Events per page of GET /v1/sessions/{id}/events, and the largest
+    # ``limit`` of GET /v1/analytics/pages (whose default is 100).
+    export_page_events: int = 1000
+    analytics_pages_max: int = 1000
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
+        d = _DEFAULTS
         values: dict[str, object] = {
             "database_url": os.environ.get("SESSIONMOOD_DATABASE_URL") or DEFAULT_DATABASE_URL,
             "admin_token": os.environ.get("SESSIONMOOD_ADMIN_TOKEN") or None,
@@ -55,6 +126,36 @@ class Settings:
                 os.environ.get("SESSIONMOOD_WEBHOOK_RETRY_BASE_S") or 5.0
             ),
             "purge_interval_s": float(os.environ.get("SESSIONMOOD_PURGE_INTERVAL_S") or 3600.0),
+            "limits": _env_choice("SESSIONMOOD_LIMITS", "on", ("on", "off")) == "on",
+            "new_sessions_per_address": _env_rate(
+                "SESSIONMOOD_LIMIT_NEW_SESSIONS_PER_ADDRESS", d.new_sessions_per_address
+            ),
+            "new_sessions_per_origin": _env_rate(
+                "SESSIONMOOD_LIMIT_NEW_SESSIONS_PER_ORIGIN", d.new_sessions_per_origin
+            ),
+            "new_sessions_per_key": _env_rate(
+                "SESSIONMOOD_LIMIT_NEW_SESSIONS_PER_KEY", d.new_sessions_per_key
+            ),
+            "keys_per_address": _env_rate("SESSIONMOOD_LIMIT_KEYS_PER_ADDRESS", d.keys_per_address),
+            "signup": _env_choice("SESSIONMOOD_SIGNUP", d.signup, ("open", "admin")),
+            "streams_per_tenant": _env_int(
+                "SESSIONMOOD_LIMIT_STREAMS_PER_TENANT", d.streams_per_tenant
+            ),
+            "streams_per_address": _env_int(
+                "SESSIONMOOD_LIMIT_STREAMS_PER_ADDRESS", d.streams_per_address
+            ),
+            "max_session_events": _env_int(
+                "SESSIONMOOD_LIMIT_SESSION_EVENTS", d.max_session_events
+            ),
+            "export_page_events": max(
+                1, _env_int("SESSIONMOOD_EXPORT_PAGE_EVENTS", d.export_page_events)
+            ),
+            "analytics_pages_max": max(
+                1, _env_int("SESSIONMOOD_ANALYTICS_PAGES_MAX", d.analytics_pages_max)
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+_DEFAULTS = Settings()

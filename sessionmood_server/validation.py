@@ -7,6 +7,7 @@ read in one place and can be tested without HTTP.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any, TypeVar
 
 import orjson
@@ -126,9 +127,17 @@ def _first_error(exc: ValidationError, prefix: str, skip: int = 0) -> ApiError:
     return bad_request("Invalid field", field=field, message=err["msg"])
 
 
+def batch_fingerprint(events: list[dict[str, Any]]) -> str:
+    """What makes two batches with one batch id "the same": their events as
+    validated, before missing timestamps are filled in with the receipt time (a
+    retry arrives later, so its filled times would differ)."""
+    raw = orjson.dumps(events, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
 def parse_events_body(
     body: bytes, header_batch_id: str | None, max_events: int, received_at: float
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[dict[str, Any]], str | None, str | None]:
     """``parse_events`` for raw bytes, with a fast path for the common valid batch.
 
     Valid batches are parsed and validated in one call into pydantic's Rust core.
@@ -140,19 +149,20 @@ def parse_events_body(
     except ValidationError:
         req = None
     if req is not None and len(req.events) <= max_events:
-        events = []
-        latest = received_at + MAX_FUTURE_S
-        for model in req.events:
+        batch_id = req.batch_id if req.batch_id is not None else header_batch_id
+        if batch_id is None or _valid_batch_id(batch_id):
             # Event models are flat (scalar fields only), so their __dict__
             # without the unset fields is model_dump(exclude_none=True), at a
             # fraction of the cost on the hottest path.
-            ev = {k: v for k, v in model.__dict__.items() if v is not None}
-            ts = ev.get("ts")
-            ev["ts"] = received_at if ts is None else ts if ts < latest else latest
-            events.append(ev)
-        batch_id = req.batch_id if req.batch_id is not None else header_batch_id
-        if batch_id is None or _valid_batch_id(batch_id):
-            return events, batch_id
+            events = [
+                {k: v for k, v in model.__dict__.items() if v is not None} for model in req.events
+            ]
+            fingerprint = None if batch_id is None else batch_fingerprint(events)
+            latest = received_at + MAX_FUTURE_S
+            for ev in events:
+                ts = ev.get("ts")
+                ev["ts"] = received_at if ts is None else ts if ts < latest else latest
+            return events, batch_id, fingerprint
     return parse_events(parse_json(body), header_batch_id, max_events, received_at)
 
 
@@ -172,8 +182,9 @@ def _valid_batch_id(batch_id: object) -> bool:
 
 def parse_events(
     data: Any, header_batch_id: str | None, max_events: int, received_at: float
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Validate an events body: (events with ``ts`` filled, batch id) or ApiError.
+) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """Validate an events body: (events with ``ts`` filled, batch id, the batch's
+    fingerprint if it has an id) or ApiError.
 
     A batch is atomic, so every event is checked before anything is stored.
     """
@@ -215,9 +226,7 @@ def parse_events(
         except ValidationError as exc:
             # loc starts with the discriminator tag ("click", ...): drop it.
             raise _first_error(exc, f"events[{i}]", skip=1) from None
-        out = model.model_dump(exclude_none=True)
-        out["ts"] = _event_time(out, received_at)
-        events.append(out)
+        events.append(model.model_dump(exclude_none=True))
 
     batch_id = body.get("batch_id")
     if batch_id is None:  # absent or null: the Idempotency-Key header, if any
@@ -228,7 +237,10 @@ def parse_events(
             field="batch_id",
             message=f"batch_id must be a string of 1-{MAX_BATCH_ID} characters, without NUL",
         )
-    return events, batch_id
+    fingerprint = None if batch_id is None else batch_fingerprint(events)
+    for ev in events:
+        ev["ts"] = _event_time(ev, received_at)
+    return events, batch_id, fingerprint
 
 
 def validate_body(model: type[M], data: Any) -> M:

@@ -39,6 +39,7 @@ class LiveServer:
     database_url: str
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # e.g. ["--demo"]
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -56,7 +57,15 @@ class LiveServer:
         # The child keeps its own copy of the log descriptor; ours closes at once.
         with open(self.log_path or os.devnull, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sessionmood_server", "serve", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "sessionmood_server",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -91,7 +100,9 @@ class LiveServer:
                 self.kill()
 
     def new_key(self, plan: str = "starter", customer: str = "test") -> str:
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if plan != "starter" else {}
+        # As the operator: self-service sign-ups are limited per client address,
+        # and the suite creates hundreds of tenants from 127.0.0.1.
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         r = httpx.post(
             self.base_url + "/v1/keys/generate",
             json={"customer_name": customer, "plan": plan},
@@ -147,7 +158,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def make_key(client: TestClient, plan: str = "starter") -> str:
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if plan != "starter" else {}
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # see LiveServer.new_key
     r = client.post(
         "/v1/keys/generate", json={"customer_name": "Acme", "plan": plan}, headers=headers
     )

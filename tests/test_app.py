@@ -21,6 +21,7 @@ from sessionmood_server.settings import Settings
 from tests.conftest import ADMIN_TOKEN, make_key
 
 EVENTS = {"events": [{"type": "click", "ts": 1714900200}, {"type": "error", "ts": 1714900201}]}
+ONE_EVENT = {"events": EVENTS["events"][:1]}  # b-1 again, other events: a 409
 COMPARED_HEADERS = (
     "content-type",
     "access-control-allow-origin",
@@ -29,6 +30,8 @@ COMPARED_HEADERS = (
     "idempotent-replayed",
     "x-should-retry",
     "allow",
+    "cache-control",
+    "retry-after",
 )
 
 PREFLIGHT = {"Access-Control-Request-Method": "POST"}
@@ -61,6 +64,7 @@ CASES: list[Case] = [
     ("POST", "/v1/sessions/s3/events", {"X-Api-Key": "KEY"}, {**EVENTS, "batch_id": "b-1"}),
     ("POST", "/v1/sessions/s3/events", {"X-Api-Key": "KEY"}, {**EVENTS, "batch_id": "b-1"}),
     ("POST", "/v1/sessions/s4/events", {"X-Api-Key": "KEY"}, {**EVENTS, "batch_id": "b-1"}),
+    ("POST", "/v1/sessions/s3/events", {"X-Api-Key": "KEY"}, {**ONE_EVENT, "batch_id": "b-1"}),
     ("POST", "/v1/sessions/s5/events", {"X-Api-Key": "KEY", "Idempotency-Key": "h-1"}, EVENTS),
     ("POST", "/v1/sessions/s5/events", {"X-Api-Key": "KEY", "Idempotency-Key": "h-1"}, EVENTS),
     ("POST", "/v1/sessions/s6/events", {"X-Api-Key": "KEY"}, b"{not json"),
@@ -138,3 +142,79 @@ def test_unexpected_errors_are_logged_500s_with_cors(
         assert body["request_id"] == r.headers["x-request-id"]
         assert "disk on fire" not in r.text
         assert r.headers["access-control-allow-origin"] == "*"
+
+
+# -- secure defaults ------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo_client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'demo.db'}", admin_token=ADMIN_TOKEN, demo=True
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.mark.parametrize("path", ["/dashboard/", "/demo/", "/demo/checkout.html"])
+def test_html_pages_carry_csp_framing_nosniff_and_referrer_rules(
+    demo_client: TestClient, path: str
+) -> None:
+    r = demo_client.get(path)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer"
+
+
+def test_assets_are_not_sniffed_and_not_given_a_page_policy(demo_client: TestClient) -> None:
+    r = demo_client.get("/static/tracker.js")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in r.headers
+
+
+@pytest.mark.parametrize("fast_paths", [True, False])
+def test_authenticated_answers_are_never_cached(tmp_path: Path, fast_paths: bool) -> None:
+    with app_client(tmp_path, "cache", fast_paths=fast_paths) as c:
+        r = c.post("/v1/keys/generate", json={"customer_name": "x"})
+        assert r.status_code == 201 and r.headers["cache-control"] == "no-store"
+        h = {"X-Api-Key": r.json()["api_key"]}
+        answers = [
+            c.post("/v1/sessions/s/events", json=EVENTS, headers=h),
+            c.post("/v1/sessions/s/events", json={**EVENTS, "batch_id": "x"}, headers=h),
+            c.post("/v1/sessions/s/events", json={**EVENTS, "batch_id": "x"}, headers=h),
+            c.get("/v1/sessions/s/mood", headers=h),
+            c.get("/v1/sessions/s/events", headers=h),
+            c.get("/v1/analytics/moods", headers=h),
+            c.get("/v1/analytics/pages", headers=h),
+            c.get("/v1/analytics/actions", headers=h),
+            c.get("/v1/usage", headers=h),
+            c.post("/v1/keys/publishable", json={"allowed_origins": ["https://a.b"]}, headers=h),
+            c.get("/v1/sessions/none/mood", headers=h),
+            c.get("/v1/usage"),
+        ]
+        assert answers[2].headers["idempotent-replayed"] == "true"
+        for r in answers:
+            assert r.headers["cache-control"] == "no-store", (r.request.url, r.status_code)
+        # public and unauthenticated: cacheable as before
+        assert "no-store" not in c.get("/static/tracker.js").headers["cache-control"]
+
+
+def test_the_demo_key_is_printed_only_when_local(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for printed in (True, False):
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / f'd{printed}.db'}",
+            demo=True,
+            demo_key_printed=printed,
+        )
+        with TestClient(create_app(settings)):
+            pass
+        out = capsys.readouterr().out
+        assert "/demo/" in out
+        assert ("#key=sm_" in out) is printed
+        assert out.count("sm_") == int(printed)  # the only secret ever printed

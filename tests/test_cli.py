@@ -84,23 +84,90 @@ def test_access_log_redaction_in_a_real_server(tmp_path: Path) -> None:
              "serve", "--port", str(port), "--access-log", "--no-demo"],
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
+    secrets = ["sm_" + c * 48 for c in "bcdef"] + ["pk_" + "a" * 48]
     try:
-        secret = "sm_" + "b" * 48
+        base = f"http://127.0.0.1:{port}"
         r = None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
                 r = httpx.post(
-                    f"http://127.0.0.1:{port}/v1/sessions/x/events?key={secret}",
+                    f"{base}/v1/sessions/x/events?key={secrets[0]}",
                     json={"events": [{"type": "click"}]},
                 )
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
         assert r is not None and r.status_code == 401
+        # Other spellings of the same parameter, and keys anywhere in the line.
+        for target in (
+            f"/v1/sessions/x/events?%6Bey={secrets[1]}",  # "key", percent-encoded
+            f"/v1/usage?KEY={secrets[2]}",
+            f"/v1/sessions/{secrets[3]}/mood",
+            f"/v1/usage?q=%73m_{secrets[4][3:]}",  # the key's own "s" encoded
+            f"/v1/usage?key={secrets[5]}&page=2",
+        ):
+            httpx.get(base + target)
     finally:
         proc.terminate()
         proc.wait(10)
     text = log.read_text()
     assert "/v1/sessions/x/events?key=[redacted]" in text
-    assert secret not in text
+    assert "?%6Bey=[redacted]" in text and "?KEY=[redacted]" in text
+    assert "/v1/sessions/[redacted]/mood" in text and "?key=[redacted]&page=2" in text
+    for secret in secrets:
+        assert secret not in text and secret[3:] not in text
+
+
+@pytest.mark.parametrize(
+    ("target", "want"),
+    [
+        ("/health", "/health"),
+        ("/a?x=1&y", "/a?x=1&y"),
+        ("/a?Api_Key=abc&b=2", "/a?Api_Key=[redacted]&b=2"),
+        ("/a?k%65y=abc", "/a?k%65y=[redacted]"),
+        ("/a?token=t+1", "/a?token=[redacted]"),
+        ("/a?x=SM_" + "A" * 48, "/a?x=[redacted]"),
+        ("/v1/sessions/pk_" + "0" * 48 + "/events", "/v1/sessions/[redacted]/events"),
+    ],
+)
+def test_redact_target(target: str, want: str) -> None:
+    from sessionmood_server.cli import redact_target
+
+    assert redact_target(target) == want
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("shop.example", False)],
+)  # fmt: skip
+def test_only_loopback_counts_as_local(host: str, local: bool) -> None:
+    from sessionmood_server.cli import is_loopback
+
+    assert is_loopback(host) is local
+
+
+def test_serve_by_default_has_no_demo_no_secret_and_no_banner(fresh_server: LiveServer) -> None:
+    r = httpx.get(fresh_server.base_url + "/health")
+    assert "server" not in r.headers  # no "uvicorn" banner for scanners
+    assert httpx.get(fresh_server.base_url + "/demo/").status_code == 404
+    assert httpx.get(fresh_server.base_url + "/").status_code == 404
+    assert fresh_server.log_path is not None
+    out = fresh_server.log_path.read_text()
+    assert "sm_" not in out and "pk_" not in out and "Demo shop" not in out
+
+
+def test_serve_demo_prints_the_local_demo_key(tmp_path: Path) -> None:
+    server = LiveServer(
+        database_url=f"sqlite:///{tmp_path / 'demo.db'}",
+        args=["--demo"],
+        log_path=tmp_path / "demo.log",
+    )
+    server.start()
+    try:
+        out = (tmp_path / "demo.log").read_text()
+        assert "#key=sm_" in out and "/demo/" in out
+        assert httpx.get(server.base_url + "/demo/").status_code == 200
+    finally:
+        server.stop()

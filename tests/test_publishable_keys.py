@@ -21,19 +21,26 @@ def _pk(client: TestClient, auth: dict[str, str], origins: list[str] | None = No
     return str(body["publishable_key"])
 
 
-def test_publishable_key_sends_events_and_reads_mood(
+def test_publishable_key_sends_events_and_learns_the_mood_from_the_answer(
     client: TestClient, auth: dict[str, str]
 ) -> None:
     pk = {"X-Api-Key": _pk(client, auth), "Origin": SHOP}
-    assert client.post("/v1/sessions/b1/events", json=EVENTS, headers=pk).status_code == 200
-    assert client.get("/v1/sessions/b1/mood", headers=pk).status_code == 200
+    r = client.post("/v1/sessions/b1/events", json=EVENTS, headers=pk)
+    assert r.status_code == 200
+    # what tracker.js hands to onMood: the mood after this batch
+    assert r.json()["current_mood"] == "neutral" and "suggested_action" in r.json()
     # same tenant: the secret key sees what the browser sent
     assert client.get("/v1/sessions/b1/events", headers=auth).json()["event_count"] == 1
+    assert client.get("/v1/sessions/b1/mood", headers=auth).status_code == 200
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
     [
+        # Write-only: session ids may be user ids, and the key is public.
+        ("GET", "/v1/sessions/b1/mood"),
+        ("GET", "/v1/stream/moods"),
+        ("GET", "/v1/analytics/pages"),
         ("GET", "/v1/analytics/moods"),
         ("GET", "/v1/usage"),
         ("GET", "/v1/sessions/b1/events"),
@@ -145,3 +152,27 @@ def test_missing_origin_list(client: TestClient, auth: dict[str, str]) -> None:
 )
 def test_normalise_origin(raw: str, want: str | None) -> None:
     assert normalise_origin(raw) == want
+
+
+def test_drive_by_sessions_cannot_burn_the_month(
+    client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The public key is in the page: anyone can send one batch per made-up
+    session id without an Origin. Such sessions never count; visitors who come
+    back for a second batch do, and the site keeps working for them."""
+    from sessionmood_server import routes
+    from sessionmood_server.keys import PlanInfo
+
+    monkeypatch.setitem(routes.PLAN_INFO, "starter", PlanInfo("starter", 5, True, 7))
+    pk = _pk(client, auth)
+    for i in range(25):  # five times the month
+        r = client.post(f"/v1/sessions/made-up-{i}/events?key={pk}", json=EVENTS)
+        assert r.status_code == 200
+    assert client.get("/v1/usage", headers=auth).json()["sessions_used"] == 0
+    visitor = {"X-Api-Key": pk, "Origin": SHOP}
+    for _ in range(2):
+        assert client.post("/v1/sessions/v1/events", json=EVENTS, headers=visitor).is_success
+    assert client.get("/v1/usage", headers=auth).json()["sessions_used"] == 1
+    # the backend's own sessions count at once, as before
+    assert client.post("/v1/sessions/b1/events", json=EVENTS, headers=auth).is_success
+    assert client.get("/v1/usage", headers=auth).json()["sessions_used"] == 2

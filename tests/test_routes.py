@@ -384,6 +384,38 @@ def test_batch_id_reused_for_other_session_is_409(client: TestClient, auth: dict
     _assert_nothing_stored(client, auth, "two")
 
 
+@pytest.mark.parametrize("how", ["batch_id", "Idempotency-Key"])
+def test_same_batch_id_with_other_events_is_409(
+    client: TestClient, auth: dict[str, str], how: str
+) -> None:
+    """Like Stripe: a key reused with another payload is an error, never a silent drop."""
+    h, extra = (auth, {"batch_id": "b-7"}) if how == "batch_id" else ({**auth, how: "b-7"}, {})
+    assert post_events(client, h, "pay", RAGE[:2], **extra).status_code == 200
+    r = post_events(client, h, "pay", RAGE[2:], **extra)
+    assert r.status_code == 409
+    assert r.json()["field"] == "batch_id" and "other events" in r.json()["message"]
+    assert r.headers["x-should-retry"] == "false"
+    assert client.get("/v1/sessions/pay/mood", headers=auth).json()["event_count"] == 2
+    # the same events again replay the first answer
+    again = post_events(client, h, "pay", RAGE[:2], **extra)
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+
+
+def test_a_retry_without_timestamps_is_the_same_batch(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """Missing ``ts`` become the receipt time, which differs on a retry: the
+    batch is still the same one."""
+    events = [{"type": "click", "x": 1, "y": 2}, {"type": "scroll", "speed": 3.5}]
+    first = post_events(client, auth, "retry", events, batch_id="r-1")
+    again = post_events(client, auth, "retry", list(reversed(events))[::-1], batch_id="r-1")
+    assert again.status_code == 200 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    # a value that differs is another batch
+    other = [{"type": "click", "x": 1, "y": 3}, events[1]]
+    assert post_events(client, auth, "retry", other, batch_id="r-1").status_code == 409
+
+
 def test_batch_ids_are_per_tenant(client: TestClient, auth: dict[str, str]) -> None:
     other = {"X-Api-Key": make_key(client)}
     post_events(client, auth, "s", RAGE, batch_id="same")

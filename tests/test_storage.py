@@ -461,3 +461,168 @@ async def test_sqlite_wal_is_reused_under_sustained_writes(
         assert grew < len(sizes) / 2, (grew, len(sizes))
     finally:
         await store.close()
+
+
+# -- abuse: what the API's limits rely on (both backends) -------------------------------
+
+
+async def test_publishable_sessions_count_from_their_second_batch(store: Storage) -> None:
+    """A made-up session id sent once (all anyone holding a public key needs to
+    do) never uses the month up; a session that comes back counts once."""
+    t = await _tenant(store)
+    public = Quota("2026-11", 3, True, provisional=True)
+    for i in range(10):
+        res = await store.append_events(t, f"drive-by{i}", [_ev()], None, public, NOW)
+        assert res.status == "stored"
+    assert await store.month_usage(t, "2026-11") == 0
+    for _ in range(3):  # its second and later batches: counted once
+        assert (await store.append_events(t, "real", [_ev()], None, public, NOW)).status == (
+            "stored"
+        )
+    assert await store.month_usage(t, "2026-11") == 1
+    for sid in ("drive-by0", "drive-by1"):
+        await store.append_events(t, sid, [_ev()], None, public, NOW)
+    assert await store.month_usage(t, "2026-11") == 3
+    # the month is used up: no new session opens, and an uncounted one cannot
+    # start counting; counted ones keep working
+    assert (await store.append_events(t, "late", [_ev()], None, public, NOW)).status == "quota"
+    assert await store.get_session(t, "late") is None
+    assert (await store.append_events(t, "drive-by5", [_ev()], None, public, NOW)).status == (
+        "quota"
+    )
+    assert (await store.append_events(t, "real", [_ev()], None, public, NOW)).status == "stored"
+    assert await store.month_usage(t, "2026-11") == 3
+
+
+async def test_a_batch_id_with_other_events_is_a_mismatch(store: Storage) -> None:
+    t = await _tenant(store)
+    first = await store.append_events(t, "s", [_ev()], "b-1", MONTH, NOW, fingerprint="f1")
+    assert first.status == "stored"
+    again = await store.append_events(t, "s", [_ev()], "b-1", MONTH, NOW + 5, fingerprint="f1")
+    assert again.status == "replayed" and again.response == first.response
+    other = await store.append_events(
+        t, "s", [_ev(), _ev("error")], "b-1", MONTH, NOW, fingerprint="f2"
+    )
+    assert other.status == "mismatch"
+    rec = await store.get_session(t, "s")
+    assert rec is not None and rec.event_count == 1  # the new events were not stored
+    # another session is still the older answer: conflict
+    assert (await store.append_events(t, "x", [_ev()], "b-1", MONTH, NOW)).status == "conflict"
+
+
+async def test_a_session_holds_at_most_max_events(store: Storage) -> None:
+    t = await _tenant(store)
+    ok = await store.append_events(t, "s", [_ev()] * 4, None, MONTH, NOW, max_events=5)
+    assert ok.status == "stored"
+    full = await store.append_events(t, "s", [_ev()] * 2, None, MONTH, NOW, max_events=5)
+    assert full.status == "full"
+    last = await store.append_events(t, "s", [_ev()], None, MONTH, NOW, max_events=5)
+    assert last.status == "stored" and last.response["total_events"] == 5
+    # a new session larger than the cap is refused whole
+    big = await store.append_events(t, "big", [_ev()] * 6, None, MONTH, NOW, max_events=5)
+    assert big.status == "full" and await store.get_session(t, "big") is None
+
+
+async def test_admit_new_is_asked_only_for_new_sessions(store: Storage) -> None:
+    t = await _tenant(store)
+    asked: list[bool] = []
+
+    def no() -> bool:
+        asked.append(False)
+        return False
+
+    await store.append_events(t, "open", [_ev()], None, MONTH, NOW)
+    res = await store.append_events(t, "open", [_ev()], None, MONTH, NOW, admit_new=no)
+    assert res.status == "stored" and asked == []
+    res = await store.append_events(t, "new", [_ev()], "b-new", MONTH, NOW, admit_new=no)
+    assert res.status == "limited" and asked == [False]
+    assert await store.get_session(t, "new") is None
+    assert await store.month_usage(t, "2026-11") == 1
+    # refused batches leave no idempotency record: a retry may succeed later
+    res = await store.append_events(t, "new", [_ev()], "b-new", MONTH, NOW, admit_new=lambda: True)
+    assert res.status == "stored"
+
+
+async def test_export_in_pages(store: Storage) -> None:
+    t = await _tenant(store)
+    for i in range(5):  # batches of 3: seq 1..15
+        await store.append_events(t, "s", [_ev(ts=NOW + i)] * 3, None, MONTH, NOW)
+    whole = await store.export_events(t, "s")
+    assert whole is not None and [e["seq"] for e in whole] == list(range(1, 16))
+    pages = []
+    after = 0
+    while True:
+        page = await store.export_events(t, "s", after, 4)
+        assert page is not None and len(page) <= 4
+        if not page:
+            break
+        pages.append([e["seq"] for e in page])
+        after = page[-1]["seq"]
+    assert pages == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15]]
+    assert await store.export_events(t, "s", 13, 0) == whole[13:]
+    assert await store.export_events(t, "nope", 0, 4) is None
+
+
+async def test_page_moods_top_n(store: Storage) -> None:
+    t = await _tenant(store)
+    views = [_ev("page_view", NOW + i, url=f"/u{i:02d}") for i in range(12)]
+    await store.append_events(t, "many", views, None, MONTH, NOW)
+    await store.append_events(t, "two", [_ev("page_view", NOW, url="/u07")], None, MONTH, NOW)
+    await store.append_events(t, "three", [_ev("page_view", NOW, url="/u07")], None, MONTH, NOW)
+    await store.append_events(t, "four", [_ev("page_view", NOW, url="/u11")], None, MONTH, NOW)
+    top = await store.page_moods(t, None, None, 4)
+    # busiest first, then by URL
+    assert list(top) == ["/u07", "/u11", "/u00", "/u01"]
+    assert sum(top["/u07"].values()) == 3
+    assert len(await store.page_moods(t, None, None)) == 12
+
+
+async def test_listeners_hear_which_tenant_changed_mood_and_key_writes(store: Storage) -> None:
+    heard: list[object] = []
+
+    class Listener:
+        def moods_changed(self, tenant_ids: Any) -> None:
+            heard.append(("moods", None if tenant_ids is None else sorted(tenant_ids)))
+
+        def keys_changed(self) -> None:
+            heard.append("keys")
+
+    listener = Listener()
+    store.add_listener(listener)
+    try:
+        t = await _tenant(store)
+        heard.clear()
+        bad = [_ev("rage_click"), _ev("error"), _ev("error"), _ev("rage_click")]
+        await store.append_events(t, "w", bad, None, MONTH, NOW)
+        # PostgreSQL also relays its own NOTIFY, for this tenant
+        await asyncio.sleep(0.2)
+        assert ("moods", [t]) in heard
+        assert all(h in (("moods", [t]), ("moods", None)) for h in heard)
+        heard.clear()
+        await store.append_events(t, "w", [_ev("rage_click")], None, MONTH, NOW)  # no change
+        assert not any(isinstance(h, tuple) and h[1] == [t] for h in heard)
+        raw = new_key()
+        rec = await store.create_tenant_key("K", None, "starter", raw, NOW)
+        await store.find_key(hash_key(raw))
+        heard.clear()
+        assert await store.revoke_keys(rec.prefix, NOW) == 1
+        await asyncio.sleep(0.2)
+        assert "keys" in heard
+    finally:
+        store.remove_listener(listener)
+
+
+async def test_sqlite_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    store = open_storage(f"sqlite:///{tmp_path / 'private.db'}")
+    await store.open()
+    try:
+        t = await _tenant(store)
+        await store.append_events(t, "s", [_ev()], None, MONTH, NOW)
+        files = sorted(tmp_path.glob("private.db*"))
+        assert {f.name for f in files} >= {"private.db", "private.db-wal", "private.db-shm"}
+        for f in files:
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    finally:
+        await store.close()

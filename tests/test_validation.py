@@ -49,7 +49,7 @@ def test_fast_path_equals_careful_path(body: dict[str, Any], header_batch_id: st
     fast = parse_events_body(orjson.dumps(body), header_batch_id, 1000, NOW)
     careful = parse_events(body, header_batch_id, 1000, NOW)
     assert fast == careful
-    events, _ = fast
+    events, _, _ = fast
     # Key order is not part of the contract, but types and values are.
     for got, want in zip(events, careful[0], strict=True):
         assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in want.items()}

@@ -37,6 +37,8 @@
       if (v == null || v === false) continue;
       if (k === 'class') e.className = v;
       else if (k === 'text') e.textContent = v;
+      // through the CSSOM: the page's CSP refuses style attributes
+      else if (k === 'style') e.style.cssText = String(v);
       else e.setAttribute(k, String(v));
     }
     for (const c of children) if (c != null) e.append(c);

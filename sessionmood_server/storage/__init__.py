@@ -13,7 +13,7 @@ a 200 means everything is committed and nothing is ever half-stored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -60,6 +60,11 @@ class Quota:
     month: str  # "YYYY-MM" (UTC)
     limit: int
     blocks: bool  # False for pro: count overage instead of refusing
+    # Sessions opened through a publishable key count from their second batch
+    # on (see README "Quota"): a request per made-up session id, which anyone
+    # holding the public key can send, never uses the month up. A new session
+    # is still refused once the month is used up.
+    provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +72,15 @@ class AppendResult:
     """Outcome of ``append_events``.
 
     ``status`` is ``stored`` (committed now), ``replayed`` (the batch id was seen
-    before: ``response`` is the first answer), ``quota`` (opening this session
-    would pass the plan's limit; nothing stored) or ``conflict`` (the batch id
-    was used for another session).
+    before with the same events: ``response`` is the first answer), ``quota``
+    (opening this session would pass the plan's limit), ``conflict`` (the batch
+    id was used for another session), ``mismatch`` (the batch id was used with
+    other events), ``full`` (the session would pass ``max_events``) or
+    ``limited`` (``admit_new`` refused to open a new session). Nothing is
+    stored unless the status is ``stored``.
     """
 
-    status: Literal["stored", "replayed", "quota", "conflict"]
+    status: Literal["stored", "replayed", "quota", "conflict", "mismatch", "full", "limited"]
     response: dict[str, Any] = field(default_factory=dict)
 
 
@@ -146,6 +154,19 @@ class DeliveryJob:
     created_at: float
 
 
+class ChangeListener(Protocol):
+    """Told, on the event loop, what may have changed (see ``Storage.add_listener``).
+    Calls must return at once and never raise."""
+
+    def moods_changed(self, tenant_ids: Collection[int] | None) -> None:
+        """Mood changes of these tenants were committed; None: any tenant's may have been."""
+        ...
+
+    def keys_changed(self) -> None:
+        """API keys may have been created or revoked."""
+        ...
+
+
 class Storage(Protocol):
     """What the app needs from a database. Implementations are safe for
     concurrent use from one event loop."""
@@ -183,16 +204,27 @@ class Storage(Protocol):
         quota: Quota,
         now: float,
         policy: Mapping[MoodLabel, SuggestedAction] | None = None,
+        *,
+        fingerprint: str | None = None,
+        max_events: int = 0,
+        admit_new: Callable[[], bool] | None = None,
     ) -> AppendResult:
         """Store a batch atomically. ``policy`` (learned from feedback) overrides the
-        engine's suggested action per mood in everything written."""
+        engine's suggested action per mood in everything written. ``fingerprint``
+        identifies the batch's events: a batch id seen before with another one is a
+        ``mismatch``. ``max_events`` (0: none) caps the session's events.
+        ``admit_new`` is called, inside the transaction, only when the batch would
+        open a new session; False refuses it (``limited``)."""
         ...
 
     async def get_session(self, tenant_id: int, session_id: str) -> SessionRecord | None: ...
 
     async def export_events(
-        self, tenant_id: int, session_id: str
-    ) -> list[dict[str, Any]] | None: ...
+        self, tenant_id: int, session_id: str, after_seq: int = 0, limit: int = 0
+    ) -> list[dict[str, Any]] | None:
+        """The session's events with ``seq > after_seq`` in order, at most ``limit``
+        (0: all); None if there is no such session."""
+        ...
 
     async def add_feedback(
         self,
@@ -223,8 +255,11 @@ class Storage(Protocol):
 
     # dashboard analytics and the live stream
     async def page_moods(
-        self, tenant_id: int, since: float | None, until: float | None
-    ) -> dict[str, dict[MoodLabel, int]]: ...
+        self, tenant_id: int, since: float | None, until: float | None, limit: int = 0
+    ) -> dict[str, dict[MoodLabel, int]]:
+        """Per page URL, how many sessions left it in each mood: the ``limit`` pages
+        with the most sessions (0: all), busiest first, ties by URL."""
+        ...
 
     async def action_counts(
         self, tenant_id: int, since: float | None, until: float | None, trusted_only: bool = False
@@ -276,11 +311,23 @@ class Storage(Protocol):
         cutoff (events, state, feedback, history, deliveries); returns how many."""
         ...
 
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Tell ``listener`` about commits from now on (this process's, and on
+        PostgreSQL every replica's)."""
+        ...
+
+    def remove_listener(self, listener: ChangeListener) -> None: ...
+
     async def wait_for_mood_change(self, timeout: float) -> bool:
         """Return when a mood change may have been stored (by any process), or after
         ``timeout`` seconds; callers re-query either way. False once the storage
         is closing, so live streams end."""
         ...
+
+
+def busiest_first(pages: dict[str, dict[MoodLabel, int]]) -> dict[str, dict[MoodLabel, int]]:
+    """``page_moods``' order: most sessions first, ties by URL (code point order)."""
+    return dict(sorted(pages.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])))
 
 
 class StorageURLError(ValueError):

@@ -36,7 +36,8 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -51,6 +52,7 @@ from sessionmood_server.storage import (
     DEMO_CUSTOMER,
     ActionCounts,
     AppendResult,
+    ChangeListener,
     DeliveryJob,
     DeliveryRecord,
     KeyRecord,
@@ -59,6 +61,7 @@ from sessionmood_server.storage import (
     Quota,
     SessionRecord,
     WebhookRecord,
+    busiest_first,
 )
 from sessionmood_server.storage.postgres_schema import MIGRATIONS
 from sessionmood_server.webhooks import webhook_payload
@@ -167,6 +170,15 @@ def lock_key(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big", signed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """What ``append_events`` checks beyond the quota (see ``Storage.append_events``)."""
+
+    fingerprint: str | None
+    max_events: int
+    admit_new: Callable[[], bool] | None
+
+
 class _Rollback(Exception):
     """Raised inside a transaction to undo it and still return ``result``."""
 
@@ -213,6 +225,7 @@ class PostgresStorage:
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
         self._change_signal = asyncio.Event()
+        self._listeners: list[ChangeListener] = []
         # key_hash -> (record, monotonic time fetched); _key_gen counts
         # invalidations so a lookup racing one never re-caches a stale record.
         self._key_cache: dict[str, tuple[KeyRecord, float]] = {}
@@ -300,7 +313,7 @@ class PostgresStorage:
         self._listener_seen = time.monotonic()
         # Whatever was notified while we were not listening is lost: start clean.
         self._invalidate_keys()
-        self._wake()
+        self._wake(None)
 
     async def _drop_listener(self) -> None:
         conn, self._listener = self._listener, None
@@ -344,20 +357,46 @@ class PostgresStorage:
 
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         self._listener_seen = time.monotonic()
-        if payload != self._schema:
+        # "schema" or, for a mood change, "schema:tenant" (older replicas send
+        # the schema alone: then any tenant may have changed).
+        schema, _, tenant = payload.partition(":")
+        if schema != self._schema:
             return  # another deployment sharing this database
         if channel == KEYS_CHANNEL:
             self._invalidate_keys()
         else:
-            self._wake()
+            self._wake(int(tenant) if tenant.isdigit() else None)
 
-    def _wake(self) -> None:
+    def _wake_local(self, tenant_id: int) -> None:
+        """After our own commit of a mood change: the delivery worker need not
+        wait for our NOTIFY. Live streams do, while the listener works: it
+        brings key revocations and mood changes in commit order, and hearing
+        of one change twice would read it twice."""
+        if self._listening():
+            signal, self._change_signal = self._change_signal, asyncio.Event()
+            signal.set()
+        else:
+            self._wake(tenant_id)
+
+    def _wake(self, tenant_id: int | None) -> None:
         signal, self._change_signal = self._change_signal, asyncio.Event()
         signal.set()
+        tenants = None if tenant_id is None else (tenant_id,)
+        for listener in self._listeners:
+            listener.moods_changed(tenants)
 
     def _invalidate_keys(self) -> None:
         self._key_gen += 1
         self._key_cache.clear()
+        for listener in self._listeners:
+            listener.keys_changed()
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     # -- transactions ------------------------------------------------------------
 
@@ -484,6 +523,10 @@ class PostgresStorage:
         quota: Quota,
         now: float,
         policy: Mapping[MoodLabel, SuggestedAction] | None = None,
+        *,
+        fingerprint: str | None = None,
+        max_events: int = 0,
+        admit_new: Callable[[], bool] | None = None,
     ) -> AppendResult:
         session_key = self._session_lock(tenant_id, session_id)
         locks = [session_key]
@@ -492,12 +535,13 @@ class PostgresStorage:
         try:
             async with self._session_locks.hold(session_key):
                 result, changed = await self._append(
-                    locks, tenant_id, session_id, events, batch_id, quota, now, policy
-                )
+                    locks, tenant_id, session_id, events, batch_id, quota, now, policy,
+                    _Checks(fingerprint, max_events, admit_new),
+                )  # fmt: skip
         except _Rollback as refused:
             return refused.result
         if changed:
-            self._wake()  # local streams need not wait for our own NOTIFY
+            self._wake_local(tenant_id)
         return result
 
     async def _append(
@@ -510,12 +554,14 @@ class PostgresStorage:
         quota: Quota,
         now: float,
         policy: Mapping[MoodLabel, SuggestedAction] | None,
+        checks: _Checks,
     ) -> tuple[AppendResult, bool]:
         async with self._tx(*locks) as c:
             row = await c.fetchrow(
                 "SELECT b.session_id, b.response, s.state, s.event_count, s.last_url, s.mood, "
                 "EXISTS (SELECT 1 FROM session_months m WHERE m.tenant_id = $1 "
-                "AND m.month = $3 AND m.session_id = $2) "
+                "AND m.month = $3 AND m.session_id = $2), b.fingerprint, "
+                "(SELECT u.sessions FROM usage_months u WHERE u.tenant_id = $1 AND u.month = $3) "
                 "FROM (SELECT 1) one "
                 "LEFT JOIN batches b ON b.tenant_id = $1 AND b.batch_id = $4 "
                 "LEFT JOIN sessions s ON s.tenant_id = $1 AND s.session_id = $2",
@@ -524,11 +570,22 @@ class PostgresStorage:
             if row[0] is not None:
                 if row[0] != session_id:
                     return AppendResult("conflict"), False
+                if checks.fingerprint and row[7] and row[7] != checks.fingerprint:
+                    return AppendResult("mismatch"), False
                 return AppendResult("replayed", orjson.loads(row[1])), False
+            new = row[2] is None
+            if checks.max_events and (row[3] or 0) + len(events) > checks.max_events:
+                return AppendResult("full"), False
+            if new and checks.admit_new is not None and not checks.admit_new():
+                return AppendResult("limited"), False
             counted = bool(row[6])
-            if not counted and quota.blocks and quota.limit <= 0:
+            provisional = new and quota.provisional
+            # A provisional session is counted by its next batch; until then it
+            # is only refused when the month is already used up.
+            used = (row[8] or 0) if provisional else 0
+            if not counted and quota.blocks and quota.limit <= used:
                 return AppendResult("quota"), False
-            stored = None if row[2] is None else (engine.loads(row[2]), row[3], row[4], row[5])
+            stored = None if new else (engine.loads(row[2]), row[3], row[4], row[5])
             b = apply_batch(session_id, stored, events, policy)
             verdict, out, response = b.folded.verdict, b.folded, b.response
             rows = event_rows(events, b.total - len(events) + 1)
@@ -545,8 +602,8 @@ class PostgresStorage:
                 "AS p(url, mood) ON CONFLICT (tenant_id, session_id, url) DO UPDATE "
                 "SET mood = excluded.mood, updated_at = excluded.updated_at), "
                 "bt AS (INSERT INTO batches (tenant_id, batch_id, session_id, response, "
-                "created_at) SELECT $1::bigint, $10::text, $2::text, $11::text, $3::float8 "
-                "WHERE $10::text IS NOT NULL) "
+                "created_at, fingerprint) SELECT $1::bigint, $10::text, $2::text, $11::text, "
+                "$3::float8, $19::text WHERE $10::text IS NOT NULL) "
                 "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, signals, "
                 "suggested_action, event_count, created_at, updated_at, last_url) "
                 "VALUES ($1, $2, $12, $13, $14, $15, $16, $17, $3, $3, $18) "
@@ -573,8 +630,13 @@ class PostgresStorage:
                 b.action,
                 b.total,
                 out.last_url,
+                checks.fingerprint,
             )
-            if not counted and not await self._count_session_month(c, tenant_id, session_id, quota):
+            if (
+                not counted
+                and not provisional
+                and not await self._count_session_month(c, tenant_id, session_id, quota)
+            ):
                 raise _Rollback(AppendResult("quota"))
             if b.changed:
                 await self._record_change(
@@ -630,7 +692,8 @@ class PostgresStorage:
             "RETURNING id, (SELECT array_agg(w.id) FROM webhooks w WHERE w.tenant_id = $1 "
             "AND w.deleted_at IS NULL AND (w.moods IS NULL OR $4 = ANY(w.moods)))",
             tenant_id, session_id, previous, mood, confidence, signals, action, url, now,
-            lock_key("tenant", self._schema, tenant_id), CHANGES_CHANNEL, self._schema,
+            lock_key("tenant", self._schema, tenant_id), CHANGES_CHANNEL,
+            f"{self._schema}:{tenant_id}",
         )  # fmt: skip
         change_id, hooks = row[0], row[1]
         if not hooks:
@@ -659,7 +722,9 @@ class PostgresStorage:
             session_id, row[0], row[1], tuple(row[2]), row[3], row[4], row[5], row[6]
         )
 
-    async def export_events(self, tenant_id: int, session_id: str) -> list[dict[str, Any]] | None:
+    async def export_events(
+        self, tenant_id: int, session_id: str, after_seq: int = 0, limit: int = 0
+    ) -> list[dict[str, Any]] | None:
         async with self._conn() as conn, conn.transaction(readonly=True):
             # One snapshot for the existence check and the events.
             if not await conn.fetchval(
@@ -670,9 +735,11 @@ class PostgresStorage:
                 return None
             rows = await conn.fetch(
                 "SELECT seq, type, ts, received_at, fields FROM events "
-                "WHERE tenant_id = $1 AND session_id = $2 ORDER BY seq",
+                "WHERE tenant_id = $1 AND session_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
                 tenant_id,
                 session_id,
+                after_seq,
+                limit or None,
             )
         out = []
         for seq, type_, ts, received_at, fields in rows:
@@ -779,20 +846,27 @@ class PostgresStorage:
     # -- dashboard analytics and the live stream --------------------------------------
 
     async def page_moods(
-        self, tenant_id: int, since: float | None, until: float | None
+        self, tenant_id: int, since: float | None, until: float | None, limit: int = 0
     ) -> dict[str, dict[MoodLabel, int]]:
         async with self._conn() as conn:
+            # Only the busiest pages are grouped by mood (ties by URL in byte,
+            # i.e. code point, order, as Python sorts).
             rows = await conn.fetch(
-                "SELECT url, mood, count(*) FROM page_moods WHERE tenant_id = $1 "
-                "AND updated_at >= $2 AND updated_at < $3 GROUP BY url, mood",
+                "WITH top AS (SELECT url FROM page_moods WHERE tenant_id = $1 "
+                "AND updated_at >= $2 AND updated_at < $3 GROUP BY url "
+                'ORDER BY count(*) DESC, url COLLATE "C" LIMIT $4) '
+                "SELECT p.url, p.mood, count(*) FROM page_moods p JOIN top ON top.url = p.url "
+                "WHERE p.tenant_id = $1 AND p.updated_at >= $2 AND p.updated_at < $3 "
+                "GROUP BY p.url, p.mood",
                 tenant_id,
                 since or 0.0,
                 until or 1e18,
+                limit or None,
             )
         out: dict[str, dict[MoodLabel, int]] = {}
         for url, mood, n in rows:
             out.setdefault(url, {})[mood] = n
-        return out
+        return busiest_first(out)
 
     async def action_counts(
         self, tenant_id: int, since: float | None, until: float | None, trusted_only: bool = False

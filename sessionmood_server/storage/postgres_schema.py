@@ -156,4 +156,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE feedback ADD COLUMN trusted BOOLEAN NOT NULL DEFAULT true;
         """,
     ),
+    (
+        # The events a batch id was first used with (see the SQLite schema).
+        6,
+        """
+        ALTER TABLE batches ADD COLUMN fingerprint TEXT;
+        """,
+    ),
 ]

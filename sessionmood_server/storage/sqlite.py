@@ -24,6 +24,7 @@ commit.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
 import contextlib
 import itertools
@@ -46,6 +47,7 @@ from sessionmood_server.storage import (
     DEMO_CUSTOMER,
     ActionCounts,
     AppendResult,
+    ChangeListener,
     DeliveryJob,
     DeliveryRecord,
     KeyRecord,
@@ -54,6 +56,7 @@ from sessionmood_server.storage import (
     Quota,
     SessionRecord,
     WebhookRecord,
+    busiest_first,
 )
 from sessionmood_server.storage.sqlite_schema import MIGRATIONS
 from sessionmood_server.webhooks import webhook_payload
@@ -284,6 +287,7 @@ class SQLiteStorage:
         self._counted_months: set[tuple[int, str, str]] = set()
         self._staged_months: set[tuple[int, str, str]] = set()
         self._change_signal = asyncio.Event()
+        self._listeners: list[ChangeListener] = []
         self._closing = False
         self._cache_version = -1
         self._all_conns: list[sqlite3.Connection] = []
@@ -316,6 +320,11 @@ class SQLiteStorage:
         if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(parent, exist_ok=True)
+            # The file holds key hashes and webhook secrets: readable by its
+            # owner only. SQLite gives the -wal and -shm files the database
+            # file's permissions. An existing file keeps the ones it has.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         self._conn = self._connect()
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -485,9 +494,12 @@ class SQLiteStorage:
             log.exception("SQLite group commit failed")
             outcomes = [(fut, None, exc) for _, fut in jobs]
         if self._changed:
+            tenants = frozenset(self._changed)
             self._changed.clear()
             signal, self._change_signal = self._change_signal, asyncio.Event()
             signal.set()
+            for listener in self._listeners:
+                listener.moods_changed(tenants)
         if self._dirty and self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(ROW_LAG_S, self._flush_due)
         # Answer only now, after COMMIT: a 200 means the batch is durable.
@@ -651,7 +663,7 @@ class SQLiteStorage:
         version = self._changed_version(conn)
         if version is None:
             return
-        self._key_cache.clear()
+        self._keys_invalidated()
         # Hot entries of lagging rows are the only current copy: the next write
         # group rebuilds those rows from the log before dropping the entries.
         if not self._dirty:
@@ -663,9 +675,23 @@ class SQLiteStorage:
         return None if version == self._cache_version else version
 
     def _adopt_version(self, version: int) -> None:
-        self._key_cache.clear()
+        self._keys_invalidated()
         self._hot.clear()
         self._cache_version = version
+
+    def _keys_invalidated(self) -> None:
+        """Forget cached keys (a key was written, here or by another process) and
+        say so: live streams re-check theirs before sending anything more."""
+        self._key_cache.clear()
+        for listener in self._listeners:
+            listener.keys_changed()
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A point read, inline: cheaper than a thread hop, sees every commit."""
@@ -707,7 +733,7 @@ class SQLiteStorage:
 
     async def _key_write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         result = await self._write(job)
-        self._key_cache.clear()  # after the commit, or a racing read could re-cache
+        self._keys_invalidated()  # after the commit, or a racing read could re-cache
         return result
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:
@@ -762,16 +788,23 @@ class SQLiteStorage:
         quota: Quota,
         now: float,
         policy: Mapping[MoodLabel, SuggestedAction] | None = None,
+        *,
+        fingerprint: str | None = None,
+        max_events: int = 0,
+        admit_new: Callable[[], bool] | None = None,
     ) -> AppendResult:
         def job(c: sqlite3.Connection) -> AppendResult:
             if batch_id is not None:
                 seen = c.execute(
-                    "SELECT session_id, response FROM batches WHERE tenant_id=? AND batch_id=?",
+                    "SELECT session_id, response, fingerprint FROM batches "
+                    "WHERE tenant_id=? AND batch_id=?",
                     (tenant_id, batch_id),
                 ).fetchone()
                 if seen is not None:
                     if seen[0] != session_id:
                         return AppendResult("conflict")
+                    if fingerprint and seen[2] and seen[2] != fingerprint:
+                        return AppendResult("mismatch")
                     return AppendResult("replayed", orjson.loads(seen[1]))
             key = (tenant_id, session_id)
             # An earlier batch in this same group may have moved the session on.
@@ -790,7 +823,11 @@ class SQLiteStorage:
                 ).fetchone()
                 stored = None if row is None else (engine.loads(row[0]), *row[1:4])
                 prev_batch = None if row is None else row[4]
-            if not self._count_session_month(c, tenant_id, session_id, quota):
+            if max_events and (0 if stored is None else stored[1]) + len(events) > max_events:
+                return AppendResult("full")
+            if stored is None and admit_new is not None and not admit_new():
+                return AppendResult("limited")
+            if not self._count_session_month(c, tenant_id, session_id, quota, stored is None):
                 return AppendResult("quota")
             b = apply_batch(session_id, stored, events, policy)
             verdict, out = b.folded.verdict, b.folded
@@ -854,18 +891,23 @@ class SQLiteStorage:
             response = b.response
             if batch_id is not None:
                 c.execute(
-                    "INSERT INTO batches VALUES (?,?,?,?,?)",
-                    (tenant_id, batch_id, session_id, orjson.dumps(response).decode(), now),
-                )
+                    "INSERT INTO batches (tenant_id, batch_id, session_id, response, created_at, "
+                    "fingerprint) VALUES (?,?,?,?,?,?)",
+                    (
+                        tenant_id, batch_id, session_id, orjson.dumps(response).decode(), now,
+                        fingerprint,
+                    ),
+                )  # fmt: skip
             self._staged_hot[key] = _hot_entry(session_id, b, now, batch_row)
             return AppendResult("stored", response)
 
         return await self._write(job)
 
     def _count_session_month(
-        self, c: sqlite3.Connection, tenant_id: int, session_id: str, quota: Quota
+        self, c: sqlite3.Connection, tenant_id: int, session_id: str, quota: Quota, new: bool
     ) -> bool:
-        """Count the session against this month's quota; False if that is refused."""
+        """Count the session against this month's quota; False if that is refused.
+        A ``new`` session under a provisional quota is only checked, not counted."""
         key = (tenant_id, quota.month, session_id)
         if key in self._counted_months:
             return True
@@ -882,6 +924,8 @@ class SQLiteStorage:
         used = used_row[0] if used_row else 0
         if quota.blocks and used >= quota.limit:
             return False
+        if new and quota.provisional:
+            return True  # counted by its next batch
         c.execute("INSERT INTO session_months VALUES (?,?,?)", (tenant_id, quota.month, session_id))
         c.execute(
             "INSERT INTO usage_months VALUES (?,?,1) ON CONFLICT (tenant_id, month) "
@@ -917,7 +961,9 @@ class SQLiteStorage:
             self._hot[key] = (record, None, row[7])
         return record
 
-    async def export_events(self, tenant_id: int, session_id: str) -> list[dict[str, Any]] | None:
+    async def export_events(
+        self, tenant_id: int, session_id: str, after_seq: int = 0, limit: int = 0
+    ) -> list[dict[str, Any]] | None:
         hot = self._hot.get((tenant_id, session_id))
         newest = None if hot is None else hot[2]  # committed, so the reader sees it
 
@@ -928,16 +974,31 @@ class SQLiteStorage:
             ).fetchone()
             if row is None:
                 return None
-            out = []
-            for first_seq, received_at, events in c.execute(
-                _CHAIN + "SELECT b.first_seq, b.received_at, b.events FROM chain "
+            # The chain's batches (id, first seq), oldest first; then only the
+            # ones this page needs are read in full.
+            chain = c.execute(
+                _CHAIN + "SELECT b.id, b.first_seq FROM chain "
                 "JOIN event_batches b ON b.id = chain.id "
                 "WHERE b.tenant_id=? AND b.session_id=? ORDER BY b.first_seq",
                 (newest or row[0], tenant_id, session_id),
+            ).fetchall()
+            # The batch holding seq after_seq + 1 is the last one starting at or before it.
+            start = max(0, bisect.bisect_right([f for _, f in chain], after_seq + 1) - 1)
+            wanted: list[int] = []
+            for i in range(start, len(chain)):
+                if limit and wanted and chain[i][1] - 1 - after_seq >= limit:
+                    break  # the batches so far already hold a full page
+                wanted.append(chain[i][0])
+            out: list[dict[str, Any]] = []
+            for first_seq, received_at, events in c.execute(
+                f"SELECT first_seq, received_at, events FROM event_batches WHERE id IN "
+                f"({','.join('?' * len(wanted))}) ORDER BY first_seq",
+                wanted,
             ):
                 for seq, ev in enumerate(orjson.loads(events), start=first_seq):
-                    out.append({"seq": seq, **ev, "received_at": received_at})
-            return out
+                    if seq > after_seq:
+                        out.append({"seq": seq, **ev, "received_at": received_at})
+            return out[:limit] if limit else out
 
         return await self._read_large(run)
 
@@ -1057,17 +1118,25 @@ class SQLiteStorage:
         return await self._key_write(job)
 
     async def page_moods(
-        self, tenant_id: int, since: float | None, until: float | None
+        self, tenant_id: int, since: float | None, until: float | None, limit: int = 0
     ) -> dict[str, dict[MoodLabel, int]]:
         def run(c: sqlite3.Connection) -> dict[str, dict[MoodLabel, int]]:
+            window = (tenant_id, since or 0.0, until or 1e18)
             out: dict[str, dict[MoodLabel, int]] = {}
+            # Only the busiest pages are grouped by mood: SQL picks them (ties
+            # by URL in code point order, as Python sorts), nothing else is read
+            # into Python.
             for url, mood, n in c.execute(
-                "SELECT url, mood, count(*) FROM page_moods WHERE tenant_id=? "
-                "AND updated_at >= ? AND updated_at < ? GROUP BY url, mood",
-                (tenant_id, since or 0.0, until or 1e18),
+                "WITH top(url) AS (SELECT url FROM page_moods WHERE tenant_id=? "
+                "AND updated_at >= ? AND updated_at < ? GROUP BY url "
+                "ORDER BY count(*) DESC, url LIMIT ?) "
+                "SELECT p.url, p.mood, count(*) FROM page_moods p JOIN top ON top.url = p.url "
+                "WHERE p.tenant_id=? AND p.updated_at >= ? AND p.updated_at < ? "
+                "GROUP BY p.url, p.mood",
+                (*window, limit or -1, *window),
             ):
                 out.setdefault(url, {})[mood] = n
-            return out
+            return busiest_first(out)
 
         return await self._read_large(run)
 

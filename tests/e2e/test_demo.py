@@ -73,7 +73,7 @@ class Demo:
 
 def start_demo(tmp: Path) -> Demo:
     log = tmp / "serve.log"
-    server = LiveServer(database_url=f"sqlite:///{tmp / 'demo.db'}", log_path=log)
+    server = LiveServer(database_url=f"sqlite:///{tmp / 'demo.db'}", log_path=log, args=["--demo"])
     server.start()
     # The banner is printed in the lifespan, before the server answers /health.
     m = re.search(r"Dashboard:\s+(\S+#key=(sm_\w+))", log.read_text())
