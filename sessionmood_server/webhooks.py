@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import hashlib
 import hmac
 import ipaddress
@@ -96,6 +97,17 @@ class WebhookURLError(ValueError):
     """The URL may not receive webhooks; the message says why."""
 
 
+# One message for every refusal that depends on what the host resolved to (or
+# whether it resolved at all): telling them apart would let a tenant map
+# internal DNS through the error ("db.internal resolves, to something private").
+ADDRESS_REFUSED = (
+    "the host must resolve to public addresses only "
+    "(SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS=1 also allows private and loopback ones; "
+    "link-local, cloud metadata, multicast, broadcast and reserved addresses never)"
+)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 # Cloud metadata endpoints: never a receiver, whatever the settings. Most are
 # link-local; these are not.
 _METADATA = {
@@ -103,26 +115,99 @@ _METADATA = {
     ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
     ipaddress.ip_address("fd00:ec2::23"),  # AWS IPv6 DNS
 }
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # 0.0.0.0 reaches the local host on Linux
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+# IPv6 forms that carry an IPv4 address: a packet to one of them reaches (or,
+# through a translator or tunnel relay, is delivered to) that IPv4 address.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local-use prefixes
+_V4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # ::ffff:0:a.b.c.d (RFC 2765)
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")  # ::a.b.c.d (deprecated, RFC 4291)
 
 
-def _address_refusal(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool
-) -> str | None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # Link-local covers cloud metadata (169.254.169.254): never allowed.
-    if ip.is_link_local or ip in _METADATA:
-        return f"{ip} is link-local or cloud metadata and can never receive webhooks"
-    if ip.is_multicast or ip.is_unspecified:
-        return f"{ip} is not a unicast address"
+def _rfc6052_ipv4(n: int, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address in an RFC 6052 IPv6 address with a 32-64 bit prefix:
+    32 address bits right after the prefix, skipping bits 64-71 (the u octet)."""
+    window = n >> (128 - prefix_length - 40) & (1 << 40) - 1  # address bits plus the u octet
+    before_u = 64 - prefix_length
+    after_u = 32 - before_u
+    high = window >> (40 - before_u)
+    return ipaddress.IPv4Address(high << after_u | window & (1 << after_u) - 1)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address embeds: IPv4-mapped and -translated,
+    IPv4-compatible, NAT64 (well-known and local-use prefixes), 6to4 and Teredo
+    (server and client). Empty for an ordinary IPv6 address."""
+    n = int(ip)
+    low32 = ipaddress.IPv4Address(n & 0xFFFFFFFF)
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip in _NAT64 or ip in _V4_TRANSLATED or (ip in _V4_COMPATIBLE and n > 1):  # not ::, ::1
+        found.append(low32)
+    if ip in _NAT64_LOCAL:
+        # The operator picks the prefix length inside the /48 (RFC 6052 section
+        # 2.2): any of them may be in use, so every reading counts.
+        found += [_rfc6052_ipv4(n, length) for length in (48, 56, 64)]
+        found.append(low32)  # a /96 prefix
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
+
+
+class Reach(enum.IntEnum):
+    """Who may send webhooks to an address, from most to least open."""
+
+    PUBLIC = 0
+    PRIVATE = 1  # only with SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS=1
+    NEVER = 2
+
+
+def _ipv4_reach(ip: ipaddress.IPv4Address) -> Reach:
+    # Link-local covers cloud metadata (169.254.169.254). Reserved (240/4)
+    # includes the broadcast address, which is also "private" to Python.
+    if ip.is_link_local or ip in _METADATA or ip.is_multicast or ip.is_reserved:
+        return Reach.NEVER
+    if ip in _THIS_NETWORK or ip == _BROADCAST:
+        return Reach.NEVER
     if ip.is_global:
-        return None
-    if allow_private and (ip.is_private or ip.is_loopback):
-        return None
-    return (
-        f"{ip} is a private, loopback or otherwise non-public address; set "
-        "SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS=1 to allow internal receivers"
-    )
+        return Reach.PUBLIC
+    return Reach.PRIVATE if ip.is_private or ip.is_loopback else Reach.NEVER
+
+
+def address_reach(ip: IPAddress) -> Reach:
+    """Who may send webhooks to ``ip``.
+
+    An IPv6 address that embeds IPv4 addresses is judged by the worst of them,
+    whatever Python's tables say about the IPv6 range itself (they differ
+    between patch releases): ``[::ffff:0:7f00:1]`` is loopback, ``[64:ff9b::a9fe:a9fe]``
+    is cloud metadata through NAT64.
+    """
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _ipv4_reach(ip)
+    embedded = embedded_ipv4(ip)
+    if embedded:
+        worst = max(_ipv4_reach(v4) for v4 in embedded)
+        # Local-use NAT64 prefixes are never globally routed.
+        return max(worst, Reach.PRIVATE) if ip in _NAT64_LOCAL else worst
+    if ip.is_loopback:  # ::1, which Python also counts as reserved
+        return Reach.PRIVATE
+    if ip.is_link_local or ip in _METADATA or ip.is_multicast or ip.is_unspecified:
+        return Reach.NEVER
+    if ip.is_site_local or ip.is_reserved:
+        return Reach.NEVER
+    if ip.is_global:
+        return Reach.PUBLIC
+    return Reach.PRIVATE if ip.is_private or ip.is_loopback else Reach.NEVER
+
+
+def address_allowed(ip: IPAddress, allow_private: bool) -> bool:
+    """May a webhook be delivered to ``ip``?"""
+    verdict = address_reach(ip)
+    return verdict == Reach.PUBLIC or (verdict == Reach.PRIVATE and allow_private)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,15 +250,15 @@ async def vet_webhook_url(url: str, allow_private: bool) -> VettedURL:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        raise WebhookURLError(f"cannot resolve {parts.hostname}") from None
+    except (OSError, UnicodeError, ValueError):
+        raise WebhookURLError(ADDRESS_REFUSED) from None
     addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
-    for address in addresses:
-        refusal = _address_refusal(ipaddress.ip_address(address), allow_private)
-        if refusal:
-            raise WebhookURLError(refusal)
-    if not addresses:
-        raise WebhookURLError(f"cannot resolve {parts.hostname}")
+    # Every address must pass, not just the first: a name resolving to a public
+    # and a private address would otherwise reach the private one half the time.
+    if not addresses or not all(
+        address_allowed(ipaddress.ip_address(a), allow_private) for a in addresses
+    ):
+        raise WebhookURLError(ADDRESS_REFUSED)
     return VettedURL(parts.geturl(), parts.hostname, port, addresses[0])
 
 
