@@ -605,8 +605,6 @@ class Api:
             url = await check_webhook_url(req.url, self.settings.allow_private_webhooks)
         except WebhookURLError as exc:
             raise bad_request("Webhook URL refused", field="url", message=str(exc)) from None
-        if len(await self.storage.list_webhooks(key.tenant_id)) >= MAX_WEBHOOKS:
-            raise bad_request(f"At most {MAX_WEBHOOKS} webhooks per tenant", field="url")
         record = WebhookRecord(
             id=new_webhook_id(),
             tenant_id=key.tenant_id,
@@ -615,7 +613,8 @@ class Api:
             secret=new_webhook_secret(),
             created_at=time.time(),
         )
-        await self.storage.create_webhook(record)
+        if not await self.storage.create_webhook(record, MAX_WEBHOOKS):
+            raise bad_request(f"At most {MAX_WEBHOOKS} webhooks per tenant", field="url")
         body = WebhookCreated(
             id=record.id,
             url=record.url,

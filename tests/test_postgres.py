@@ -258,7 +258,9 @@ async def test_two_instances_share_one_session_quota_and_batch_ids() -> None:
 async def test_skip_locked_claims_never_overlap_and_keep_session_order() -> None:
     async with fresh_schema() as url, storages(url, 3) as (a, b, c):
         t = await _tenant(a, "growth")
-        await a.create_webhook(WebhookRecord("wh_1", t, "http://127.0.0.1:9/h", None, "s", NOW))
+        assert await a.create_webhook(
+            WebhookRecord("wh_1", t, "http://127.0.0.1:9/h", None, "s", NOW), 20
+        )
         calm = [{"type": "page_view", "url": "/x", "ts": NOW + 3600}]  # an hour later
         # 30 sessions, each changing mood twice: 60 outbox rows, 2 per session
         for i in range(30):

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from sessionmood_server.keys import hash_key, new_key
-from sessionmood_server.storage import Quota, Storage, StorageURLError, open_storage
+from sessionmood_server.storage import (
+    Quota,
+    Storage,
+    StorageURLError,
+    WebhookRecord,
+    open_storage,
+)
 from sessionmood_server.storage.sqlite import parse_sqlite_url
 from tests.test_postgres import fresh_schema
 
@@ -165,6 +171,21 @@ async def test_tenants_do_not_see_each_other(store: Storage) -> None:
     assert res.status == "stored" and res.response["total_events"] == 2
     assert (await store.mood_counts(a)).total_sessions == 1
     assert not await store.delete_session(b, "nope")
+
+
+async def test_webhook_cap_is_exact_under_concurrency(store: Storage) -> None:
+    a, b = await _tenant(store, "growth"), await _tenant(store, "growth")
+
+    def hook(tenant: int, i: int) -> WebhookRecord:
+        return WebhookRecord(f"wh_{tenant}_{i}", tenant, "http://127.0.0.1:9/h", None, "s", NOW)
+
+    made = await asyncio.gather(*(store.create_webhook(hook(a, i), 5) for i in range(12)))
+    assert sum(made) == 5 and len(await store.list_webhooks(a)) == 5
+    # Another tenant's webhooks do not count; a deleted one frees its place.
+    assert await store.create_webhook(hook(b, 0), 5)
+    assert await store.delete_webhook(a, (await store.list_webhooks(a))[0].id, NOW)
+    again = await asyncio.gather(*(store.create_webhook(hook(a, 100 + i), 5) for i in range(3)))
+    assert sorted(again) == [False, False, True]
 
 
 async def test_feedback_and_counts(store: Storage) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -27,7 +28,7 @@ from sessionmood_server.webhooks import (
     embedded_ipv4,
     sign,
 )
-from tests.conftest import ADMIN_TOKEN, LiveServer, free_port, make_key
+from tests.conftest import ADMIN_TOKEN, BACKENDS, LiveServer, backend_servers, free_port, make_key
 
 FRUSTRATED = [
     {"type": "page_view", "url": "/checkout"},
@@ -672,3 +673,36 @@ async def test_a_trickling_receiver_cannot_stall_deliveries(
     assert finished["delivered"] is False
     assert "no answer within" in finished["error"]
     assert finished["next_attempt_at"] is not None
+
+
+# -- the per-tenant cap ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_webhook_cap_holds_under_concurrent_creations(backend: str, tmp_path: Path) -> None:
+    """40 creations at once for one tenant: exactly 20 stored, on every backend
+    (checked in the insert's own transaction, not by a count read before it)."""
+    env = {"SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS": "1"}
+    with backend_servers(backend, tmp_path, "cap", **env) as (server,):
+        key = server.new_key("growth")
+        h = {"X-Api-Key": key}
+        url = server.base_url + "/v1/webhooks"
+
+        async def create(n: int) -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=30) as c:
+                return await asyncio.gather(
+                    *(
+                        c.post(url, json={"url": f"http://127.0.0.1:9/{i}"}, headers=h)
+                        for i in range(n)
+                    )
+                )
+
+        created = asyncio.run(create(40))
+        assert sorted(r.status_code for r in created) == [201] * 20 + [400] * 20
+        refused = next(r.json() for r in created if r.status_code == 400)
+        assert refused["error"] == "At most 20 webhooks per tenant"
+        listed = httpx.get(url, headers=h).json()["webhooks"]
+        assert len(listed) == 20
+        # A deleted webhook frees its place, and only one.
+        assert httpx.delete(f"{url}/{listed[0]['id']}", headers=h).status_code == 200
+        assert sorted(r.status_code for r in asyncio.run(create(5))) == [201] + [400] * 4

@@ -847,18 +847,23 @@ class PostgresStorage:
 
     # -- webhooks ------------------------------------------------------------------
 
-    async def create_webhook(self, record: WebhookRecord) -> None:
-        async with self._conn() as conn:
-            await conn.execute(
+    async def create_webhook(self, record: WebhookRecord, limit: int) -> bool:
+        # The tenant's webhook lock serialises creations across replicas, and
+        # the count runs after it is granted, so it sees every earlier insert.
+        async with self._tx(lock_key("webhooks", self._schema, record.tenant_id)) as c:
+            ok = await c.fetchval(
                 "INSERT INTO webhooks (tenant_id, id, url, moods, secret, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
+                "SELECT $1, $2, $3, $4, $5, $6 WHERE (SELECT count(*) FROM webhooks "
+                "WHERE tenant_id = $1 AND deleted_at IS NULL) < $7 RETURNING true",
                 record.tenant_id,
                 record.id,
                 record.url,
                 None if record.moods is None else list(record.moods),
                 record.secret,
                 record.created_at,
+                limit,
             )
+        return bool(ok)
 
     async def list_webhooks(self, tenant_id: int) -> list[WebhookRecord]:
         async with self._conn() as conn:

@@ -1159,8 +1159,16 @@ class SQLiteStorage:
             ],
         )
 
-    async def create_webhook(self, record: WebhookRecord) -> None:
-        def job(c: sqlite3.Connection) -> None:
+    async def create_webhook(self, record: WebhookRecord, limit: int) -> bool:
+        def job(c: sqlite3.Connection) -> bool:
+            # Jobs run one at a time on the writer: no other creation can land
+            # between this count and the insert.
+            (n,) = c.execute(
+                "SELECT count(*) FROM webhooks WHERE tenant_id=? AND deleted_at IS NULL",
+                (record.tenant_id,),
+            ).fetchone()
+            if n >= limit:
+                return False
             c.execute(
                 "INSERT INTO webhooks (id, tenant_id, url, moods, secret, created_at) "
                 "VALUES (?,?,?,?,?,?)",
@@ -1173,8 +1181,9 @@ class SQLiteStorage:
                     record.created_at,
                 ),
             )
+            return True
 
-        await self._write(job)
+        return await self._write(job)
 
     async def list_webhooks(self, tenant_id: int) -> list[WebhookRecord]:
         def run(c: sqlite3.Connection) -> list[WebhookRecord]:
