@@ -63,6 +63,7 @@ from sessionmood_server.settings import Settings
 from sessionmood_server.storage import KeyRecord, Quota, Storage, WebhookRecord
 from sessionmood_server.validation import (
     check_session_id,
+    check_webhook_id,
     parse_events_body,
     parse_feedback,
     read_body,
@@ -642,14 +643,14 @@ class Api:
 
     async def delete_webhook(self, request: Request) -> Response:
         key = await self._webhook_key(request)
-        webhook_id = request.path_params["webhook_id"]
+        webhook_id = check_webhook_id(request.path_params["webhook_id"])
         if not await self.storage.delete_webhook(key.tenant_id, webhook_id, time.time()):
             raise ApiError(404, "Webhook not found", webhook_id=webhook_id)
         return model_response(WebhookDeleted(id=webhook_id, deleted=True))
 
     async def list_deliveries(self, request: Request) -> Response:
         key = await self._webhook_key(request)
-        webhook_id = request.path_params["webhook_id"]
+        webhook_id = check_webhook_id(request.path_params["webhook_id"])
         rows = await self.storage.list_deliveries(key.tenant_id, webhook_id)
         if rows is None:
             raise ApiError(404, "Webhook not found", webhook_id=webhook_id)
