@@ -332,6 +332,9 @@ def create_app(
                 store,
                 allow_private=settings.allow_private_webhooks,
                 retry_base_s=settings.webhook_retry_base_s,
+                timeout_s=settings.webhook_timeout_s,
+                per_endpoint=settings.webhook_concurrency,
+                max_in_flight=settings.webhook_max_in_flight,
             )
             worker.start()
             background.append(worker.stop)

@@ -33,3 +33,17 @@ def test_bench_smoke_prints_every_ratio(tmp_path: Path) -> None:
     ):
         assert metric in table
         assert metric in proc.stdout
+
+
+@pytest.mark.slow
+def test_tarpit_bench_smoke_prints_both_delays() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/tarpit.py", "--sessions", "1", "--rounds", "1", "--give-up", "30"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "B's delivery delay, A quiet:" in proc.stdout
+    assert "B's delivery delay, A tarpit:" in proc.stdout

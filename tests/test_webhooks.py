@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -580,7 +583,6 @@ async def test_delivery_connects_to_the_vetted_address_not_a_rebound_one(
 ) -> None:
     """DNS answers loopback (allowed here) when vetted, then a forbidden address
     for any later look-up: the request must still go to the vetted address."""
-    import asyncio
     import socket
 
     from sessionmood_server.storage import DeliveryJob
@@ -627,17 +629,12 @@ async def test_delivery_connects_to_the_vetted_address_not_a_rebound_one(
 
 
 @pytest.mark.anyio
-async def test_a_trickling_receiver_cannot_stall_deliveries(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import asyncio
+async def test_a_trickling_receiver_cannot_stall_deliveries() -> None:
     import socket as socketlib
 
-    from sessionmood_server import webhooks
     from sessionmood_server.storage import DeliveryJob
     from sessionmood_server.webhooks import DeliveryWorker
 
-    monkeypatch.setattr(webhooks, "DELIVERY_TIMEOUT_S", 1.0)
     server = socketlib.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -662,7 +659,7 @@ async def test_a_trickling_receiver_cannot_stall_deliveries(
         async def finish_delivery(self, delivery_id: int, **kw: Any) -> None:
             finished.update(kw)
 
-    worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1)  # type: ignore[arg-type]
+    worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1, timeout_s=1.0)  # type: ignore[arg-type]
     job = DeliveryJob(1, "wh_x", f"http://127.0.0.1:{port}/h", "whsec_x", "{}", 0, time.time())
     try:
         await asyncio.wait_for(worker._deliver(job), 10)
@@ -706,3 +703,181 @@ def test_the_webhook_cap_holds_under_concurrent_creations(backend: str, tmp_path
         # A deleted webhook frees its place, and only one.
         assert httpx.delete(f"{url}/{listed[0]['id']}", headers=h).status_code == 200
         assert sorted(r.status_code for r in asyncio.run(create(5))) == [201] + [400] * 4
+
+
+# -- slow receivers: one tenant's tarpit never delays another tenant -----------------
+
+
+class Tarpit:
+    """A real receiver on loopback that accepts each connection, reads the
+    request head and never answers. Counts attempts per path, how many were
+    open at once, and how many the sender gave up on (closed)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.closed = 0
+        self.open: collections.Counter[str] = collections.Counter()
+        self.most_open: collections.Counter[str] = collections.Counter()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.port}/hook/{i}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn: socket.socket) -> None:
+        head = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            path = head.split(b" ", 2)[1].decode()
+            with self.lock:
+                self.accepted += 1
+                self.open[path] += 1
+                self.most_open[path] = max(self.most_open[path], self.open[path])
+            while conn.recv(65536):  # never answer; wait for the sender to hang up
+                pass
+            with self.lock:
+                self.open[path] -= 1
+                self.closed += 1
+
+    def wait_accepted(self, n: int, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while self.accepted < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.accepted
+
+    def close(self) -> None:
+        self.sock.close()
+        with self.lock:
+            for conn in self.conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+
+
+PER_ENDPOINT = Settings().webhook_concurrency
+TARPIT_CASES = [
+    pytest.param("sqlite", 1, id="sqlite"),
+    pytest.param("postgres", 1, marks=pytest.mark.postgres, id="postgres"),
+    pytest.param("postgres", 2, marks=pytest.mark.postgres, id="postgres-2-replicas"),
+]
+
+
+@pytest.fixture
+def tarpit() -> Iterator[Tarpit]:
+    pit = Tarpit()
+    yield pit
+    pit.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rx = Receiver()
+    yield rx
+    rx.close()
+
+
+@pytest.mark.parametrize(("backend", "replicas"), TARPIT_CASES)
+def test_a_tenants_hanging_receiver_never_delays_another_tenants_delivery(
+    backend: str, replicas: int, tmp_path: Path, tarpit: Tarpit, receiver: Receiver
+) -> None:
+    """Tenant A's 20 webhooks point at a receiver that never answers; tenant B's
+    delivery still arrives while every one of A's attempts hangs (before the
+    fix, B waited for the worker's whole claimed batch to time out, 15 s at a
+    time). Each of A's endpoints has exactly its share of attempts in flight,
+    across replicas too."""
+    # A deadline longer than the test: any attempt of A's that ends was ended early.
+    env = {"SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS": "1", "SESSIONMOOD_WEBHOOK_TIMEOUT_S": "120"}
+    with backend_servers(backend, tmp_path, "tarpit", replicas, **env) as servers:
+        key_a = servers[0].new_key("growth", customer="A")
+        key_b = servers[-1].new_key("growth", customer="B")
+        for i in range(20):
+            _subscribe(servers[i % replicas], key_a, tarpit.url(i))
+        _subscribe(servers[-1], key_b, receiver.url)
+        for i in range(PER_ENDPOINT + 1):  # one more change per endpoint than may be in flight
+            _frustrate(servers[i % replicas], key_a, f"a-{i}")
+        assert tarpit.wait_accepted(20 * PER_ENDPOINT) == 20 * PER_ENDPOINT
+        _frustrate(servers[-1], key_b, "b")
+        got = receiver.wait_delivered(1, timeout=30)
+        assert len(got) == 1 and json.loads(got[0][1])["session_id"] == "b"
+        time.sleep(0.5)  # an attempt of A's past its endpoint's share would arrive now
+        with tarpit.lock:
+            assert tarpit.closed == 0, "B's delivery waited for A's attempts to end"
+            assert tarpit.accepted == 20 * PER_ENDPOINT
+            assert sorted(tarpit.most_open.values()) == [PER_ENDPOINT] * 20
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_attempt_without_answer_ends_at_the_deadline_and_is_retried(
+    backend: str, tmp_path: Path, tarpit: Tarpit
+) -> None:
+    env = {
+        "SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS": "1",
+        "SESSIONMOOD_WEBHOOK_TIMEOUT_S": "1",
+        "SESSIONMOOD_WEBHOOK_RETRY_BASE_S": "0.2",
+    }
+    with backend_servers(backend, tmp_path, "deadline", **env) as (server,):
+        key = server.new_key("growth")
+        hook = _subscribe(server, key, tarpit.url(0))
+        _frustrate(server, key, "s")
+        url = f"{server.base_url}/v1/webhooks/{hook['id']}/deliveries"
+        deadline = time.monotonic() + 20
+        while True:
+            (row,) = httpx.get(url, headers={"X-Api-Key": key}).json()["deliveries"]
+            if row["attempts"] >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert row["attempts"] >= 2, row
+    assert row["status"] == "pending" and row["next_attempt_at"] is not None
+    assert row["last_error"] == "no answer within 1 s" and row["last_status_code"] is None
+    assert row["latency_ms"] >= 1000
+    with tarpit.lock:
+        assert tarpit.closed >= 1  # the worker hung up; it did not wait for an answer
+        assert tarpit.most_open == {"/hook/0": 1}  # one session: one attempt at a time
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_free_slot_goes_to_the_tenant_with_fewest_attempts_in_flight(
+    backend: str, tmp_path: Path, tarpit: Tarpit, receiver: Receiver
+) -> None:
+    """With the process at its limit of attempts in flight (all A's, hanging),
+    B's delivery takes the first slot that frees up, ahead of A's backlog of
+    100 deliveries."""
+    env = {
+        "SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS": "1",
+        "SESSIONMOOD_WEBHOOK_TIMEOUT_S": "2",
+        "SESSIONMOOD_WEBHOOK_MAX_IN_FLIGHT": "8",
+    }
+    with backend_servers(backend, tmp_path, "fair", **env) as (server,):
+        key_a = server.new_key("growth", customer="A")
+        key_b = server.new_key("growth", customer="B")
+        for i in range(20):
+            _subscribe(server, key_a, tarpit.url(i))
+        _subscribe(server, key_b, receiver.url)
+        for i in range(5):
+            _frustrate(server, key_a, f"a-{i}")
+        assert tarpit.wait_accepted(8) >= 8
+        _frustrate(server, key_b, "b")
+        got = receiver.wait_delivered(1, timeout=30)
+        with tarpit.lock:
+            accepted = tarpit.accepted
+        assert len(got) == 1
+        # The 8 hanging attempts end together; the first freed slot is B's and
+        # the other 7 may start A's next attempts meanwhile, but no more.
+        assert accepted <= 8 + 7, accepted

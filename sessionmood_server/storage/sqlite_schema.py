@@ -195,4 +195,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         INSERT INTO session_replay VALUES (NULL);
         """,
     ),
+    (
+        # Claiming deliveries reads, per webhook, its due rows and its leased
+        # ones (the per-endpoint cap); both indexes hold only the rows that
+        # matter, so a large delivery history costs nothing. Version 6 is
+        # PostgreSQL's.
+        7,
+        """
+        CREATE INDEX deliveries_hook_due ON webhook_deliveries(webhook_id, next_attempt_at)
+            WHERE status = 'pending';
+        CREATE INDEX deliveries_leased ON webhook_deliveries(claimed_until)
+            WHERE claimed_until IS NOT NULL;
+        """,
+    ),
 ]
