@@ -22,8 +22,10 @@ Signature header: ``SessionMood-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -31,7 +33,7 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -242,8 +244,19 @@ class VettedURL:
         return urlunsplit(parts._replace(netloc=netloc)), {"Host": host_header}, extensions
 
 
-async def vet_webhook_url(url: str, allow_private: bool) -> VettedURL:
-    """Validate ``url`` and every address it resolves to now."""
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def _getaddrinfo(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def vet_webhook_url(
+    url: str, allow_private: bool, resolve: Resolve | None = None
+) -> VettedURL:
+    """Validate ``url`` and every address it resolves to now (with ``resolve``,
+    default the event loop's getaddrinfo)."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -255,12 +268,15 @@ async def vet_webhook_url(url: str, allow_private: bool) -> VettedURL:
         raise WebhookURLError("webhook URL has no host")
     if parts.username or parts.password:
         raise WebhookURLError("webhook URLs must not carry credentials")
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError, ValueError):
-        raise WebhookURLError(ADDRESS_REFUSED) from None
-    addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
+        # An address needs no look-up (and no thread to wait for).
+        addresses = [str(ipaddress.ip_address(parts.hostname))]
+    except ValueError:
+        try:
+            addresses = await (resolve or _getaddrinfo)(parts.hostname, port)
+        except (OSError, UnicodeError, ValueError):
+            raise WebhookURLError(ADDRESS_REFUSED) from None
+    addresses = [a.split("%", 1)[0] for a in addresses]
     # Every address must pass, not just the first: a name resolving to a public
     # and a private address would otherwise reach the private one half the time.
     if not addresses or not all(
@@ -276,6 +292,63 @@ async def check_webhook_url(url: str, allow_private: bool) -> str:
 
 
 # -- the worker -------------------------------------------------------------------
+
+
+class TenantResolver:
+    """DNS look-ups for deliveries on threads of their own, at most
+    ``per_tenant`` running at once for any tenant.
+
+    A look-up blocks a thread until the name server answers, and a deadline
+    cannot stop the thread: a tenant whose hosts' name servers never answer
+    would otherwise fill every thread (the event loop's default executor has
+    six on two cores) and stall everyone's look-ups, whatever their deadline.
+    A tenant's slot is released when its thread is done, not when the
+    delivery gives up waiting, so it never holds more than ``per_tenant``.
+    """
+
+    def __init__(self, threads: int = 16, per_tenant: int = 2) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            threads, thread_name_prefix="sessionmood-webhook-dns"
+        )
+        self._per_tenant = per_tenant
+        self._running: dict[int, int] = {}  # tenant -> look-ups on a thread now
+        self._freed = asyncio.Event()
+
+    def for_tenant(self, tenant_id: int) -> Resolve:
+        return functools.partial(self.resolve, tenant_id)
+
+    async def resolve(self, tenant_id: int, host: str, port: int) -> list[str]:
+        while self._running.get(tenant_id, 0) >= self._per_tenant:
+            self._freed.clear()
+            await self._freed.wait()
+        self._running[tenant_id] = self._running.get(tenant_id, 0) + 1
+        loop = asyncio.get_running_loop()
+
+        def done(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._release, tenant_id)
+
+        job = self._pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        job.add_done_callback(done)
+        answer = asyncio.wrap_future(job)
+        # Read even when nobody waits any more, so a late failure is not reported
+        # as "never retrieved".
+        answer.add_done_callback(lambda f: f.cancelled() or f.exception())
+        # Shielded: giving up on the answer must not pretend the thread is free.
+        infos = await asyncio.shield(answer)
+        return [str(info[4][0]) for info in infos]
+
+    def _release(self, tenant_id: int) -> None:
+        left = self._running[tenant_id] - 1
+        if left:
+            self._running[tenant_id] = left
+        else:
+            del self._running[tenant_id]
+        self._freed.set()
+
+    def close(self) -> None:
+        # Threads stuck in a look-up are left to finish on their own.
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class DeliveryWorker:
@@ -321,6 +394,7 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        self._resolver = TenantResolver()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sessionmood-webhooks")
@@ -335,6 +409,7 @@ class DeliveryWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._http.aclose()
+        self._resolver.close()
 
     async def _run(self) -> None:
         while True:
@@ -380,7 +455,9 @@ class DeliveryWorker:
     async def _post(self, job: DeliveryJob) -> int:
         # DNS may have changed since the webhook was registered: vet it again
         # and connect to the very address that passed.
-        vetted = await vet_webhook_url(job.url, self.allow_private)
+        vetted = await vet_webhook_url(
+            job.url, self.allow_private, self._resolver.for_tenant(job.tenant_id)
+        )
         url, headers, extensions = vetted.pinned()
         ts = int(self.clock())
         request = self._http.build_request(

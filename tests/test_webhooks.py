@@ -49,6 +49,7 @@ class Receiver:
         self.port = port or free_port()
         self.fail_first = fail_first
         self.calls: list[tuple[int, dict[str, str], bytes]] = []  # (status sent, headers, body)
+        self.times: list[float] = []  # time.monotonic() of each call
         self.lock = threading.Lock()
         receiver = self
 
@@ -58,6 +59,7 @@ class Receiver:
                 with receiver.lock:
                     status = 500 if len(receiver.calls) < receiver.fail_first else 200
                     receiver.calls.append((status, dict(self.headers), body))
+                    receiver.times.append(time.monotonic())
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -718,6 +720,7 @@ class Tarpit:
         self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
         self.accepted = 0
+        self.accept_times: list[float] = []  # time.monotonic() of each attempt's arrival
         self.closed = 0
         self.open: collections.Counter[str] = collections.Counter()
         self.most_open: collections.Counter[str] = collections.Counter()
@@ -748,6 +751,7 @@ class Tarpit:
             path = head.split(b" ", 2)[1].decode()
             with self.lock:
                 self.accepted += 1
+                self.accept_times.append(time.monotonic())
                 self.open[path] += 1
                 self.most_open[path] = max(self.most_open[path], self.open[path])
             while conn.recv(65536):  # never answer; wait for the sender to hang up
@@ -875,9 +879,68 @@ def test_a_free_slot_goes_to_the_tenant_with_fewest_attempts_in_flight(
         assert tarpit.wait_accepted(8) >= 8
         _frustrate(server, key_b, "b")
         got = receiver.wait_delivered(1, timeout=30)
-        with tarpit.lock:
-            accepted = tarpit.accepted
         assert len(got) == 1
+        with tarpit.lock:
+            before_b = sum(t < receiver.times[0] for t in tarpit.accept_times)
         # The 8 hanging attempts end together; the first freed slot is B's and
-        # the other 7 may start A's next attempts meanwhile, but no more.
-        assert accepted <= 8 + 7, accepted
+        # the other 7 may start A's next attempts meanwhile, but no more (B's
+        # own slot frees only once B has arrived).
+        assert 8 <= before_b <= 8 + 7, before_b
+
+
+@pytest.mark.anyio
+async def test_a_tenants_silent_name_servers_do_not_stall_another_tenants_lookups(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """A look-up holds a thread until the name server answers, whatever the
+    delivery's deadline. Tenant A's 40 hosts have name servers that never
+    answer (within this test); tenant B's host name still resolves at once and
+    its delivery is made. At most 2 of A's look-ups ever hold a thread."""
+    from sessionmood_server.storage import DeliveryJob
+    from sessionmood_server.webhooks import DeliveryWorker
+
+    real = socket.getaddrinfo
+    answer = threading.Event()
+    lock = threading.Lock()
+    running = most = 0
+
+    def resolver(host: str, port: Any, *args: Any, **kw: Any) -> Any:
+        nonlocal running, most
+        if host.endswith(".silent.example"):
+            with lock:
+                running += 1
+                most = max(most, running)
+            answer.wait(30)
+            with lock:
+                running -= 1
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real("127.0.0.1" if host == "b.example" else host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    finished: dict[int, dict[str, Any]] = {}
+
+    class Store:
+        async def finish_delivery(self, delivery_id: int, **kw: Any) -> None:
+            finished[delivery_id] = kw
+
+    worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1, timeout_s=1)  # type: ignore[arg-type]
+    now = time.time()
+    jobs = [
+        DeliveryJob(i, f"wh_{i}", f"http://h{i}.silent.example/x", "s", "{}", 0, now, tenant_id=1)
+        for i in range(40)
+    ]
+    b = DeliveryJob(99, "wh_b", f"http://b.example:{receiver.port}/h", "s", "{}", 0, now, 2)
+    try:
+        stuck = [asyncio.create_task(worker._deliver(job)) for job in jobs]
+        for _ in range(200):  # until A's look-ups hold what they can
+            if most:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(worker._deliver(b), 10)
+        assert finished[99]["delivered"] is True, finished[99]
+        await asyncio.gather(*stuck)
+        assert {finished[i]["error"] for i in range(40)} == {"no answer within 1 s"}
+    finally:
+        answer.set()
+        await worker.stop()
+    assert most == 2

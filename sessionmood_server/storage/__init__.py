@@ -144,6 +144,7 @@ class DeliveryJob:
     payload: str
     attempts: int
     created_at: float
+    tenant_id: int = 0  # whose it is: the worker shares some resources per tenant
 
 
 class Storage(Protocol):

@@ -149,7 +149,8 @@ FROM unnest($1::bigint[], $2::bigint[]) AS pick(tenant_id, id), webhooks w
 WHERE d.tenant_id = pick.tenant_id AND d.id = pick.id AND d.status = 'pending'
 AND (d.claimed_until IS NULL OR d.claimed_until < $3)
 AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
-RETURNING d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at
+RETURNING d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at,
+    d.tenant_id
 """
 
 _KEY_COLUMNS = (

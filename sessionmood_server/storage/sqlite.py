@@ -265,7 +265,8 @@ turns AS (
     SELECT due.id, coalesce(t.n, 0)
         + row_number() OVER (PARTITION BY due.tenant_id ORDER BY due.slot, due.id) AS turn
     FROM due LEFT JOIN tenant_busy t ON t.tenant_id = due.tenant_id WHERE due.slot <= :cap)
-SELECT d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at
+SELECT d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at,
+    d.tenant_id
 FROM turns JOIN webhook_deliveries d ON d.id = turns.id JOIN webhooks w ON w.id = d.webhook_id
 ORDER BY turns.turn, d.id LIMIT :limit
 """
