@@ -10,7 +10,7 @@ Everything runs on loopback: a real ``sessionmood serve``, a tarpit (accepts,
 reads the request, never answers) and an ordinary receiver answering 204.
 Tenant A subscribes 20 webhooks to the tarpit and frustrates ``--sessions``
 sessions (20 deliveries each); tenant B subscribes one webhook to the
-receiver. The figure is the time from B's POST being answered to B's delivery
+receiver. The figure is the time from B's POST being sent to B's delivery
 arriving, measured first with A quiet (the reference, same run) and then
 while A's deliveries hang. A round that waits longer than ``--give-up``
 seconds is reported as "> N s".
@@ -190,17 +190,19 @@ def subscribe(c: httpx.Client, base: str, key: dict[str, str], url: str) -> None
 
 
 def frustrate(c: httpx.Client, base: str, key: dict[str, str], sid: str) -> float:
-    """POST a frustrating batch; the monotonic time its answer arrived."""
+    """POST a frustrating batch; the monotonic time it was sent. (Not when it
+    was answered: the delivery may start, and arrive, before the answer does.)"""
+    sent = time.monotonic()
     r = c.post(f"{base}/v1/sessions/{sid}/events", json={"events": FRUSTRATING}, headers=key)
     r.raise_for_status()
     assert r.json()["current_mood"] == "frustrated", r.text
-    return time.monotonic()
+    return sent
 
 
 def delay(
     c: httpx.Client, base: str, key: dict[str, str], rx: Receiver, sid: str, give_up: float
 ) -> float | None:
-    """Seconds from B's answered POST to its delivery; None past ``give_up``."""
+    """Seconds from B's POST being sent to its delivery arriving; None past ``give_up``."""
     seen = len(rx.arrivals)
     sent = frustrate(c, base, key, sid)
     while len(rx.arrivals) == seen:
