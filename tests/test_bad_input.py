@@ -719,6 +719,8 @@ TRIGGERS = [
             ("GET", SID + "/mood"),
             ("POST", SID + "/feedback"),
             ("DELETE", SID),
+            ("DELETE", "/v1/webhooks/{webhook_id}"),
+            ("GET", "/v1/webhooks/{webhook_id}/deliveries"),
         ]
     ],
     # A publishable key on a secret-only endpoint, or from a foreign origin.
@@ -743,7 +745,7 @@ def test_error_status_is_documented(live_server: LiveServer, key: str, t: Trigge
     client generated from the document must know every status it can get."""
     base = live_server.base_url
     sid = "s" * 257 if t.status == 400 else "documented"
-    url = base + t.path.replace("{session_id}", sid)
+    url = base + t.path.replace("{session_id}", sid).replace("{webhook_id}", "wh_%00")
     headers = {"X-Api-Key": key}
     body: bytes = b"{}"
     if t.status == 413:

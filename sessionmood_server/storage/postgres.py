@@ -19,6 +19,11 @@ transactions can never wait on each other in a cycle:
               takes its id: change ids commit in id order per tenant, so
               ``mood_changes(after_id)`` (the SSE stream) never skips one.
 
+Two more advisory locks are each the only lock of their transaction, so they
+cannot join a cycle either: (tenant) webhooks, around a webhook's creation
+(the per-tenant cap), and one claim lock, around picking and leasing webhook
+deliveries (the per-endpoint cap counts every replica's leases).
+
 Each statement after a lock starts a fresh snapshot, so it sees whatever the
 previous lock holder committed. Mood changes write their webhook outbox rows
 in the same transaction and ``NOTIFY sessionmood_mood_changes`` (delivered at
