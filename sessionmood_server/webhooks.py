@@ -405,9 +405,8 @@ class DeliveryWorker:
         tasks = [t for t in (self._task, *self._in_flight) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Whatever they ended with (cancelled, or a failure just logged) is over.
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._http.aclose()
         self._resolver.close()
 
