@@ -134,6 +134,13 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and "\x00" in request.scope["path"]:
+        # No file or route has NUL in its name: say what is wrong with the URL
+        # (routes with parameters of their own name the parameter instead).
+        return JSONResponse(
+            {"error": "Invalid path", "message": "URL paths must not contain NUL (%00)"},
+            status_code=400,
+        )
     body: dict[str, Any] = {"error": HTTPStatus(exc.status_code).phrase}
     if exc.status_code == 404:
         body["message"] = f"no route for {request.url.path}"
@@ -283,6 +290,8 @@ def create_app(
     async def demo_page(request: Request) -> Response:
         """The demo shop, with this run's publishable key filled in."""
         rel = request.path_params["path"] or "index.html"
+        if "\x00" in rel:  # the file system would raise, not answer "no such file"
+            raise HTTPException(404)
         path = (DEMO_DIR / rel).resolve()
         if DEMO_DIR not in path.parents or not path.is_file():
             raise HTTPException(404)
@@ -371,6 +380,9 @@ def create_app(
                 store,
                 allow_private=settings.allow_private_webhooks,
                 retry_base_s=settings.webhook_retry_base_s,
+                timeout_s=settings.webhook_timeout_s,
+                per_endpoint=settings.webhook_concurrency,
+                max_in_flight=settings.webhook_max_in_flight,
             )
             worker.start()
             background.append(worker.stop)

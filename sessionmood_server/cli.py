@@ -129,8 +129,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings.from_env(database_url=args.database_url)
     try:
+        settings = Settings.from_env(database_url=args.database_url)
         storage = open_storage(settings.database_url)
     except (StorageURLError, ValueError) as exc:
         print(f"sessionmood: {exc}", file=sys.stderr)

@@ -190,8 +190,8 @@ def _common_errors(path: str, has_body: bool, auth: bool) -> dict[int, type[Base
         errors.update({401: m.ApiError, 403: m.ApiError})
     if has_body:
         errors.update({400: m.ApiError, 408: m.ApiError, 413: m.ApiError, 415: m.ApiError})
-    if "{session_id}" in path:
-        errors[400] = m.ApiError  # a malformed session id
+    if "{session_id}" in path or "{webhook_id}" in path:
+        errors[400] = m.ApiError  # a malformed session or webhook id
     return errors
 
 
@@ -292,7 +292,12 @@ def build_openapi(version: str, operations: list[_Op] | None = None) -> dict[str
                     "name": "webhook_id",
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 64,
+                        "pattern": m.NO_NUL,
+                    },
                 }
             ]
         if path in _TIME_RANGE_PATHS:

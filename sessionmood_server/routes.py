@@ -64,6 +64,7 @@ from sessionmood_server.settings import Settings
 from sessionmood_server.storage import KeyRecord, Quota, Storage, WebhookRecord
 from sessionmood_server.validation import (
     check_session_id,
+    check_webhook_id,
     parse_events_body,
     parse_feedback,
     read_body,
@@ -791,8 +792,6 @@ class Api:
             url = await check_webhook_url(req.url, self.settings.allow_private_webhooks)
         except WebhookURLError as exc:
             raise bad_request("Webhook URL refused", field="url", message=str(exc)) from None
-        if len(await self.storage.list_webhooks(key.tenant_id)) >= MAX_WEBHOOKS:
-            raise bad_request(f"At most {MAX_WEBHOOKS} webhooks per tenant", field="url")
         record = WebhookRecord(
             id=new_webhook_id(),
             tenant_id=key.tenant_id,
@@ -801,7 +800,8 @@ class Api:
             secret=new_webhook_secret(),
             created_at=time.time(),
         )
-        await self.storage.create_webhook(record)
+        if not await self.storage.create_webhook(record, MAX_WEBHOOKS):
+            raise bad_request(f"At most {MAX_WEBHOOKS} webhooks per tenant", field="url")
         body = WebhookCreated(
             id=record.id,
             url=record.url,
@@ -829,14 +829,14 @@ class Api:
 
     async def delete_webhook(self, request: Request) -> Response:
         key = await self._webhook_key(request)
-        webhook_id = request.path_params["webhook_id"]
+        webhook_id = check_webhook_id(request.path_params["webhook_id"])
         if not await self.storage.delete_webhook(key.tenant_id, webhook_id, time.time()):
             raise ApiError(404, "Webhook not found", webhook_id=webhook_id)
         return model_response(WebhookDeleted(id=webhook_id, deleted=True))
 
     async def list_deliveries(self, request: Request) -> Response:
         key = await self._webhook_key(request)
-        webhook_id = request.path_params["webhook_id"]
+        webhook_id = check_webhook_id(request.path_params["webhook_id"])
         rows = await self.storage.list_deliveries(key.tenant_id, webhook_id)
         if rows is None:
             raise ApiError(404, "Webhook not found", webhook_id=webhook_id)

@@ -5,13 +5,16 @@ Order everywhere: explicit argument, then environment, then default.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sessionmood_server.limits import Rate
 
 DEFAULT_DATABASE_URL = "sqlite:///./sessionmood.db"
+N = TypeVar("N", int, float)
 SignupMode = Literal["open", "admin"]
 # Defaults of the rate limits (immutable, so shared safely as dataclass defaults).
 NEW_SESSIONS_PER_ADDRESS = Rate(600, 3600.0)
@@ -59,6 +62,23 @@ def _env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _env_positive(name: str, default: N, kind: Callable[[str], N]) -> N:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not (value > 0 and math.isfinite(value)):
+        raise SettingsError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the server cannot use."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Server configuration. Build with ``Settings.from_env()`` or directly in tests."""
@@ -84,6 +104,12 @@ class Settings:
     allow_private_webhooks: bool = False
     webhook_retry_base_s: float = 5.0
     webhooks_enabled: bool = True
+    # So that one tenant's slow receivers never delay another's deliveries:
+    # each attempt's deadline (DNS, connect, send, status line), the attempts
+    # in flight per webhook endpoint (across all replicas), and per process.
+    webhook_timeout_s: float = 10.0
+    webhook_concurrency: int = 4
+    webhook_max_in_flight: int = 100
     # Retention purge period (seconds); 0 turns the periodic purge off.
     purge_interval_s: float = 3600.0
 
@@ -153,6 +179,9 @@ class Settings:
             "analytics_pages_max": max(
                 1, _env_int("SESSIONMOOD_ANALYTICS_PAGES_MAX", d.analytics_pages_max)
             ),
+            "webhook_timeout_s": _env_positive("SESSIONMOOD_WEBHOOK_TIMEOUT_S", 10.0, float),
+            "webhook_concurrency": _env_positive("SESSIONMOOD_WEBHOOK_CONCURRENCY", 4, int),
+            "webhook_max_in_flight": _env_positive("SESSIONMOOD_WEBHOOK_MAX_IN_FLIGHT", 100, int),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

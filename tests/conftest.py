@@ -3,6 +3,7 @@ the Chromium launch recipe for Playwright on these machines."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -118,6 +119,36 @@ def _start_live(tmp: Path, name: str, **env: str) -> LiveServer:
     )
     server.start()
     return server
+
+
+# Storage backends a live-server test runs on. PostgreSQL runs when
+# SESSIONMOOD_TEST_DATABASE_URL is set (each server group on a schema of its
+# own), skips saying so otherwise, and fails with SESSIONMOOD_REQUIRE_POSTGRES=1.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextlib.contextmanager
+def backend_servers(
+    backend: str, tmp: Path, name: str, replicas: int = 1, **env: str
+) -> Iterator[list[LiveServer]]:
+    """``replicas`` real servers sharing one fresh database of ``backend``
+    (several replicas need PostgreSQL); stopped and dropped afterwards."""
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            assert replicas == 1, "several replicas need PostgreSQL"
+            url = f"sqlite:///{tmp / (name + '.db')}"
+        else:
+            from tests.test_postgres import fresh_schema_sync
+
+            url = stack.enter_context(fresh_schema_sync())
+        servers = [
+            LiveServer(database_url=url, env=env, log_path=tmp / f"{name}-{n}.log")
+            for n in range(replicas)
+        ]
+        for server in servers:
+            stack.callback(server.stop)
+            server.start()
+        yield servers
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,18 @@
-"""A catalogue of bad input thrown at a real server (issue 9).
+"""A catalogue of bad input thrown at a real server.
 
 Malformed and hostile requests over real sockets: every one must get a clear
 JSON 4xx (never a 5xx, a hang or a dropped connection), the server must keep
-serving everybody else, never log an unhandled error, and its memory must not
-grow with what it refuses.
+serving everybody else, never log an unhandled error, lose nothing it stored
+before, and its memory must not grow with what it refuses. Everything that
+reaches storage runs on every backend (SQLite, and PostgreSQL when
+SESSIONMOOD_TEST_DATABASE_URL is set), as do unusual but valid inputs, which
+must be stored exactly.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import select
 import socket
 import time
@@ -22,7 +26,7 @@ import pytest
 
 from sessionmood_server.openapi import build_openapi
 from sessionmood_server.routes import VERSION
-from tests.conftest import LiveServer
+from tests.conftest import BACKENDS, LiveServer, backend_servers
 
 MAX_BODY = 1024 * 1024  # Settings.max_body_bytes
 TEN_MB = 10 * 1024 * 1024
@@ -172,6 +176,28 @@ CATALOGUE: list[Bad] = [
         path="/v1/sessions/bad-input/feedback",
         error_field="action_taken",
     ),
+    # ... and in every other path parameter: PostgreSQL refuses NUL even in a
+    # look-up, the file system in a file name
+    Bad(
+        "NUL in webhook id",
+        400,
+        b"",
+        method="DELETE",
+        path="/v1/webhooks/wh_%00",
+        error_field="webhook_id",
+    ),
+    Bad(
+        "NUL in webhook id of deliveries",
+        400,
+        b"",
+        method="GET",
+        path="/v1/webhooks/a%00b/deliveries",
+        error_field="webhook_id",
+    ),
+    Bad("NUL in a static file name", 400, b"", method="GET", path="/static/tracker%00.js"),
+    Bad("NUL in a dashboard file name", 400, b"", method="GET", path="/dashboard/%00"),
+    Bad("NUL in a demo page name", 400, b"", method="GET", path="/demo/a%00b.html"),
+    Bad("NUL in an unknown route", 400, b"", method="GET", path="/v1/%00/mood"),
     # -- lone surrogates: not text, cannot be stored as UTF-8
     Bad("lone high surrogate", 400, b'{"events": [{"type": "error", "message": "\\ud800"}]}'),
     Bad("lone low surrogate", 400, b'{"events": [{"type": "error", "message": "x\\udc00y"}]}'),
@@ -321,21 +347,38 @@ def key(live_server: LiveServer) -> str:
     return live_server.new_key("growth", customer="bad-input")
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A real server on each storage backend, for the tests whose requests reach storage."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    with backend_servers(request.param, tmp, "bad-input") as (live,):
+        yield live
+
+
+@pytest.fixture(scope="module")
+def server_key(server: LiveServer) -> str:
+    return server.new_key("growth", customer="bad-input")
+
+
 @pytest.mark.parametrize("bad", CATALOGUE, ids=[b.name for b in CATALOGUE])
-def test_bad_request_gets_a_clear_json_error(live_server: LiveServer, key: str, bad: Bad) -> None:
+def test_bad_request_gets_a_clear_json_error(server: LiveServer, server_key: str, bad: Bad) -> None:
     with httpx.Client(timeout=30) as client:
-        assert_clear_error(send(client, live_server.base_url, key, bad), bad)
+        assert_clear_error(send(client, server.base_url, server_key, bad), bad)
 
 
 @pytest.mark.slow
 def test_many_bad_requests_in_a_row_leave_the_server_healthy(
-    live_server: LiveServer, key: str
+    server: LiveServer, server_key: str
 ) -> None:
     """The whole catalogue five times, over one keep-alive connection and over
     fresh ones: every answer a JSON 4xx (exact statuses are the test above),
-    nothing logged as unhandled, and the server still works afterwards."""
-    start = log_size(live_server)
-    base = live_server.base_url
+    nothing logged as unhandled, nothing stored before lost or changed,
+    nothing stored from any of them, and the server still works afterwards."""
+    start = log_size(server)
+    base = server.base_url
+    h = {"X-Api-Key": server_key}
     seen: set[int] = set()
 
     def check(r: httpx.Response, bad: Bad) -> None:
@@ -344,20 +387,33 @@ def test_many_bad_requests_in_a_row_leave_the_server_healthy(
         seen.add(r.status_code)
 
     with httpx.Client(timeout=30) as keep_alive:
+        kept = keep_alive.post(
+            base + "/v1/sessions/kept/events",
+            json={"events": [{"type": "page_view", "url": "/kept"}, {"type": "click"}]},
+            headers=h,
+        )
+        assert kept.status_code == 200, kept.text
+        before = keep_alive.get(base + "/v1/sessions/kept/events", headers=h).json()
+        usage = keep_alive.get(base + "/v1/usage", headers=h).json()["sessions_used"]
         for _ in range(5):
             for bad in CATALOGUE:
-                check(send(keep_alive, base, key, bad), bad)
+                check(send(keep_alive, base, server_key, bad), bad)
                 with httpx.Client(timeout=30) as fresh:
-                    check(send(fresh, base, key, bad), bad)
+                    check(send(fresh, base, server_key, bad), bad)
         assert seen >= {400, 401, 404, 405, 413, 415}
         assert keep_alive.get(base + "/health").json()["status"] == "ok"
+        assert keep_alive.get(base + "/v1/sessions/kept/events", headers=h).json() == before
+        # Every batch above was refused whole: the session they named never began.
+        missing = keep_alive.get(base + EVENTS, headers=h)
+        assert missing.status_code == 404, missing.text
+        assert keep_alive.get(base + "/v1/usage", headers=h).json()["sessions_used"] == usage
         ok = keep_alive.post(
             base + "/v1/sessions/after-the-storm/events",
             json={"events": [{"type": "click"}]},
-            headers={"X-Api-Key": key},
+            headers=h,
         )
         assert ok.status_code == 200 and ok.json()["total_events"] == 1
-    tail = log_tail(live_server, start)
+    tail = log_tail(server, start)
     assert "Traceback" not in tail and "unhandled error" not in tail, tail[-3000:]
 
 
@@ -376,15 +432,16 @@ ODD_IDS = [
     "tab\tand-escape-\x1b[31m-del-\x7f",
     "newline\nand\rreturn",
     "s" * 256,
+    "".join(chr(0x1F300 + i) for i in range(256)),  # 256 characters, 1 KiB of UTF-8
 ]
 
 
 @pytest.mark.parametrize("sid", ODD_IDS, ids=[f"id{i}" for i in range(len(ODD_IDS))])
-def test_unusual_session_ids_round_trip(live_server: LiveServer, key: str, sid: str) -> None:
+def test_unusual_session_ids_round_trip(server: LiveServer, server_key: str, sid: str) -> None:
     """Session ids are opaque (the reference sets no format): whatever the
     client URL-encodes comes back byte for byte, in every endpoint."""
-    base = live_server.base_url + "/v1/sessions/" + quote(sid, safe="")
-    h = {"X-Api-Key": key}
+    base = server.base_url + "/v1/sessions/" + quote(sid, safe="")
+    h = {"X-Api-Key": server_key}
     with httpx.Client(timeout=30) as c:
         r = c.post(base + "/events", json={"events": [{"type": "click"}]}, headers=h)
         assert r.status_code == 200, r.text
@@ -397,7 +454,7 @@ def test_unusual_session_ids_round_trip(live_server: LiveServer, key: str, sid: 
         assert c.get(base + "/mood", headers=h).status_code == 404
 
 
-def test_unusual_text_in_events_is_stored_exactly(live_server: LiveServer, key: str) -> None:
+def test_unusual_text_in_events_is_stored_exactly(server: LiveServer, server_key: str) -> None:
     texts = [
         "emoji 😡💥 and a flag 🇫🇷",
         "\u202eRTL override\u202c שגיאה في الدفع",
@@ -410,8 +467,8 @@ def test_unusual_text_in_events_is_stored_exactly(live_server: LiveServer, key: 
     events.append({"type": "page_view", "url": "/pay?q=☃&x=%00", "ts": 1_700_000_100})
     events.append({"type": "click", "x": -0.0, "y": 1e-300, "ts": 0})
     batch_id = "batch-🙂-\u202e-\t"
-    base = live_server.base_url + "/v1/sessions/texts"
-    h = {"X-Api-Key": key}
+    base = server.base_url + "/v1/sessions/texts"
+    h = {"X-Api-Key": server_key}
     with httpx.Client(timeout=30) as c:
         r = c.post(base + "/events", json={"events": events, "batch_id": batch_id}, headers=h)
         assert r.status_code == 200, r.text
@@ -421,6 +478,58 @@ def test_unusual_text_in_events_is_stored_exactly(live_server: LiveServer, key: 
     assert [e.get("message") for e in stored[: len(texts)]] == texts
     assert stored[len(texts)]["url"] == "/pay?q=☃&x=%00"
     assert (stored[-1]["x"], stored[-1]["y"], stored[-1]["ts"]) == (0.0, 1e-300, 0)
+
+
+def varied(first: int, n: int, seed: int) -> str:
+    """``n`` pseudo-random characters from the 256 starting at ``first``: text
+    that does not compress, so storage cannot squeeze it under a size limit."""
+    rng = random.Random(seed)
+    return "".join(chr(first + rng.randrange(256)) for _ in range(n))
+
+
+CJK, EMOJI = 0x4E00, 0x1F300
+
+
+def test_long_multibyte_values_within_the_limits_are_stored(
+    server: LiveServer, server_key: str
+) -> None:
+    """Every limit filled with multi-byte text (PostgreSQL once answered 500
+    to a page URL of 1,000 CJK characters: its index entry was too large)."""
+    sid = varied(EMOJI, 256, 1)
+    base = server.base_url + "/v1/sessions/" + quote(sid, safe="")
+    h = {"X-Api-Key": server_key}
+    urls = ["/" + varied(CJK, 1000, 2), "/" + varied(CJK, 2047, 3), "/" + varied(EMOJI, 2047, 4)]
+    events: list[dict[str, Any]] = [{"type": "page_view", "url": u} for u in urls]
+    events += [{"type": "error", "message": varied(EMOJI, 512, 5)}] * 2
+    events += [{"type": "rage_click", "x": 1, "y": 1}] * 2
+    batch_id = varied(EMOJI, 128, 6)
+    with httpx.Client(timeout=30) as c:
+        r = c.post(base + "/events", json={"events": events, "batch_id": batch_id}, headers=h)
+        assert r.status_code == 200, r.text
+        assert r.json()["current_mood"] == "frustrated"
+        # the same URLs again: the page's row is updated, not duplicated
+        again = c.post(base + "/events", json={"events": events[:3]}, headers=h)
+        assert again.status_code == 200, again.text
+        feedback = {"action_taken": varied(CJK, 128, 7), "notes": varied(EMOJI, 512, 8)}
+        fb = c.post(base + "/feedback", json=feedback, headers=h)
+        assert fb.status_code == 200, fb.text
+        stored = c.get(base + "/events", headers=h).json()["events"]
+        assert [e.get("url") for e in stored] == urls + [None] * 4 + urls
+        pages = c.get(server.base_url + "/v1/analytics/pages", headers=h).json()["pages"]
+        assert {p["url"]: p["sessions"] for p in pages if p["url"] in urls} == dict.fromkeys(
+            urls, 1
+        )
+        actions = c.get(server.base_url + "/v1/analytics/actions", headers=h).json()["actions"]
+        assert feedback["action_taken"] in {a["action"] for a in actions}
+        name = varied(EMOJI, 200, 9)
+        tenant = c.post(server.base_url + "/v1/keys/generate", json={"customer_name": name})
+        assert tenant.status_code == 201 and tenant.json()["customer"] == name
+        hook_url = "https://8.8.8.8/" + varied(CJK, 2000, 10)
+        hook = c.post(server.base_url + "/v1/webhooks", json={"url": hook_url}, headers=h)
+        assert hook.status_code == 201, hook.text
+        # deleted at once, so the worker never tries to reach it
+        assert c.delete(f"{server.base_url}/v1/webhooks/{hook.json()['id']}", headers=h).is_success
+        assert c.delete(base, headers=h).json()["deleted"] is True
 
 
 # -- big uploads ---------------------------------------------------------------------
@@ -622,6 +731,8 @@ TRIGGERS = [
             ("GET", SID + "/mood"),
             ("POST", SID + "/feedback"),
             ("DELETE", SID),
+            ("DELETE", "/v1/webhooks/{webhook_id}"),
+            ("GET", "/v1/webhooks/{webhook_id}/deliveries"),
         ]
     ],
     # A publishable key on a secret-only endpoint, or from a foreign origin.
@@ -646,7 +757,7 @@ def test_error_status_is_documented(live_server: LiveServer, key: str, t: Trigge
     client generated from the document must know every status it can get."""
     base = live_server.base_url
     sid = "s" * 257 if t.status == 400 else "documented"
-    url = base + t.path.replace("{session_id}", sid)
+    url = base + t.path.replace("{session_id}", sid).replace("{webhook_id}", "wh_%00")
     headers = {"X-Api-Key": key}
     body: bytes = b"{}"
     if t.status == 413:

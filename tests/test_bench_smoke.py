@@ -79,3 +79,17 @@ def test_generated_sessions_are_valid_and_the_offline_eval_takes_every_perturbat
 def test_engine_bench_compares_against_a_revision() -> None:
     out = _run("bench/engine_bench.py", "--events", "3000", "--repeat", "1", "--against", "HEAD")
     assert "this/ref" in out and "per request (us)" in out
+
+
+@pytest.mark.slow
+def test_tarpit_bench_smoke_prints_both_delays() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/tarpit.py", "--sessions", "1", "--rounds", "1", "--give-up", "30"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "B's delivery delay, A quiet:" in proc.stdout
+    assert "B's delivery delay, A tarpit:" in proc.stdout

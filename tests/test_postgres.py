@@ -258,7 +258,9 @@ async def test_two_instances_share_one_session_quota_and_batch_ids() -> None:
 async def test_skip_locked_claims_never_overlap_and_keep_session_order() -> None:
     async with fresh_schema() as url, storages(url, 3) as (a, b, c):
         t = await _tenant(a, "growth")
-        await a.create_webhook(WebhookRecord("wh_1", t, "http://127.0.0.1:9/h", None, "s", NOW))
+        assert await a.create_webhook(
+            WebhookRecord("wh_1", t, "http://127.0.0.1:9/h", None, "s", NOW), 20
+        )
         calm = [{"type": "page_view", "url": "/x", "ts": NOW + 3600}]  # an hour later
         # 30 sessions, each changing mood twice: 60 outbox rows, 2 per session
         for i in range(30):
@@ -307,3 +309,39 @@ async def test_purge_on_every_instance_at_once_erases_each_session_once() -> Non
         assert sum(totals) + rest == 50
         assert (await opened[2].mood_counts(t)).total_sessions == 1
         assert await _fetch(url, "SELECT 1 FROM events WHERE session_id <> 'fresh'") == []
+
+
+async def test_page_urls_are_keyed_by_digest_after_the_migration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows written before migration 7 keep their page, the next batch for the
+    same URL updates them, and URLs whose index entry was once too large fit."""
+    from sessionmood_server.storage import postgres
+
+    page = [{"type": "page_view", "url": "/checkout", "ts": NOW}]
+    cjk = "/" + "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(2047))
+    async with fresh_schema() as url:
+        full = postgres.MIGRATIONS
+        monkeypatch.setattr(postgres, "MIGRATIONS", [m for m in full if m[0] < 7])
+        async with storages(url, 1) as (old,):
+            t = await _tenant(old)
+        # as the previous release wrote it (keyed by the URL itself)
+        await _fetch(
+            url,
+            "INSERT INTO page_moods (tenant_id, session_id, url, mood, updated_at) "
+            "VALUES ($1, 's', '/checkout', 'frustrated', $2)",
+            t,
+            NOW,
+        )
+        monkeypatch.setattr(postgres, "MIGRATIONS", full)
+        async with storages(url, 1) as (new,):
+            assert await new.page_moods(t, None, None) == {"/checkout": {"frustrated": 1}}
+            more = [*page, {"type": "page_view", "url": cjk, "ts": NOW + 1}]
+            assert (await new.append_events(t, "s", more, None, MONTH, NOW + 1)).status == "stored"
+            pages = await new.page_moods(t, None, None)
+        assert set(pages) == {"/checkout", cjk}
+        rows = await _fetch(
+            url,
+            "SELECT count(*), bool_and(url_key = sha256(convert_to(url, 'UTF8'))) FROM page_moods",
+        )
+        assert tuple(rows[0]) == (2, True)

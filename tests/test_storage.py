@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from sessionmood_server.keys import hash_key, new_key
-from sessionmood_server.storage import Quota, Storage, StorageURLError, open_storage
+from sessionmood_server.storage import (
+    Quota,
+    Storage,
+    StorageURLError,
+    WebhookRecord,
+    open_storage,
+)
 from sessionmood_server.storage.sqlite import parse_sqlite_url
 from tests.test_postgres import fresh_schema
 
@@ -165,6 +171,55 @@ async def test_tenants_do_not_see_each_other(store: Storage) -> None:
     assert res.status == "stored" and res.response["total_events"] == 2
     assert (await store.mood_counts(a)).total_sessions == 1
     assert not await store.delete_session(b, "nope")
+
+
+async def test_webhook_cap_is_exact_under_concurrency(store: Storage) -> None:
+    a, b = await _tenant(store, "growth"), await _tenant(store, "growth")
+
+    def hook(tenant: int, i: int) -> WebhookRecord:
+        return WebhookRecord(f"wh_{tenant}_{i}", tenant, "http://127.0.0.1:9/h", None, "s", NOW)
+
+    made = await asyncio.gather(*(store.create_webhook(hook(a, i), 5) for i in range(12)))
+    assert sum(made) == 5 and len(await store.list_webhooks(a)) == 5
+    # Another tenant's webhooks do not count; a deleted one frees its place.
+    assert await store.create_webhook(hook(b, 0), 5)
+    assert await store.delete_webhook(a, (await store.list_webhooks(a))[0].id, NOW)
+    again = await asyncio.gather(*(store.create_webhook(hook(a, 100 + i), 5) for i in range(3)))
+    assert sorted(again) == [False, False, True]
+
+
+async def test_claims_cap_each_endpoint_and_serve_the_least_busy_tenant_first(
+    store: Storage,
+) -> None:
+    frustrating = [_ev(k, NOW + i) for i, k in enumerate(["rage_click", "error", "error"])]
+    a, b = await _tenant(store, "growth"), await _tenant(store, "growth")
+    for i in range(3):
+        assert await store.create_webhook(WebhookRecord(f"wh_a{i}", a, "u", None, "s", NOW), 20)
+    assert await store.create_webhook(WebhookRecord("wh_b", b, "u", None, "s", NOW), 20)
+    for i in range(6):  # 6 deliveries per webhook of A's, one per session
+        await store.append_events(a, f"a{i}", frustrating, None, MONTH, NOW)
+    await store.append_events(b, "b", frustrating, None, MONTH, NOW)
+    # Two free slots: A's oldest delivery and B's, not two of A's (older) ones.
+    first = await store.claim_deliveries(NOW + 10, 2, 60.0, per_endpoint=2)
+    assert sorted(j.webhook_id for j in first) == ["wh_a0", "wh_b"]
+    # Then round-robin over A's webhooks, each up to 2 in flight, and no more.
+    rest = await store.claim_deliveries(NOW + 10, 100, 60.0, per_endpoint=2)
+    assert sorted(j.webhook_id for j in rest) == ["wh_a0", "wh_a1", "wh_a1", "wh_a2", "wh_a2"]
+    assert await store.claim_deliveries(NOW + 11, 100, 60.0, per_endpoint=2) == []
+    # A finished attempt frees its endpoint's slot, for that endpoint only.
+    done = next(j for j in rest if j.webhook_id == "wh_a1")
+    await store.finish_delivery(
+        done.id, delivered=True, status_code=200, error=None, latency_ms=1.0,
+        next_attempt_at=None, now=NOW + 12,
+    )  # fmt: skip
+    again = await store.claim_deliveries(NOW + 13, 100, 60.0, per_endpoint=2)
+    assert [j.webhook_id for j in again] == ["wh_a1"]
+    # An expired lease no longer counts (its worker died) and its row is due
+    # again; wh_a1's lease from NOW + 13 still holds one of its two slots.
+    later = await store.claim_deliveries(NOW + 10 + 61, 100, 60.0, per_endpoint=2)
+    assert sorted(j.webhook_id for j in later) == [
+        "wh_a0", "wh_a0", "wh_a1", "wh_a2", "wh_a2", "wh_b"
+    ]  # fmt: skip
 
 
 async def test_feedback_and_counts(store: Storage) -> None:

@@ -152,6 +152,7 @@ class DeliveryJob:
     payload: str
     attempts: int
     created_at: float
+    tenant_id: int = 0  # whose it is: the worker shares some resources per tenant
 
 
 class ChangeListener(Protocol):
@@ -272,7 +273,11 @@ class Storage(Protocol):
     async def last_mood_change_id(self, tenant_id: int) -> int: ...
 
     # webhooks: subscriptions, the outbox, deliveries
-    async def create_webhook(self, record: WebhookRecord) -> None: ...
+    async def create_webhook(self, record: WebhookRecord, limit: int) -> bool:
+        """Store ``record`` unless its tenant already has ``limit`` webhooks (then
+        False, nothing stored). Counted in the insert's own transaction, so
+        concurrent creations can never pass the limit."""
+        ...
 
     async def list_webhooks(self, tenant_id: int) -> list[WebhookRecord]: ...
 
@@ -284,11 +289,20 @@ class Storage(Protocol):
         """Newest first; None if the tenant has no such webhook."""
         ...
 
-    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[DeliveryJob]:
-        """Due pending deliveries, at most one per (webhook, session) and only the
-        oldest pending one of each, so every session's changes arrive in order.
-        Claimed rows are leased: another worker (or replica) skips them until
-        ``now + lease_s``."""
+    async def claim_deliveries(
+        self, now: float, limit: int, lease_s: float, per_endpoint: int | None = None
+    ) -> list[DeliveryJob]:
+        """Up to ``limit`` due pending deliveries, at most one per (webhook,
+        session) and only the oldest pending one of each, so every session's
+        changes arrive in order. Claimed rows are leased: another worker (or
+        replica) skips them until ``now + lease_s``.
+
+        ``per_endpoint`` caps each webhook's leased rows (claimed by anyone and
+        not yet finished), so one endpoint's slow receiver holds at most that
+        many attempts. Rows are handed out fairly: round-robin over a tenant's
+        webhooks, and the tenant with the fewest attempts in flight first, so
+        one tenant's backlog never takes every free slot.
+        """
         ...
 
     async def finish_delivery(

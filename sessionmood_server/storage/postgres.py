@@ -19,6 +19,11 @@ transactions can never wait on each other in a cycle:
               takes its id: change ids commit in id order per tenant, so
               ``mood_changes(after_id)`` (the SSE stream) never skips one.
 
+Two more advisory locks are each the only lock of their transaction, so they
+cannot join a cycle either: (tenant) webhooks, around a webhook's creation
+(the per-tenant cap), and one claim lock, around picking and leasing webhook
+deliveries (the per-endpoint cap counts every replica's leases).
+
 Each statement after a lock starts a fresh snapshot, so it sees whatever the
 previous lock holder committed. Mood changes write their webhook outbox rows
 in the same transaction and ``NOTIFY sessionmood_mood_changes`` (delivered at
@@ -105,6 +110,56 @@ _ERASE_SQL = (
     )
     + " SELECT count(*) FROM gone"
 )
+
+# Due deliveries to claim, fairly (see Storage.claim_deliveries); $1 now,
+# $2 limit, $3 per-endpoint cap. busy: leased rows per webhook (only a finished
+# attempt clears a lease, so they are pending or just deleted); open: live
+# webhooks below the cap, so a saturated endpoint's backlog is never even
+# read; due: for each open webhook, its first $3 due rows that are the oldest
+# pending one of their (webhook, session), read in due order from the partial
+# index until found; slot: place in the webhook's queue after its leased rows;
+# turns: a tenant's rows round-robin over its webhooks, after its own leased
+# rows, so the tenant with the fewest in flight goes first.
+_CLAIM_SQL = """
+WITH busy AS (
+    SELECT tenant_id, webhook_id, count(*) AS n FROM webhook_deliveries
+    WHERE claimed_until IS NOT NULL AND claimed_until >= $1
+    GROUP BY tenant_id, webhook_id),
+tenant_busy AS (SELECT tenant_id, sum(n) AS n FROM busy GROUP BY tenant_id),
+open AS (
+    SELECT w.tenant_id, w.id, coalesce(b.n, 0) AS n FROM webhooks w
+    LEFT JOIN busy b ON b.tenant_id = w.tenant_id AND b.webhook_id = w.id
+    WHERE w.deleted_at IS NULL AND coalesce(b.n, 0) < $3),
+due AS (
+    SELECT d.tenant_id, d.id, o.n + row_number() OVER (
+        PARTITION BY d.tenant_id, d.webhook_id ORDER BY d.next_attempt_at, d.id) AS slot
+    FROM open o CROSS JOIN LATERAL (
+        SELECT e.tenant_id, e.webhook_id, e.id, e.next_attempt_at FROM webhook_deliveries e
+        WHERE e.tenant_id = o.tenant_id AND e.webhook_id = o.id AND e.status = 'pending'
+        AND e.next_attempt_at <= $1 AND (e.claimed_until IS NULL OR e.claimed_until < $1)
+        -- a sub-plan, not an anti-join, so it always looks up (webhook, session)
+        AND e.id = (SELECT min(p.id) FROM webhook_deliveries p WHERE p.webhook_id = e.webhook_id
+            AND p.session_id = e.session_id AND p.status = 'pending')
+        ORDER BY e.next_attempt_at LIMIT $3) d),
+turns AS (
+    SELECT due.tenant_id, due.id, coalesce(t.n, 0)
+        + row_number() OVER (PARTITION BY due.tenant_id ORDER BY due.slot, due.id) AS turn
+    FROM due LEFT JOIN tenant_busy t ON t.tenant_id = due.tenant_id WHERE due.slot <= $3)
+SELECT tenant_id, id FROM turns ORDER BY turn, id LIMIT $2
+"""
+# Leases what _CLAIM_SQL picked, by primary key ($1 tenants, $2 ids, $3 now,
+# $4 lease), re-checking each row: a deletion may have failed it meanwhile.
+# A statement of its own: planned together with the choice, PostgreSQL
+# misjudged the few rows chosen and read whole webhooks' queues to update them.
+_LEASE_SQL = """
+UPDATE webhook_deliveries d SET claimed_until = $3 + $4
+FROM unnest($1::bigint[], $2::bigint[]) AS pick(tenant_id, id), webhooks w
+WHERE d.tenant_id = pick.tenant_id AND d.id = pick.id AND d.status = 'pending'
+AND (d.claimed_until IS NULL OR d.claimed_until < $3)
+AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
+RETURNING d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at,
+    d.tenant_id
+"""
 
 _KEY_COLUMNS = (
     "k.key_hash, k.prefix, k.tenant_id, k.kind, t.plan, t.customer, t.email, "
@@ -596,10 +651,11 @@ class PostgresStorage:
                 "$3::float8, x.fields "
                 "FROM unnest($4::bigint[], $5::text[], $6::float8[], $7::text[]) "
                 "AS x(seq, type, ts, fields)), "
-                "pm AS (INSERT INTO page_moods (tenant_id, session_id, url, mood, updated_at) "
-                "SELECT $1::bigint, $2::text, p.url, p.mood, $3::float8 "
+                "pm AS (INSERT INTO page_moods (tenant_id, session_id, url, url_key, mood, "
+                "updated_at) SELECT $1::bigint, $2::text, p.url, "
+                "sha256(convert_to(p.url, 'UTF8')), p.mood, $3::float8 "
                 "FROM unnest($8::text[], $9::text[]) "
-                "AS p(url, mood) ON CONFLICT (tenant_id, session_id, url) DO UPDATE "
+                "AS p(url, mood) ON CONFLICT (tenant_id, session_id, url_key) DO UPDATE "
                 "SET mood = excluded.mood, updated_at = excluded.updated_at), "
                 "bt AS (INSERT INTO batches (tenant_id, batch_id, session_id, response, "
                 "created_at, fingerprint) SELECT $1::bigint, $10::text, $2::text, $11::text, "
@@ -921,18 +977,23 @@ class PostgresStorage:
 
     # -- webhooks ------------------------------------------------------------------
 
-    async def create_webhook(self, record: WebhookRecord) -> None:
-        async with self._conn() as conn:
-            await conn.execute(
+    async def create_webhook(self, record: WebhookRecord, limit: int) -> bool:
+        # The tenant's webhook lock serialises creations across replicas, and
+        # the count runs after it is granted, so it sees every earlier insert.
+        async with self._tx(lock_key("webhooks", self._schema, record.tenant_id)) as c:
+            ok = await c.fetchval(
                 "INSERT INTO webhooks (tenant_id, id, url, moods, secret, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
+                "SELECT $1, $2, $3, $4, $5, $6 WHERE (SELECT count(*) FROM webhooks "
+                "WHERE tenant_id = $1 AND deleted_at IS NULL) < $7 RETURNING true",
                 record.tenant_id,
                 record.id,
                 record.url,
                 None if record.moods is None else list(record.moods),
                 record.secret,
                 record.created_at,
+                limit,
             )
+        return bool(ok)
 
     async def list_webhooks(self, tenant_id: int) -> list[WebhookRecord]:
         async with self._conn() as conn:
@@ -981,29 +1042,20 @@ class PostgresStorage:
             )
         return [DeliveryRecord(*r) for r in rows]
 
-    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[DeliveryJob]:
-        # SKIP LOCKED: replicas claiming at the same moment take disjoint rows
-        # instead of queueing. A row another replica claimed and committed
-        # after our snapshot is re-checked against the lease when we lock it,
-        # so it is skipped too: each delivery has one owner per lease.
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "WITH due AS (SELECT d.tenant_id, d.id FROM webhook_deliveries d "
-                "WHERE d.status = 'pending' AND d.next_attempt_at <= $1 "
-                "AND (d.claimed_until IS NULL OR d.claimed_until < $1) "
-                # the oldest pending delivery of its (webhook, session): keeps order
-                "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE "
-                "e.webhook_id = d.webhook_id AND e.session_id = d.session_id "
-                "AND e.status = 'pending' AND e.id < d.id) "
-                "ORDER BY d.id LIMIT $2 FOR UPDATE OF d SKIP LOCKED) "
-                "UPDATE webhook_deliveries d SET claimed_until = $1 + $3 "
-                "FROM due, webhooks w WHERE d.tenant_id = due.tenant_id AND d.id = due.id "
-                "AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id "
-                "RETURNING d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, "
-                "d.created_at",
-                now,
-                limit,
-                lease_s,
+    async def claim_deliveries(
+        self, now: float, limit: int, lease_s: float, per_endpoint: int | None = None
+    ) -> list[DeliveryJob]:
+        # One claimer at a time, database-wide (a claim is one short statement):
+        # the leases it counts for the per-endpoint cap are then exact across
+        # replicas, and no two replicas can lease the same row. The UPDATE
+        # re-checks each row, which a deletion may have failed meanwhile.
+        cap = per_endpoint if per_endpoint is not None else 1 << 62
+        async with self._tx(lock_key("claim", self._schema)) as c:
+            picked = await c.fetch(_CLAIM_SQL, now, limit, cap)
+            if not picked:
+                return []
+            rows = await c.fetch(
+                _LEASE_SQL, [r[0] for r in picked], [r[1] for r in picked], now, lease_s
             )
         return sorted((DeliveryJob(*r) for r in rows), key=lambda j: j.id)
 

@@ -233,6 +233,48 @@ _CHAIN = (
 )
 
 
+# Due deliveries to claim, fairly (see Storage.claim_deliveries). busy: leased
+# rows per webhook (only a finished attempt clears a lease, so they are pending
+# or just deleted); open: live webhooks below the cap, so a saturated
+# endpoint's backlog is never even read; due: for each open webhook, its first
+# `cap` due rows that are the oldest pending one of their (webhook, session),
+# read in due order from the partial index until found (a webhook with 40,000
+# rows waiting costs a few index steps, not a scan); slot: place in the
+# webhook's queue after its leased rows; turns: a tenant's rows round-robin
+# over its webhooks, after its own leased rows, so the tenant with the fewest
+# in flight goes first. The index hints keep SQLite from reading every pending
+# row instead, as it chose to without them.
+_CLAIM_SQL = """
+WITH busy AS (
+    SELECT webhook_id, tenant_id, count(*) AS n
+    FROM webhook_deliveries INDEXED BY deliveries_leased
+    WHERE claimed_until IS NOT NULL AND claimed_until >= :now
+    GROUP BY webhook_id, tenant_id),
+tenant_busy AS (SELECT tenant_id, sum(n) AS n FROM busy GROUP BY tenant_id),
+open AS (
+    SELECT w.id, coalesce(b.n, 0) AS n FROM webhooks w LEFT JOIN busy b ON b.webhook_id = w.id
+    WHERE w.deleted_at IS NULL AND coalesce(b.n, 0) < :cap),
+due AS (
+    SELECT d.id, d.tenant_id, o.n + row_number() OVER (
+        PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS slot
+    FROM open o CROSS JOIN webhook_deliveries d ON d.id IN (
+        SELECT e.id FROM webhook_deliveries e INDEXED BY deliveries_hook_due
+        WHERE e.webhook_id = o.id AND e.status = 'pending' AND e.next_attempt_at <= :now
+        AND (e.claimed_until IS NULL OR e.claimed_until < :now)
+        AND e.id = (SELECT min(p.id) FROM webhook_deliveries p WHERE p.webhook_id = e.webhook_id
+            AND p.session_id = e.session_id AND p.status = 'pending')
+        ORDER BY e.next_attempt_at, e.id LIMIT :cap)),
+turns AS (
+    SELECT due.id, coalesce(t.n, 0)
+        + row_number() OVER (PARTITION BY due.tenant_id ORDER BY due.slot, due.id) AS turn
+    FROM due LEFT JOIN tenant_busy t ON t.tenant_id = due.tenant_id WHERE due.slot <= :cap)
+SELECT d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at,
+    d.tenant_id
+FROM turns JOIN webhook_deliveries d ON d.id = turns.id JOIN webhooks w ON w.id = d.webhook_id
+ORDER BY turns.turn, d.id LIMIT :limit
+"""
+
+
 class _JobFailed(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
@@ -1228,8 +1270,16 @@ class SQLiteStorage:
             ],
         )
 
-    async def create_webhook(self, record: WebhookRecord) -> None:
-        def job(c: sqlite3.Connection) -> None:
+    async def create_webhook(self, record: WebhookRecord, limit: int) -> bool:
+        def job(c: sqlite3.Connection) -> bool:
+            # Jobs run one at a time on the writer: no other creation can land
+            # between this count and the insert.
+            (n,) = c.execute(
+                "SELECT count(*) FROM webhooks WHERE tenant_id=? AND deleted_at IS NULL",
+                (record.tenant_id,),
+            ).fetchone()
+            if n >= limit:
+                return False
             c.execute(
                 "INSERT INTO webhooks (id, tenant_id, url, moods, secret, created_at) "
                 "VALUES (?,?,?,?,?,?)",
@@ -1242,8 +1292,9 @@ class SQLiteStorage:
                     record.created_at,
                 ),
             )
+            return True
 
-        await self._write(job)
+        return await self._write(job)
 
     async def list_webhooks(self, tenant_id: int) -> list[WebhookRecord]:
         def run(c: sqlite3.Connection) -> list[WebhookRecord]:
@@ -1298,20 +1349,13 @@ class SQLiteStorage:
 
         return await self._read(run)
 
-    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[DeliveryJob]:
+    async def claim_deliveries(
+        self, now: float, limit: int, lease_s: float, per_endpoint: int | None = None
+    ) -> list[DeliveryJob]:
+        cap = per_endpoint if per_endpoint is not None else 1 << 62
+
         def job(c: sqlite3.Connection) -> list[DeliveryJob]:
-            rows = c.execute(
-                "SELECT d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at "
-                "FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
-                "WHERE d.status='pending' AND d.next_attempt_at <= ? "
-                "AND (d.claimed_until IS NULL OR d.claimed_until < ?) "
-                # the oldest pending delivery of its (webhook, session): keeps order
-                "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE "
-                "e.webhook_id = d.webhook_id AND e.session_id = d.session_id "
-                "AND e.status = 'pending' AND e.id < d.id) "
-                "ORDER BY d.id LIMIT ?",
-                (now, now, limit),
-            ).fetchall()
+            rows = c.execute(_CLAIM_SQL, {"now": now, "cap": cap, "limit": limit}).fetchall()
             c.executemany(
                 "UPDATE webhook_deliveries SET claimed_until=? WHERE id=?",
                 [(now + lease_s, r[0]) for r in rows],
