@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sessionmood_client._models import MOODS
+from sessionmood_client.types import MOODS
 
 try:
     from sessionmood_server import engine

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import unquote, unquote_plus
 
-from sessionmood_client._models import PLANS
+from sessionmood_client.types import PLANS
 from sessionmood_server.keys import PLANS as PLAN_INFO
 from sessionmood_server.keys import new_key
 from sessionmood_server.settings import Settings

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from sessionmood_client import _models as m
+from sessionmood_client import types as m
 
 _REF = "#/components/schemas/{model}"
 

@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from sessionmood_client._models import (
+from sessionmood_client import __version__
+from sessionmood_client.types import (
     DEFAULT_ACTIONS,
     MOODS,
     PLANS,
@@ -78,7 +79,7 @@ from sessionmood_server.webhooks import (
     new_webhook_secret,
 )
 
-VERSION = "1.0.0"
+VERSION = __version__
 POLICY_TTL_S = 10.0
 MAX_TS = 1e11  # as the wire models' Timestamp
 _EVENT_ID = re.compile(r"[0-9]{1,18}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from sessionmood_client._models import MoodLabel, SuggestedAction
+from sessionmood_client.types import MoodLabel, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.learning import apply_policy
 

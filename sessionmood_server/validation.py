@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from sessionmood_client._models import EVENT_TYPES, EventsRequest, FeedbackRequest, event_adapter
+from sessionmood_client.types import EVENT_TYPES, EventsRequest, FeedbackRequest, event_adapter
 from sessionmood_server.errors import ApiError, bad_request
 
 M = TypeVar("M", bound=BaseModel)

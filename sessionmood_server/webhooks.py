@@ -41,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from sessionmood_client._models import WebhookEvent
+from sessionmood_client.types import WebhookEvent
 from sessionmood_server.storage import DeliveryJob, Storage
 
 log = logging.getLogger("sessionmood.webhooks")

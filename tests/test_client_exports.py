@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import sessionmood_client
-from sessionmood_client import _models
+from sessionmood_client import types as wire
 from sessionmood_client._client import AsyncSessionMoodClient, SessionMoodClient
 from sessionmood_client._stream import AsyncMoodStream, MoodStream
 from sessionmood_client._tracker import AsyncEventTracker, EventTracker
@@ -49,7 +49,7 @@ WEBHOOK_NAMES = {"verify_webhook", "sign_webhook", "WEBHOOK_SIGNATURE_HEADER", "
 # Everything the wire-model module makes public, except the pydantic TypeAdapter,
 # which is plumbing (``pydantic.TypeAdapter(Event)`` is one line for a user).
 # Request models that only the server parses with stay out as well.
-MODEL_NAMES = set(_models.__all__) - {"event_adapter", "WebhookCreateRequest"}
+MODEL_NAMES = set(wire.__all__) - {"event_adapter", "WebhookCreateRequest"}
 
 
 def test_all_is_exactly_the_intended_names() -> None:
@@ -65,8 +65,11 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_no_public_name_leaks_outside_all() -> None:
-    public = {n for n in vars(sessionmood_client) if not n.startswith("_")}
+    # ``types``, the public wire-model module, is an attribute of the package
+    # (as every imported submodule is) but stays out of ``import *``.
+    public = {n for n in vars(sessionmood_client) if not n.startswith("_")} - {"types"}
     assert public <= set(sessionmood_client.__all__)
+    assert sessionmood_client.types is wire
 
 
 def test_error_tree() -> None:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from starlette.testclient import TestClient
 
-from sessionmood_client._models import EVENT_TYPES, MOODS, MoodResponse
+from sessionmood_client.types import EVENT_TYPES, MOODS, MoodResponse
 from tests.conftest import ADMIN_TOKEN, make_key
 
 RAGE = [

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from sessionmood_client._models import MoodLabel, Plan, SuggestedAction
+from sessionmood_client.types import MoodLabel, Plan, SuggestedAction
 from sessionmood_server.keys import KeyKind
 
 DEMO_CUSTOMER = "SessionMood demo"

@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 
-from sessionmood_client._models import MOODS, MoodLabel, Plan, SuggestedAction
+from sessionmood_client.types import MOODS, MoodLabel, Plan, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.keys import display_prefix, hash_key
 from sessionmood_server.scoring import apply_batch, event_rows

@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from sessionmood_client._models import MOODS, MoodLabel, Plan, SuggestedAction
+from sessionmood_client.types import MOODS, MoodLabel, Plan, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.keys import display_prefix, hash_key
 from sessionmood_server.scoring import AppliedBatch, apply_batch
