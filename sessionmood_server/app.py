@@ -33,11 +33,11 @@ from sessionmood_server.cors import CORS_RESPONSE_HEADERS, CORSMiddleware
 from sessionmood_server.errors import ApiError, JSONResponse
 from sessionmood_server.keys import new_key
 from sessionmood_server.openapi import build_openapi
-from sessionmood_server.retention import purge_expired
 from sessionmood_server.routes import VERSION, Api
+from sessionmood_server.services.retention import purge_expired
+from sessionmood_server.services.webhooks import DeliveryWorker
 from sessionmood_server.settings import Settings
 from sessionmood_server.storage import Storage, open_storage
-from sessionmood_server.webhooks import DeliveryWorker
 
 log = logging.getLogger("sessionmood")
 ROOT_DIR = Path(__file__).resolve().parent.parent

@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _purge(storage: Storage, as_of: float | None) -> int:
-    from sessionmood_server.retention import purge_expired
+    from sessionmood_server.services.retention import purge_expired
 
     await storage.open()
     try:

@@ -58,11 +58,15 @@ from sessionmood_server.errors import (
 )
 from sessionmood_server.keys import PLANS as PLAN_INFO
 from sessionmood_server.keys import hash_key, key_kind, new_key
-from sessionmood_server.learning import LEARNED_SIGNAL, Policy, apply_policy, learn_policy
+from sessionmood_server.learning import LEARNED_SIGNAL, apply_policy
 from sessionmood_server.limits import RateLimiter, admit, client_source
-from sessionmood_server.live import LiveFeed
+from sessionmood_server.outbox import new_webhook_id, new_webhook_secret
+from sessionmood_server.records import KeyRecord, Quota, WebhookRecord
+from sessionmood_server.services.live import LiveFeed
+from sessionmood_server.services.policy import PolicyCache
+from sessionmood_server.services.ssrf import WebhookURLError, check_webhook_url
 from sessionmood_server.settings import Settings
-from sessionmood_server.storage import KeyRecord, Quota, Storage, WebhookRecord
+from sessionmood_server.storage import Storage
 from sessionmood_server.validation import (
     check_session_id,
     check_webhook_id,
@@ -72,15 +76,8 @@ from sessionmood_server.validation import (
     read_json,
     validate_body,
 )
-from sessionmood_server.webhooks import (
-    WebhookURLError,
-    check_webhook_url,
-    new_webhook_id,
-    new_webhook_secret,
-)
 
 VERSION = __version__
-POLICY_TTL_S = 10.0
 MAX_TS = 1e11  # as the wire models' Timestamp
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
 _SEQ = re.compile(r"[0-9]{1,18}")
@@ -283,9 +280,7 @@ class Api:
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self.settings = settings
         self.storage = storage
-        # tenant -> (expires at, learned policy). Short-lived so other replicas'
-        # feedback shows up soon; this process's own feedback drops the entry.
-        self._policies: dict[int, tuple[float, Policy]] = {}
+        self.policies = PolicyCache(storage)
         self.feed = LiveFeed(storage, poll_s=min(5.0, settings.sse_heartbeat_s))
         self._stream_slots = _Slots()
         on = settings.limits
@@ -296,22 +291,6 @@ class Api:
         self._keys_by_source = RateLimiter(settings.keys_per_address)
         self._limits_on = on
         self._max_session_events = settings.max_session_events if on else 0
-
-    async def policy(self, tenant_id: int) -> Policy:
-        hit = self._policies.get(tenant_id)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        return await self._learn_policy(tenant_id)
-
-    async def _learn_policy(self, tenant_id: int) -> Policy:
-        now = time.monotonic()
-        # Only secret-key feedback teaches: publishable keys are public.
-        counts = await self.storage.action_counts(tenant_id, None, None, trusted_only=True)
-        policy = learn_policy(counts)
-        if len(self._policies) > 10_000:
-            self._policies.clear()
-        self._policies[tenant_id] = (now + POLICY_TTL_S, policy)
-        return policy
 
     # -- auth ----------------------------------------------------------------
 
@@ -474,7 +453,7 @@ class Api:
             batch_id,
             Quota(month, plan.monthly_sessions, plan.blocks_at_limit, provisional=public),
             now,
-            await self.policy(key.tenant_id),
+            await self.policies.get(key.tenant_id),
             fingerprint=fingerprint,
             max_events=self._max_session_events,
             admit_new=self._new_session_admitter(request, key, refused)
@@ -564,7 +543,7 @@ class Api:
             raise session_not_found(session_id)
         signals = list(rec.signals)
         # Re-applied at read time: feedback since the last batch counts too.
-        policy = await self.policy(key.tenant_id)
+        policy = await self.policies.get(key.tenant_id)
         action = apply_policy(policy, rec.mood, DEFAULT_ACTIONS[rec.mood], signals)
         if action == DEFAULT_ACTIONS[rec.mood] and LEARNED_SIGNAL in signals:
             signals.remove(LEARNED_SIGNAL)  # learned at write time, since unlearned
@@ -632,7 +611,7 @@ class Api:
         )
         if not ok:
             raise session_not_found(session_id)
-        self._policies.pop(key.tenant_id, None)
+        self.policies.forget(key.tenant_id)
         return model_response(FeedbackResponse(session_id=session_id, feedback_recorded=True))
 
     async def delete_session(self, request: Request) -> Response:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sessionmood_server.keys import hash_key, new_key
-from sessionmood_server.storage import Quota, WebhookRecord
+from sessionmood_server.records import Quota, WebhookRecord
 
 POSTGRES_HOW = "set SESSIONMOOD_TEST_DATABASE_URL=postgresql://user@host:5432/db to run"
 

@@ -13,9 +13,10 @@ from starlette.testclient import TestClient
 from sessionmood_server.app import create_app
 from sessionmood_server.cli import main
 from sessionmood_server.keys import new_key
-from sessionmood_server.retention import DAY_S, cutoffs, purge_expired
+from sessionmood_server.records import Quota
+from sessionmood_server.services.retention import DAY_S, cutoffs, purge_expired
 from sessionmood_server.settings import Settings
-from sessionmood_server.storage import Quota, Storage, open_storage
+from sessionmood_server.storage import Storage, open_storage
 
 T0 = 1_790_000_000.0
 Q = Quota("2026-09", 1_000_000, False)

@@ -10,13 +10,8 @@ from typing import Any
 import pytest
 
 from sessionmood_server.keys import hash_key, new_key
-from sessionmood_server.storage import (
-    Quota,
-    Storage,
-    StorageURLError,
-    WebhookRecord,
-    open_storage,
-)
+from sessionmood_server.records import Quota, WebhookRecord
+from sessionmood_server.storage import Storage, StorageURLError, open_storage
 from sessionmood_server.storage.sqlite import parse_sqlite_url
 from tests.test_postgres import fresh_schema
 

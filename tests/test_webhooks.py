@@ -22,15 +22,14 @@ import pytest
 from starlette.testclient import TestClient
 
 from sessionmood_server.app import create_app
-from sessionmood_server.settings import Settings
-from sessionmood_server.webhooks import (
+from sessionmood_server.outbox import backoff_s, sign
+from sessionmood_server.services.ssrf import (
     ADDRESS_REFUSED,
     WebhookURLError,
-    backoff_s,
     check_webhook_url,
     embedded_ipv4,
-    sign,
 )
+from sessionmood_server.settings import Settings
 from tests.conftest import ADMIN_TOKEN, BACKENDS, LiveServer, backend_servers, free_port, make_key
 
 FRUSTRATED = [
@@ -464,8 +463,8 @@ async def test_private_allowed_with_setting_but_never_link_local() -> None:
 @pytest.mark.anyio
 async def test_delivery_refuses_embedded_forms_too(host: str, allow_private: bool) -> None:
     """Checked again at every delivery, not only when the webhook was created."""
-    from sessionmood_server.storage import DeliveryJob
-    from sessionmood_server.webhooks import DeliveryWorker
+    from sessionmood_server.records import DeliveryJob
+    from sessionmood_server.services.webhooks import DeliveryWorker
 
     finished: dict[str, Any] = {}
 
@@ -587,8 +586,8 @@ async def test_delivery_connects_to_the_vetted_address_not_a_rebound_one(
     for any later look-up: the request must still go to the vetted address."""
     import socket
 
-    from sessionmood_server.storage import DeliveryJob
-    from sessionmood_server.webhooks import DeliveryWorker
+    from sessionmood_server.records import DeliveryJob
+    from sessionmood_server.services.webhooks import DeliveryWorker
 
     receiver = Receiver()
     real = socket.getaddrinfo
@@ -634,8 +633,8 @@ async def test_delivery_connects_to_the_vetted_address_not_a_rebound_one(
 async def test_a_trickling_receiver_cannot_stall_deliveries() -> None:
     import socket as socketlib
 
-    from sessionmood_server.storage import DeliveryJob
-    from sessionmood_server.webhooks import DeliveryWorker
+    from sessionmood_server.records import DeliveryJob
+    from sessionmood_server.services.webhooks import DeliveryWorker
 
     server = socketlib.socket()
     server.bind(("127.0.0.1", 0))
@@ -896,8 +895,8 @@ async def test_a_tenants_silent_name_servers_do_not_stall_another_tenants_lookup
     delivery's deadline. Tenant A's 40 hosts have name servers that never
     answer (within this test); tenant B's host name still resolves at once and
     its delivery is made. At most 2 of A's look-ups ever hold a thread."""
-    from sessionmood_server.storage import DeliveryJob
-    from sessionmood_server.webhooks import DeliveryWorker
+    from sessionmood_server.records import DeliveryJob
+    from sessionmood_server.services.webhooks import DeliveryWorker
 
     real = socket.getaddrinfo
     answer = threading.Event()

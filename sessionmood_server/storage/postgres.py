@@ -52,12 +52,10 @@ import orjson
 from sessionmood_client.types import MOODS, MoodLabel, Plan, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.keys import display_prefix, hash_key
-from sessionmood_server.scoring import apply_batch, event_rows
-from sessionmood_server.storage import (
-    DEMO_CUSTOMER,
+from sessionmood_server.outbox import webhook_payload
+from sessionmood_server.records import (
     ActionCounts,
     AppendResult,
-    ChangeListener,
     DeliveryJob,
     DeliveryRecord,
     KeyRecord,
@@ -66,10 +64,11 @@ from sessionmood_server.storage import (
     Quota,
     SessionRecord,
     WebhookRecord,
-    busiest_first,
 )
+from sessionmood_server.scoring import apply_batch, event_rows
 from sessionmood_server.storage.postgres_schema import MIGRATIONS
-from sessionmood_server.webhooks import webhook_payload
+from sessionmood_server.storage.protocols import ChangeListener
+from sessionmood_server.storage.shared import DEMO_CUSTOMER, busiest_first
 
 log = logging.getLogger("sessionmood.storage")
 

@@ -29,7 +29,8 @@ import logging
 import time
 from collections.abc import Collection
 
-from sessionmood_server.storage import KeyRecord, MoodChangeRecord, Storage
+from sessionmood_server.records import KeyRecord, MoodChangeRecord
+from sessionmood_server.storage import Storage
 
 log = logging.getLogger("sessionmood.live")
 
