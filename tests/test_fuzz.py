@@ -26,8 +26,8 @@ from schemathesis import Case
 from schemathesis import checks as st_checks
 from schemathesis.checks import CheckFunction
 
-from sessionmood_server.openapi import build_openapi
-from sessionmood_server.routes import VERSION
+from sessionmood_client import __version__ as VERSION
+from sessionmood_server.http.openapi import build_openapi
 from tests.conftest import LiveServer
 
 DOCUMENT = build_openapi(VERSION)

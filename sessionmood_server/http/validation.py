@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from sessionmood_client.types import EVENT_TYPES, EventsRequest, FeedbackRequest, event_adapter
-from sessionmood_server.errors import ApiError, bad_request
+from sessionmood_server.http.errors import ApiError, bad_request
 
 M = TypeVar("M", bound=BaseModel)
 VALID_TYPES = frozenset(EVENT_TYPES)
