@@ -6,6 +6,7 @@ all speak them without importing each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -55,6 +56,48 @@ class Quota:
     # holding the public key can send, never uses the month up. A new session
     # is still refused once the month is used up.
     provisional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch of events to store for one session (``Storage.append_events``).
+
+    ``policy`` (learned from feedback) overrides the engine's suggested action
+    per mood in everything written. ``fingerprint`` identifies the batch's
+    events: a batch id seen before with another one is a ``mismatch``.
+    ``max_events`` (0: none) caps the session's events. ``admit_new`` is
+    called, inside the transaction, only when the batch would open a new
+    session; False refuses it (``limited``).
+    """
+
+    tenant_id: int
+    session_id: str
+    events: list[dict[str, Any]]
+    batch_id: str | None
+    quota: Quota
+    now: float
+    policy: Mapping[MoodLabel, SuggestedAction] | None = None
+    fingerprint: str | None = None
+    max_events: int = 0
+    admit_new: Callable[[], bool] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What was done in a session and whether it helped (``Storage.add_feedback``).
+
+    ``trusted`` is False for feedback sent with a publishable key: it shows in
+    analytics but never steers the learned policy (anyone can read a
+    publishable key).
+    """
+
+    tenant_id: int
+    session_id: str
+    action_taken: str
+    was_helpful: bool | None
+    notes: str | None
+    now: float
+    trusted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +172,20 @@ class DeliveryRecord:
     created_at: float
     delivered_at: float | None
     next_attempt_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """How one delivery attempt went (``Storage.finish_delivery``): delivered,
+    due again at ``next_attempt_at``, or (None) given up."""
+
+    delivery_id: int
+    delivered: bool
+    status_code: int | None
+    error: str | None
+    latency_ms: float
+    next_attempt_at: float | None
+    now: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -23,6 +24,7 @@ from starlette.testclient import TestClient
 
 from sessionmood_server.app import create_app
 from sessionmood_server.outbox import backoff_s, sign
+from sessionmood_server.records import Attempt
 from sessionmood_server.services.ssrf import (
     ADDRESS_REFUSED,
     WebhookURLError,
@@ -469,8 +471,8 @@ async def test_delivery_refuses_embedded_forms_too(host: str, allow_private: boo
     finished: dict[str, Any] = {}
 
     class Store:
-        async def finish_delivery(self, delivery_id: int, **kw: Any) -> None:
-            finished.update(kw)
+        async def finish_delivery(self, attempt: Attempt) -> None:
+            finished.update(dataclasses.asdict(attempt))
 
     worker = DeliveryWorker(Store(), allow_private=allow_private, retry_base_s=1)  # type: ignore[arg-type]
     job = DeliveryJob(1, "wh_x", f"http://{host}:9/h", "whsec_x", "{}", 0, time.time())
@@ -605,8 +607,8 @@ async def test_delivery_connects_to_the_vetted_address_not_a_rebound_one(
     finished: dict[str, Any] = {}
 
     class Store:
-        async def finish_delivery(self, delivery_id: int, **kw: Any) -> None:
-            finished.update(kw)
+        async def finish_delivery(self, attempt: Attempt) -> None:
+            finished.update(dataclasses.asdict(attempt))
 
     worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1)  # type: ignore[arg-type]
     job = DeliveryJob(
@@ -657,8 +659,8 @@ async def test_a_trickling_receiver_cannot_stall_deliveries() -> None:
     finished: dict[str, Any] = {}
 
     class Store:
-        async def finish_delivery(self, delivery_id: int, **kw: Any) -> None:
-            finished.update(kw)
+        async def finish_delivery(self, attempt: Attempt) -> None:
+            finished.update(dataclasses.asdict(attempt))
 
     worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1, timeout_s=1.0)  # type: ignore[arg-type]
     job = DeliveryJob(1, "wh_x", f"http://127.0.0.1:{port}/h", "whsec_x", "{}", 0, time.time())
@@ -919,8 +921,8 @@ async def test_a_tenants_silent_name_servers_do_not_stall_another_tenants_lookup
     finished: dict[int, dict[str, Any]] = {}
 
     class Store:
-        async def finish_delivery(self, delivery_id: int, **kw: Any) -> None:
-            finished[delivery_id] = kw
+        async def finish_delivery(self, attempt: Attempt) -> None:
+            finished[attempt.delivery_id] = dataclasses.asdict(attempt)
 
     worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1, timeout_s=1)  # type: ignore[arg-type]
     now = time.time()

@@ -40,7 +40,7 @@ from sessionmood_server.http.validation import (
 from sessionmood_server.keys import PLANS as PLAN_INFO
 from sessionmood_server.learning import LEARNED_SIGNAL, apply_policy
 from sessionmood_server.limits import admit, client_source
-from sessionmood_server.records import KeyRecord, Quota
+from sessionmood_server.records import Batch, Feedback, KeyRecord, Quota
 
 _SEQ = re.compile(r"[0-9]{1,18}")  # an export cursor
 
@@ -58,18 +58,20 @@ async def post_events(api: Api, request: Request) -> Response:
     public = key.kind == "publishable"
     refused: list[float] = []
     result = await api.storage.append_events(
-        key.tenant_id,
-        session_id,
-        events,
-        batch_id,
-        Quota(month, plan.monthly_sessions, plan.blocks_at_limit, provisional=public),
-        now,
-        await api.policies.get(key.tenant_id),
-        fingerprint=fingerprint,
-        max_events=api.max_session_events,
-        admit_new=_new_session_admitter(api, request, key, refused)
-        if public and api.limits_on
-        else None,
+        Batch(
+            key.tenant_id,
+            session_id,
+            events,
+            batch_id,
+            Quota(month, plan.monthly_sessions, plan.blocks_at_limit, provisional=public),
+            now,
+            await api.policies.get(key.tenant_id),
+            fingerprint=fingerprint,
+            max_events=api.max_session_events,
+            admit_new=_new_session_admitter(api, request, key, refused)
+            if public and api.limits_on
+            else None,
+        )
     )
     if result.status == "limited":
         raise too_many(
@@ -215,13 +217,15 @@ async def post_feedback(api: Api, request: Request) -> Response:
     session_id = session_id_param(request)
     fb = parse_feedback(await read_json(request, api.settings.max_body_bytes))
     ok = await api.storage.add_feedback(
-        key.tenant_id,
-        session_id,
-        fb.action_taken,
-        fb.was_helpful,
-        fb.notes,
-        time.time(),
-        trusted=key.kind == "secret",
+        Feedback(
+            key.tenant_id,
+            session_id,
+            fb.action_taken,
+            fb.was_helpful,
+            fb.notes,
+            time.time(),
+            trusted=key.kind == "secret",
+        )
     )
     if not ok:
         raise session_not_found(session_id)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import httpx
 
 from sessionmood_server.outbox import MAX_AGE_S, SIGNATURE_HEADER, backoff_s, sign
-from sessionmood_server.records import DeliveryJob
+from sessionmood_server.records import Attempt, DeliveryJob
 from sessionmood_server.services.ssrf import TenantResolver, WebhookURLError, vet_webhook_url
 from sessionmood_server.storage import Storage
 
@@ -190,11 +190,13 @@ class DeliveryWorker:
                 next_at = None  # retried for 24 h: give up
             log.warning("webhook %s delivery %d failed: %s", job.webhook_id, job.id, error)
         await self.storage.finish_delivery(
-            job.id,
-            delivered=error is None,
-            status_code=status,
-            error=error,
-            latency_ms=latency_ms,
-            next_attempt_at=next_at,
-            now=now,
+            Attempt(
+                job.id,
+                delivered=error is None,
+                status_code=status,
+                error=error,
+                latency_ms=latency_ms,
+                next_attempt_at=next_at,
+                now=now,
+            )
         )

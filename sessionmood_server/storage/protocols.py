@@ -10,19 +10,21 @@ nothing is ever half-stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
-from sessionmood_client.types import MoodLabel, Plan, SuggestedAction
+from sessionmood_client.types import MoodLabel, Plan
 from sessionmood_server.records import (
     ActionCounts,
     AppendResult,
+    Attempt,
+    Batch,
     DeliveryJob,
     DeliveryRecord,
+    Feedback,
     KeyRecord,
     MoodChangeRecord,
     MoodCounts,
-    Quota,
     SessionRecord,
     WebhookRecord,
 )
@@ -69,26 +71,8 @@ class Storage(Protocol):
     async def revoke_keys(self, prefix: str, now: float) -> int: ...
 
     # sessions
-    async def append_events(
-        self,
-        tenant_id: int,
-        session_id: str,
-        events: list[dict[str, Any]],
-        batch_id: str | None,
-        quota: Quota,
-        now: float,
-        policy: Mapping[MoodLabel, SuggestedAction] | None = None,
-        *,
-        fingerprint: str | None = None,
-        max_events: int = 0,
-        admit_new: Callable[[], bool] | None = None,
-    ) -> AppendResult:
-        """Store a batch atomically. ``policy`` (learned from feedback) overrides the
-        engine's suggested action per mood in everything written. ``fingerprint``
-        identifies the batch's events: a batch id seen before with another one is a
-        ``mismatch``. ``max_events`` (0: none) caps the session's events.
-        ``admit_new`` is called, inside the transaction, only when the batch would
-        open a new session; False refuses it (``limited``)."""
+    async def append_events(self, batch: Batch) -> AppendResult:
+        """Store ``batch`` atomically (see ``Batch`` for what it may ask)."""
         ...
 
     async def get_session(self, tenant_id: int, session_id: str) -> SessionRecord | None: ...
@@ -100,19 +84,8 @@ class Storage(Protocol):
         (0: all); None if there is no such session."""
         ...
 
-    async def add_feedback(
-        self,
-        tenant_id: int,
-        session_id: str,
-        action_taken: str,
-        was_helpful: bool | None,
-        notes: str | None,
-        now: float,
-        trusted: bool = True,
-    ) -> bool:
-        """Record feedback; False if there is no such session. ``trusted`` is False
-        for feedback sent with a publishable key: it shows in analytics but never
-        steers the learned policy (anyone can read a publishable key)."""
+    async def add_feedback(self, feedback: Feedback) -> bool:
+        """Record ``feedback``; False if there is no such session."""
         ...
 
     async def delete_session(self, tenant_id: int, session_id: str) -> bool: ...
@@ -178,18 +151,8 @@ class Storage(Protocol):
         """
         ...
 
-    async def finish_delivery(
-        self,
-        delivery_id: int,
-        *,
-        delivered: bool,
-        status_code: int | None,
-        error: str | None,
-        latency_ms: float,
-        next_attempt_at: float | None,
-        now: float,
-    ) -> None:
-        """Record one attempt: delivered, retry at ``next_attempt_at``, or (None) give up."""
+    async def finish_delivery(self, attempt: Attempt) -> None:
+        """Record one attempt: delivered, retry at its ``next_attempt_at``, or (None) give up."""
         ...
 
     # retention

@@ -4,183 +4,62 @@
 query parameters are stripped; the rest goes to asyncpg). ``schema`` lets
 several deployments or test runs share one database.
 
-Concurrency model: every write is one transaction on a pooled connection in
-READ COMMITTED, made race-free across processes by transaction-scoped locks
-that PostgreSQL releases at COMMIT/ROLLBACK, taken in one fixed order so two
-transactions can never wait on each other in a cycle:
-
-1. batch id   advisory lock on (tenant, batch_id): one replica stores a batch,
-              every other sees its committed answer and replays it;
-2. session    advisory lock on (tenant, session): batches of one session fold
-              one after another, seq numbers stay 1..N without gaps;
-3. quota      the ``usage_months`` row, locked by an upsert that increments
-              only below the limit: no overselling at the boundary;
-4. tenant     advisory lock on the tenant, taken just before a mood change
-              takes its id: change ids commit in id order per tenant, so
-              ``mood_changes(after_id)`` (the SSE stream) never skips one.
-
-Two more advisory locks are each the only lock of their transaction, so they
-cannot join a cycle either: (tenant) webhooks, around a webhook's creation
-(the per-tenant cap), and one claim lock, around picking and leasing webhook
-deliveries (the per-endpoint cap counts every replica's leases).
-
-Each statement after a lock starts a fresh snapshot, so it sees whatever the
-previous lock holder committed. Mood changes write their webhook outbox rows
-in the same transaction and ``NOTIFY sessionmood_mood_changes`` (delivered at
-commit); one LISTEN connection per process wakes live streams and delivery
-workers, and ``NOTIFY sessionmood_keys`` drops every replica's key cache.
-Notification payloads carry the schema name: channels are per database, and
-replicas of other schemas must ignore them.
+Its parts: the locks that make every write race-free across replicas
+(``locks.py``, where their order is explained), the LISTEN connection through
+which replicas hear each other's commits (``listener.py``), the larger
+statements (``queries.py``) and the schema (``schema.py``). Mood changes
+write their webhook outbox rows in the same transaction and ``NOTIFY
+sessionmood_mood_changes`` (delivered at commit), which wakes live streams and
+delivery workers everywhere; ``NOTIFY sessionmood_keys`` drops every
+replica's key cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 
-from sessionmood_client.types import MOODS, MoodLabel, Plan, SuggestedAction
-from sessionmood_server import engine
+from sessionmood_client.types import MoodLabel, Plan
+from sessionmood_server import engine, records
 from sessionmood_server.keys import display_prefix, hash_key
 from sessionmood_server.outbox import webhook_payload
-from sessionmood_server.records import (
-    ActionCounts,
-    AppendResult,
-    DeliveryJob,
-    DeliveryRecord,
-    KeyRecord,
-    MoodChangeRecord,
-    MoodCounts,
-    Quota,
-    SessionRecord,
-    WebhookRecord,
+from sessionmood_server.scoring import StoredSession, apply_batch, event_rows
+from sessionmood_server.storage import shared
+from sessionmood_server.storage.postgres.listener import CHANGES_CHANNEL, KEYS_CHANNEL, Listener
+from sessionmood_server.storage.postgres.locks import LocalLocks, lock_key, locked_transaction
+from sessionmood_server.storage.postgres.queries import (
+    CLAIM_SQL,
+    ERASE_SQL,
+    LEASE_SQL,
+    SESSION_COLUMNS,
 )
-from sessionmood_server.scoring import apply_batch, event_rows
-from sessionmood_server.storage.postgres_schema import MIGRATIONS
-from sessionmood_server.storage.protocols import ChangeListener
-from sessionmood_server.storage.shared import DEMO_CUSTOMER, busiest_first
+from sessionmood_server.storage.postgres.schema import migrate
+from sessionmood_server.storage.shared import (
+    DEMO_CUSTOMER,
+    SELECT_KEYS,
+    ChangeSignal,
+    KeyCache,
+    Notifications,
+)
 
 log = logging.getLogger("sessionmood.storage")
 
-CHANGES_CHANNEL = "sessionmood_mood_changes"
-KEYS_CHANNEL = "sessionmood_keys"
 # Without a working LISTEN connection other replicas' key revocations cannot
 # reach us, so cached keys expire this fast instead.
 KEY_CACHE_FALLBACK_TTL_S = 0.5
-# The listener proves it is alive this often; a silent one is replaced.
-LISTENER_PING_S = 2.0
-LISTENER_STALE_S = 5.0
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-# Everything stored about a session besides its row in `sessions` (erasure, purge).
-_SESSION_TABLES = (
-    "events",
-    "feedback",
-    "batches",
-    "page_moods",
-    "mood_changes",
-    "webhook_deliveries",
-    # Erased too (the id may be a user id); the month's usage count is kept in
-    # usage_months, so quotas stay exact.
-    "session_months",
-)
 
-# Erase sessions listed in $1 (tenant ids) / $2 (session ids), plus everything
-# stored about them, in one statement. `gone` filters again on what still
-# exists (and, for purges, is still expired) now that the sessions are locked.
-_ERASE_SQL = (
-    "WITH gone AS (DELETE FROM sessions s USING unnest($1::bigint[], $2::text[]) v(tid, sid) "
-    "WHERE s.tenant_id = v.tid AND s.session_id = v.sid {extra} "
-    "RETURNING s.tenant_id, s.session_id)"
-    + "".join(
-        f", d_{t} AS (DELETE FROM {t} x USING gone g "
-        "WHERE x.tenant_id = g.tenant_id AND x.session_id = g.session_id)"
-        for t in _SESSION_TABLES
-    )
-    + " SELECT count(*) FROM gone"
-)
-
-# Due deliveries to claim, fairly (see Storage.claim_deliveries); $1 now,
-# $2 limit, $3 per-endpoint cap. busy: leased rows per webhook (only a finished
-# attempt clears a lease, so they are pending or just deleted); open: live
-# webhooks below the cap, so a saturated endpoint's backlog is never even
-# read; due: for each open webhook, its first $3 due rows that are the oldest
-# pending one of their (webhook, session), read in due order from the partial
-# index until found; slot: place in the webhook's queue after its leased rows;
-# turns: a tenant's rows round-robin over its webhooks, after its own leased
-# rows, so the tenant with the fewest in flight goes first.
-_CLAIM_SQL = """
-WITH busy AS (
-    SELECT tenant_id, webhook_id, count(*) AS n FROM webhook_deliveries
-    WHERE claimed_until IS NOT NULL AND claimed_until >= $1
-    GROUP BY tenant_id, webhook_id),
-tenant_busy AS (SELECT tenant_id, sum(n) AS n FROM busy GROUP BY tenant_id),
-open AS (
-    SELECT w.tenant_id, w.id, coalesce(b.n, 0) AS n FROM webhooks w
-    LEFT JOIN busy b ON b.tenant_id = w.tenant_id AND b.webhook_id = w.id
-    WHERE w.deleted_at IS NULL AND coalesce(b.n, 0) < $3),
-due AS (
-    SELECT d.tenant_id, d.id, o.n + row_number() OVER (
-        PARTITION BY d.tenant_id, d.webhook_id ORDER BY d.next_attempt_at, d.id) AS slot
-    FROM open o CROSS JOIN LATERAL (
-        SELECT e.tenant_id, e.webhook_id, e.id, e.next_attempt_at FROM webhook_deliveries e
-        WHERE e.tenant_id = o.tenant_id AND e.webhook_id = o.id AND e.status = 'pending'
-        AND e.next_attempt_at <= $1 AND (e.claimed_until IS NULL OR e.claimed_until < $1)
-        -- a sub-plan, not an anti-join, so it always looks up (webhook, session)
-        AND e.id = (SELECT min(p.id) FROM webhook_deliveries p WHERE p.webhook_id = e.webhook_id
-            AND p.session_id = e.session_id AND p.status = 'pending')
-        ORDER BY e.next_attempt_at LIMIT $3) d),
-turns AS (
-    SELECT due.tenant_id, due.id, coalesce(t.n, 0)
-        + row_number() OVER (PARTITION BY due.tenant_id ORDER BY due.slot, due.id) AS turn
-    FROM due LEFT JOIN tenant_busy t ON t.tenant_id = due.tenant_id WHERE due.slot <= $3)
-SELECT tenant_id, id FROM turns ORDER BY turn, id LIMIT $2
-"""
-# Leases what _CLAIM_SQL picked, by primary key ($1 tenants, $2 ids, $3 now,
-# $4 lease), re-checking each row: a deletion may have failed it meanwhile.
-# A statement of its own: planned together with the choice, PostgreSQL
-# misjudged the few rows chosen and read whole webhooks' queues to update them.
-_LEASE_SQL = """
-UPDATE webhook_deliveries d SET claimed_until = $3 + $4
-FROM unnest($1::bigint[], $2::bigint[]) AS pick(tenant_id, id), webhooks w
-WHERE d.tenant_id = pick.tenant_id AND d.id = pick.id AND d.status = 'pending'
-AND (d.claimed_until IS NULL OR d.claimed_until < $3)
-AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
-RETURNING d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at,
-    d.tenant_id
-"""
-
-_KEY_COLUMNS = (
-    "k.key_hash, k.prefix, k.tenant_id, k.kind, t.plan, t.customer, t.email, "
-    "k.created_at, k.revoked_at, k.allowed_origins"
-)
-
-_SESSION_COLUMNS = "mood, confidence, signals, suggested_action, event_count, updated_at, last_url"
-
-
-def _key_from_row(row: Any) -> KeyRecord:
-    return KeyRecord(
-        key_hash=row[0],
-        prefix=row[1],
-        tenant_id=row[2],
-        kind=row[3],
-        plan=row[4],
-        customer=row[5],
-        email=row[6],
-        created_at=row[7],
-        revoked_at=row[8],
-        allowed_origins=tuple(row[9] or ()),
-    )
+def _key_from_row(row: Any) -> records.KeyRecord:
+    return shared.key_record(row, row[9] or ())
 
 
 def parse_postgres_url(url: str) -> tuple[str, str, int, int]:
@@ -213,83 +92,35 @@ def parse_postgres_url(url: str) -> tuple[str, str, int, int]:
     return dsn, schema, pool_min, pool_max
 
 
-def lock_key(*parts: object) -> int:
-    """A signed 64-bit advisory lock key for ``parts`` (namespace first).
-
-    Computed here rather than in SQL so a transaction can BEGIN and take its
-    locks in a single round trip. Keys include the schema: advisory locks are
-    per database, and deployments in other schemas must not contend.
-    """
-    raw = "\x1f".join(str(p) for p in parts).encode()
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big", signed=True)
-
-
-@dataclass(frozen=True, slots=True)
-class _Checks:
-    """What ``append_events`` checks beyond the quota (see ``Storage.append_events``)."""
-
-    fingerprint: str | None
-    max_events: int
-    admit_new: Callable[[], bool] | None
-
-
 class _Rollback(Exception):
     """Raised inside a transaction to undo it and still return ``result``."""
 
-    def __init__(self, result: AppendResult) -> None:
+    def __init__(self, result: records.AppendResult) -> None:
         self.result = result
 
 
-class _LocalLocks:
-    """Per-process FIFO locks by key, created on demand and dropped when idle.
-
-    Batches for one hot session queue here instead of each holding a pooled
-    connection while waiting on the database lock: the pool stays free for
-    everything else, and the database sees one waiter per replica.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: int) -> AsyncIterator[None]:
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[key]
-
-
-class PostgresStorage:
+class PostgresStorage(Notifications):
     """PostgreSQL storage for one or many server processes."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._dsn, self._schema, self._pool_min, self._pool_max = parse_postgres_url(url)
         self._pool: Any = None
-        self._listener: Any = None
-        self._listener_seen = 0.0
-        self._supervisor: asyncio.Task[None] | None = None
-        self._closing = False
-        self._change_signal = asyncio.Event()
-        self._listeners: list[ChangeListener] = []
-        # key_hash -> (record, monotonic time fetched); _key_gen counts
-        # invalidations so a lookup racing one never re-caches a stale record.
-        self._key_cache: dict[str, tuple[KeyRecord, float]] = {}
-        self._key_gen = 0
-        self._session_locks = _LocalLocks()
+        self._signal = ChangeSignal()
+        self._keys = KeyCache()
+        self._listener = Listener(
+            self._dsn,
+            self._schema,
+            on_moods=self._wake,
+            on_keys=self._invalidate_keys,
+            lost_note=f"; keys cached {KEY_CACHE_FALLBACK_TTL_S:.1f}s meanwhile",
+        )
+        self._session_locks = LocalLocks()
 
     # -- lifecycle -------------------------------------------------------------
 
     async def open(self) -> None:
-        await self._migrate()
+        await migrate(self._dsn, self._schema)
         settings = {"application_name": "sessionmood"}
         if self._schema != "public":
             settings["search_path"] = self._schema
@@ -299,23 +130,13 @@ class PostgresStorage:
             max_size=self._pool_max,
             server_settings=settings,
         )
-        # Listen before answering anything, so a change committed right after
-        # open() wakes us; the supervisor then keeps the listener alive.
-        with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
-            await self._connect_listener()
-        self._supervisor = asyncio.create_task(self._supervise_listener(), name="sm-pg-listen")
+        await self._listener.start()
         # Unlike SQLite, delivery leases are NOT reset here: other replicas may
         # hold them right now. A crashed replica's leases simply expire.
 
     async def close(self) -> None:
-        self._closing = True
-        self._change_signal.set()  # live streams see _closing and end
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
-        await self._drop_listener()
+        self._signal.close()  # live streams see it and end
+        await self._listener.stop()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -323,134 +144,20 @@ class PostgresStorage:
             except TimeoutError:
                 pool.terminate()
 
-    async def _migrate(self) -> None:
-        conn = await asyncpg.connect(self._dsn, server_settings={"application_name": "sessionmood"})
-        try:
-            async with conn.transaction():
-                # One migrator per schema at a time, database-wide; the others
-                # wait here and then find every version already applied.
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1)", lock_key("migrate", self._schema)
-                )
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
-                await conn.execute(f'SET LOCAL search_path TO "{self._schema}"')
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations "
-                    "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-                )
-                done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                for version, sql in MIGRATIONS:
-                    if version in done:
-                        continue
-                    await conn.execute(sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations VALUES ($1, extract(epoch from now()))",
-                        version,
-                    )
-                    log.info("applied schema migration %d to %s", version, self._schema)
-        finally:
-            await conn.close()
-
     # -- notifications -----------------------------------------------------------
-
-    async def _connect_listener(self) -> None:
-        conn = await asyncpg.connect(
-            self._dsn, timeout=5, server_settings={"application_name": "sessionmood-listen"}
-        )
-        try:
-            await conn.add_listener(CHANGES_CHANNEL, self._on_notify)
-            await conn.add_listener(KEYS_CHANNEL, self._on_notify)
-        except BaseException:
-            conn.terminate()
-            raise
-        self._listener = conn
-        self._listener_seen = time.monotonic()
-        # Whatever was notified while we were not listening is lost: start clean.
-        self._invalidate_keys()
-        self._wake(None)
-
-    async def _drop_listener(self) -> None:
-        conn, self._listener = self._listener, None
-        if conn is not None and not conn.is_closed():
-            try:
-                await asyncio.wait_for(conn.close(), 2)
-            except (TimeoutError, OSError, asyncpg.PostgresError):
-                conn.terminate()
-
-    async def _supervise_listener(self) -> None:
-        """Keep one LISTEN connection alive: ping it, replace it when it dies."""
-        backoff = 0.2
-        while not self._closing:
-            conn = self._listener
-            try:
-                if conn is None or conn.is_closed():
-                    self._listener = None
-                    await self._connect_listener()
-                    backoff = 0.2
-                await asyncio.sleep(LISTENER_PING_S)
-                conn = self._listener
-                if conn is not None:
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), 1.0)
-                    self._listener_seen = time.monotonic()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # database restart, network: retry with backoff
-                log.warning("PostgreSQL listener lost (%s); keys cached %.1fs meanwhile",
-                            exc, KEY_CACHE_FALLBACK_TTL_S)  # fmt: skip
-                await self._drop_listener()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    def _listening(self) -> bool:
-        conn = self._listener
-        return (
-            conn is not None
-            and not conn.is_closed()
-            and time.monotonic() - self._listener_seen < LISTENER_STALE_S
-        )
-
-    def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
-        self._listener_seen = time.monotonic()
-        # "schema" or, for a mood change, "schema:tenant" (older replicas send
-        # the schema alone: then any tenant may have changed).
-        schema, _, tenant = payload.partition(":")
-        if schema != self._schema:
-            return  # another deployment sharing this database
-        if channel == KEYS_CHANNEL:
-            self._invalidate_keys()
-        else:
-            self._wake(int(tenant) if tenant.isdigit() else None)
 
     def _wake_local(self, tenant_id: int) -> None:
         """After our own commit of a mood change: the delivery worker need not
         wait for our NOTIFY. Live streams do, while the listener works: it
         brings key revocations and mood changes in commit order, and hearing
         of one change twice would read it twice."""
-        if self._listening():
-            signal, self._change_signal = self._change_signal, asyncio.Event()
-            signal.set()
+        if self._listener.listening():
+            self._signal.wake_waiters()
         else:
             self._wake(tenant_id)
 
     def _wake(self, tenant_id: int | None) -> None:
-        signal, self._change_signal = self._change_signal, asyncio.Event()
-        signal.set()
-        tenants = None if tenant_id is None else (tenant_id,)
-        for listener in self._listeners:
-            listener.moods_changed(tenants)
-
-    def _invalidate_keys(self) -> None:
-        self._key_gen += 1
-        self._key_cache.clear()
-        for listener in self._listeners:
-            listener.keys_changed()
-
-    def add_listener(self, listener: ChangeListener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: ChangeListener) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(listener)
+        self._signal.moods_changed(None if tenant_id is None else (tenant_id,))
 
     # -- transactions ------------------------------------------------------------
 
@@ -461,25 +168,9 @@ class PostgresStorage:
 
     @contextlib.asynccontextmanager
     async def _tx(self, *locks: int) -> AsyncIterator[Any]:
-        """A transaction holding the advisory locks ``locks`` (in that order).
-
-        BEGIN and the locks go in one simple-protocol round trip (the keys are
-        integers we computed, safe to inline). COMMIT on normal exit; ROLLBACK
-        on any exception, and a connection that cannot even roll back is
-        terminated rather than returned to the pool mid-transaction.
-        """
-        async with self._conn() as conn:
-            sql = "BEGIN" + "".join(f"; SELECT pg_advisory_xact_lock({int(k)})" for k in locks)
-            await conn.execute(sql)
-            try:
-                yield conn
-            except BaseException:
-                try:
-                    await asyncio.shield(conn.execute("ROLLBACK"))
-                except BaseException:
-                    conn.terminate()
-                raise
-            await conn.execute("COMMIT")
+        """A transaction holding the advisory locks ``locks`` (see ``locks.py``)."""
+        async with self._conn() as conn, locked_transaction(conn, locks) as c:
+            yield c
 
     def _session_lock(self, tenant_id: int, session_id: str) -> int:
         return lock_key("session", self._schema, tenant_id, session_id)
@@ -494,7 +185,7 @@ class PostgresStorage:
 
     async def create_tenant_key(
         self, customer: str, email: str | None, plan: Plan, raw_key: str, now: float
-    ) -> KeyRecord:
+    ) -> records.KeyRecord:
         async with self._conn() as conn:
             tenant_id = await conn.fetchval(
                 "WITH t AS (INSERT INTO tenants (customer, email, plan, created_at) "
@@ -504,55 +195,44 @@ class PostgresStorage:
                 customer, email, plan, now, hash_key(raw_key), display_prefix(raw_key),
             )  # fmt: skip
         # Unknown keys are never cached, so nobody needs to hear about a new one.
-        return KeyRecord(
+        return records.KeyRecord(
             hash_key(raw_key), display_prefix(raw_key), tenant_id, "secret", plan,
             customer, email, now,
         )  # fmt: skip
 
     async def create_publishable_key(
         self, tenant_id: int, raw_key: str, allowed_origins: tuple[str, ...], now: float
-    ) -> KeyRecord:
+    ) -> records.KeyRecord:
         async with self._conn() as conn:
             row = await conn.fetchrow(
                 "WITH k AS (INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, "
                 "allowed_origins, created_at) VALUES ($1, $2, $3, 'publishable', $4, $5) "
                 "RETURNING *) "
-                f"SELECT {_KEY_COLUMNS} FROM k JOIN tenants t ON t.id = k.tenant_id",
+                f"SELECT {shared.KEY_COLUMNS} FROM k JOIN tenants t ON t.id = k.tenant_id",
                 hash_key(raw_key), display_prefix(raw_key), tenant_id, list(allowed_origins), now,
             )  # fmt: skip
         return _key_from_row(row)
 
-    async def find_key(self, key_hash: str) -> KeyRecord | None:
+    async def find_key(self, key_hash: str) -> records.KeyRecord | None:
         # Auth runs on every request, so found keys are cached. Every key write
         # NOTIFYs sessionmood_keys, which drops the cache in every replica; if
         # our LISTEN connection is down, entries live only a fraction of a second.
-        hit = self._key_cache.get(key_hash)
+        max_age = None if self._listener.listening() else KEY_CACHE_FALLBACK_TTL_S
+        hit = self._keys.get(key_hash, max_age)
         if hit is not None:
-            record, fetched = hit
-            if self._listening() or time.monotonic() - fetched < KEY_CACHE_FALLBACK_TTL_S:
-                return record
-        gen = self._key_gen
+            return hit
+        generation = self._keys.generation
         async with self._conn() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
-                "WHERE k.key_hash = $1",
-                key_hash,
-            )
+            row = await conn.fetchrow(SELECT_KEYS + " WHERE k.key_hash = $1", key_hash)
         if row is None:
             return None  # unknown keys are not cached: random keys cannot fill memory
         record = _key_from_row(row)
-        if gen == self._key_gen:  # no invalidation raced our read
-            if len(self._key_cache) >= 10_000:
-                self._key_cache.clear()
-            self._key_cache[key_hash] = (record, time.monotonic())
+        self._keys.put(key_hash, record, generation)  # unless an invalidation raced us
         return record
 
-    async def list_keys(self) -> list[KeyRecord]:
+    async def list_keys(self) -> list[records.KeyRecord]:
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
-                'ORDER BY k.created_at, k.prefix COLLATE "C"'
-            )
+            rows = await conn.fetch(SELECT_KEYS + ' ORDER BY k.created_at, k.prefix COLLATE "C"')
         return [_key_from_row(r) for r in rows]
 
     async def revoke_keys(self, prefix: str, now: float) -> int:
@@ -568,48 +248,27 @@ class PostgresStorage:
 
     # -- sessions ------------------------------------------------------------------
 
-    async def append_events(
-        self,
-        tenant_id: int,
-        session_id: str,
-        events: list[dict[str, Any]],
-        batch_id: str | None,
-        quota: Quota,
-        now: float,
-        policy: Mapping[MoodLabel, SuggestedAction] | None = None,
-        *,
-        fingerprint: str | None = None,
-        max_events: int = 0,
-        admit_new: Callable[[], bool] | None = None,
-    ) -> AppendResult:
-        session_key = self._session_lock(tenant_id, session_id)
+    async def append_events(self, batch: records.Batch) -> records.AppendResult:
+        session_key = self._session_lock(batch.tenant_id, batch.session_id)
         locks = [session_key]
-        if batch_id is not None:
-            locks.insert(0, lock_key("batch", self._schema, tenant_id, batch_id))
+        if batch.batch_id is not None:
+            locks.insert(0, lock_key("batch", self._schema, batch.tenant_id, batch.batch_id))
         try:
             async with self._session_locks.hold(session_key):
-                result, changed = await self._append(
-                    locks, tenant_id, session_id, events, batch_id, quota, now, policy,
-                    _Checks(fingerprint, max_events, admit_new),
-                )  # fmt: skip
+                result, changed = await self._append(locks, batch)
         except _Rollback as refused:
             return refused.result
         if changed:
-            self._wake_local(tenant_id)
+            self._wake_local(batch.tenant_id)
         return result
 
     async def _append(
-        self,
-        locks: list[int],
-        tenant_id: int,
-        session_id: str,
-        events: list[dict[str, Any]],
-        batch_id: str | None,
-        quota: Quota,
-        now: float,
-        policy: Mapping[MoodLabel, SuggestedAction] | None,
-        checks: _Checks,
-    ) -> tuple[AppendResult, bool]:
+        self, locks: list[int], batch: records.Batch
+    ) -> tuple[records.AppendResult, bool]:
+        tenant_id, session_id, events, batch_id = (
+            batch.tenant_id, batch.session_id, batch.events, batch.batch_id,
+        )  # fmt: skip
+        quota, now = batch.quota, batch.now
         async with self._tx(*locks) as c:
             row = await c.fetchrow(
                 "SELECT b.session_id, b.response, s.state, s.event_count, s.last_url, s.mood, "
@@ -622,25 +281,25 @@ class PostgresStorage:
                 tenant_id, session_id, quota.month, batch_id,
             )  # fmt: skip
             if row[0] is not None:
-                if row[0] != session_id:
-                    return AppendResult("conflict"), False
-                if checks.fingerprint and row[7] and row[7] != checks.fingerprint:
-                    return AppendResult("mismatch"), False
-                return AppendResult("replayed", orjson.loads(row[1])), False
+                seen = shared.seen_batch(
+                    session_id, batch.fingerprint, row[0], row[1], row[7], orjson.loads
+                )
+                return seen, False
             new = row[2] is None
-            if checks.max_events and (row[3] or 0) + len(events) > checks.max_events:
-                return AppendResult("full"), False
-            if new and checks.admit_new is not None and not checks.admit_new():
-                return AppendResult("limited"), False
+            refused = shared.refuse_batch(
+                None if new else row[3], len(events), batch.max_events, batch.admit_new
+            )
+            if refused is not None:
+                return refused, False
             counted = bool(row[6])
             provisional = new and quota.provisional
             # A provisional session is counted by its next batch; until then it
             # is only refused when the month is already used up.
             used = (row[8] or 0) if provisional else 0
-            if not counted and quota.blocks and quota.limit <= used:
-                return AppendResult("quota"), False
-            stored = None if new else (engine.loads(row[2]), row[3], row[4], row[5])
-            b = apply_batch(session_id, stored, events, policy)
+            if not counted and shared.month_full(quota, used):
+                return records.AppendResult("quota"), False
+            stored = None if new else StoredSession(engine.loads(row[2]), row[3], row[4], row[5])
+            b = apply_batch(session_id, stored, events, batch.policy)
             verdict, out, response = b.folded.verdict, b.folded, b.response
             rows = event_rows(events, b.total - len(events) + 1)
             # Events, session, pages and the idempotency record: one round trip.
@@ -685,23 +344,25 @@ class PostgresStorage:
                 b.action,
                 b.total,
                 out.last_url,
-                checks.fingerprint,
+                batch.fingerprint,
             )
             if (
                 not counted
                 and not provisional
                 and not await self._count_session_month(c, tenant_id, session_id, quota)
             ):
-                raise _Rollback(AppendResult("quota"))
+                raise _Rollback(records.AppendResult("quota"))
             if b.changed:
                 await self._record_change(
                     c, tenant_id, session_id, b.previous, verdict.mood, verdict.confidence,
                     b.signals, b.action, out.last_url, now,
                 )  # fmt: skip
-            return AppendResult("stored", response), b.changed
+            return records.AppendResult("stored", response), b.changed
 
     @staticmethod
-    async def _count_session_month(c: Any, tenant_id: int, session_id: str, quota: Quota) -> bool:
+    async def _count_session_month(
+        c: Any, tenant_id: int, session_id: str, quota: records.Quota
+    ) -> bool:
         """Count a session new this month; False if the plan's limit refuses it.
 
         The upsert locks the (tenant, month) row until COMMIT and increments
@@ -764,16 +425,16 @@ class PostgresStorage:
             tenant_id, session_id, change_id, payload, now, sorted(hooks),
         )  # fmt: skip
 
-    async def get_session(self, tenant_id: int, session_id: str) -> SessionRecord | None:
+    async def get_session(self, tenant_id: int, session_id: str) -> records.SessionRecord | None:
         async with self._conn() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE tenant_id = $1 AND session_id = $2",
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = $1 AND session_id = $2",
                 tenant_id,
                 session_id,
             )
         if row is None:
             return None
-        return SessionRecord(
+        return records.SessionRecord(
             session_id, row[0], row[1], tuple(row[2]), row[3], row[4], row[5], row[6]
         )
 
@@ -805,16 +466,8 @@ class PostgresStorage:
             out.append(ev)
         return out
 
-    async def add_feedback(
-        self,
-        tenant_id: int,
-        session_id: str,
-        action_taken: str,
-        was_helpful: bool | None,
-        notes: str | None,
-        now: float,
-        trusted: bool = True,
-    ) -> bool:
+    async def add_feedback(self, feedback: records.Feedback) -> bool:
+        tenant_id, session_id = feedback.tenant_id, feedback.session_id
         # Under the session lock, so an erasure running now cannot miss this row.
         async with self._tx(self._session_lock(tenant_id, session_id)) as c:
             ok = await c.fetchval(
@@ -823,29 +476,24 @@ class PostgresStorage:
                 "INSERT INTO feedback (tenant_id, session_id, mood, action_taken, was_helpful, "
                 "notes, created_at, trusted) SELECT $1::bigint, $2::text, s.mood, $3::text, "
                 "$4::boolean, $5::text, $6::float8, $7::boolean FROM s RETURNING 1",
-                tenant_id, session_id, action_taken, was_helpful, notes, now, trusted,
+                tenant_id, session_id, feedback.action_taken, feedback.was_helpful,
+                feedback.notes, feedback.now, feedback.trusted,
             )  # fmt: skip
         return bool(ok)
 
     async def delete_session(self, tenant_id: int, session_id: str) -> bool:
         async with self._tx(self._session_lock(tenant_id, session_id)) as c:
-            n = await c.fetchval(_ERASE_SQL.format(extra=""), [tenant_id], [session_id])
+            n = await c.fetchval(ERASE_SQL.format(extra=""), [tenant_id], [session_id])
         return bool(n)
 
-    async def mood_counts(self, tenant_id: int) -> MoodCounts:
+    async def mood_counts(self, tenant_id: int) -> records.MoodCounts:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "SELECT mood, count(*), count(*) FILTER (WHERE has_feedback) FROM sessions "
                 "WHERE tenant_id = $1 GROUP BY mood",
                 tenant_id,
             )
-        by_mood = dict.fromkeys(MOODS, 0)
-        total = feedback = 0
-        for mood, n, fb in rows:
-            by_mood[mood] = n
-            total += n
-            feedback += fb
-        return MoodCounts(total, feedback, by_mood)
+        return shared.mood_counts(rows)
 
     async def month_usage(self, tenant_id: int, month: str) -> int:
         async with self._conn() as conn:
@@ -858,7 +506,7 @@ class PostgresStorage:
 
     async def ensure_demo_tenant(
         self, raw_secret: str, raw_publishable: str, origins: tuple[str, ...], now: float
-    ) -> KeyRecord:
+    ) -> records.KeyRecord:
         # Locked: replicas starting together must not create two demo tenants.
         async with self._tx(lock_key("demo", self._schema)) as c:
             tenant_id = await c.fetchval(
@@ -890,11 +538,7 @@ class PostgresStorage:
                 ],
             )
             await c.execute("SELECT pg_notify($1, $2)", KEYS_CHANNEL, self._schema)
-            row = await c.fetchrow(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
-                "WHERE k.key_hash = $1",
-                hash_key(raw_secret),
-            )
+            row = await c.fetchrow(SELECT_KEYS + " WHERE k.key_hash = $1", hash_key(raw_secret))
         self._invalidate_keys()
         return _key_from_row(row)
 
@@ -914,18 +558,14 @@ class PostgresStorage:
                 "WHERE p.tenant_id = $1 AND p.updated_at >= $2 AND p.updated_at < $3 "
                 "GROUP BY p.url, p.mood",
                 tenant_id,
-                since or 0.0,
-                until or 1e18,
+                *shared.window(since, until),
                 limit or None,
             )
-        out: dict[str, dict[MoodLabel, int]] = {}
-        for url, mood, n in rows:
-            out.setdefault(url, {})[mood] = n
-        return busiest_first(out)
+        return shared.page_moods(rows)
 
     async def action_counts(
         self, tenant_id: int, since: float | None, until: float | None, trusted_only: bool = False
-    ) -> list[ActionCounts]:
+    ) -> list[records.ActionCounts]:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "SELECT mood, action_taken, count(*), count(*) FILTER (WHERE was_helpful), "
@@ -935,15 +575,14 @@ class PostgresStorage:
                 # byte order, like SQLite's default collation
                 'ORDER BY mood COLLATE "C", action_taken COLLATE "C"',
                 tenant_id,
-                since or 0.0,
-                until or 1e18,
+                *shared.window(since, until),
                 trusted_only,
             )
-        return [ActionCounts(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [records.ActionCounts(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def mood_changes(
         self, tenant_id: int, after_id: int, limit: int = 100
-    ) -> list[MoodChangeRecord]:
+    ) -> list[records.MoodChangeRecord]:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "SELECT id, session_id, previous_mood, mood, confidence, signals, "
@@ -954,7 +593,7 @@ class PostgresStorage:
                 limit,
             )
         return [
-            MoodChangeRecord(r[0], r[1], r[2], r[3], r[4], tuple(r[5]), r[6], r[7], r[8])
+            records.MoodChangeRecord(r[0], r[1], r[2], r[3], r[4], tuple(r[5]), r[6], r[7], r[8])
             for r in rows
         ]
 
@@ -965,18 +604,9 @@ class PostgresStorage:
             )
         return int(n or 0)
 
-    async def wait_for_mood_change(self, timeout: float) -> bool:
-        if self._closing:
-            return False
-        # Woken by NOTIFY from any replica (or our own commits); if the
-        # listener is down, the timeout doubles as the polling interval.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._change_signal.wait(), timeout)
-        return not self._closing
-
     # -- webhooks ------------------------------------------------------------------
 
-    async def create_webhook(self, record: WebhookRecord, limit: int) -> bool:
+    async def create_webhook(self, record: records.WebhookRecord, limit: int) -> bool:
         # The tenant's webhook lock serialises creations across replicas, and
         # the count runs after it is granted, so it sees every earlier insert.
         async with self._tx(lock_key("webhooks", self._schema, record.tenant_id)) as c:
@@ -994,7 +624,7 @@ class PostgresStorage:
             )
         return bool(ok)
 
-    async def list_webhooks(self, tenant_id: int) -> list[WebhookRecord]:
+    async def list_webhooks(self, tenant_id: int) -> list[records.WebhookRecord]:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "SELECT id, tenant_id, url, moods, secret, created_at FROM webhooks "
@@ -1002,7 +632,9 @@ class PostgresStorage:
                 tenant_id,
             )
         return [
-            WebhookRecord(r[0], r[1], r[2], None if r[3] is None else tuple(r[3]), r[4], r[5])
+            records.WebhookRecord(
+                r[0], r[1], r[2], None if r[3] is None else tuple(r[3]), r[4], r[5]
+            )
             for r in rows
         ]
 
@@ -1024,7 +656,7 @@ class PostgresStorage:
 
     async def list_deliveries(
         self, tenant_id: int, webhook_id: str, limit: int = 50
-    ) -> list[DeliveryRecord] | None:
+    ) -> list[records.DeliveryRecord] | None:
         async with self._conn() as conn:
             if not await conn.fetchval(
                 "SELECT 1 FROM webhooks WHERE tenant_id = $1 AND id = $2", tenant_id, webhook_id
@@ -1039,49 +671,41 @@ class PostgresStorage:
                 webhook_id,
                 limit,
             )
-        return [DeliveryRecord(*r) for r in rows]
+        return [records.DeliveryRecord(*r) for r in rows]
 
     async def claim_deliveries(
         self, now: float, limit: int, lease_s: float, per_endpoint: int | None = None
-    ) -> list[DeliveryJob]:
+    ) -> list[records.DeliveryJob]:
         # One claimer at a time, database-wide (a claim is one short statement):
         # the leases it counts for the per-endpoint cap are then exact across
         # replicas, and no two replicas can lease the same row. The UPDATE
         # re-checks each row, which a deletion may have failed meanwhile.
         cap = per_endpoint if per_endpoint is not None else 1 << 62
         async with self._tx(lock_key("claim", self._schema)) as c:
-            picked = await c.fetch(_CLAIM_SQL, now, limit, cap)
+            picked = await c.fetch(CLAIM_SQL, now, limit, cap)
             if not picked:
                 return []
             rows = await c.fetch(
-                _LEASE_SQL, [r[0] for r in picked], [r[1] for r in picked], now, lease_s
+                LEASE_SQL, [r[0] for r in picked], [r[1] for r in picked], now, lease_s
             )
-        return sorted((DeliveryJob(*r) for r in rows), key=lambda j: j.id)
+        return sorted((records.DeliveryJob(*r) for r in rows), key=lambda j: j.id)
 
-    async def finish_delivery(
-        self,
-        delivery_id: int,
-        *,
-        delivered: bool,
-        status_code: int | None,
-        error: str | None,
-        latency_ms: float,
-        next_attempt_at: float | None,
-        now: float,
-    ) -> None:
-        status = "delivered" if delivered else "pending" if next_attempt_at else "failed"
+    async def finish_delivery(self, attempt: records.Attempt) -> None:
+        status, next_at, delivered_at = shared.delivery_update(
+            attempt.delivered, attempt.next_attempt_at, attempt.now
+        )
         async with self._conn() as conn:
             await conn.execute(
                 "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, "
                 "last_status_code = $2, last_error = $3, latency_ms = $4, next_attempt_at = $5, "
                 "claimed_until = NULL, delivered_at = $6 WHERE id = $7",
                 status,
-                status_code,
-                error,
-                latency_ms,
-                None if delivered else next_attempt_at,
-                now if delivered else None,
-                delivery_id,
+                attempt.status_code,
+                attempt.error,
+                attempt.latency_ms,
+                next_at,
+                delivered_at,
+                attempt.delivery_id,
             )
 
     # -- retention -------------------------------------------------------------------
@@ -1114,7 +738,7 @@ class PostgresStorage:
                 return 0
             # Re-checked under the locks: a batch may have just revived a session.
             n = await c.fetchval(
-                _ERASE_SQL.format(
+                ERASE_SQL.format(
                     extra="AND s.updated_at < (SELECT c.cutoff FROM tenants t "
                     "JOIN unnest($3::text[], $4::float8[]) AS c(plan, cutoff) "
                     "ON c.plan = t.plan WHERE t.id = s.tenant_id)"
