@@ -1,18 +1,16 @@
-"""AsyncSessionMoodClient against a mocked transport (respx), on anyio.
+"""AsyncSessionMoodClient against a mocked transport (respx): every method,
+session ids, errors, configuration and the HTTP client it uses.
 
-Mirrors tests/test_client_sync.py case for case, in the same order and under
-the same names; tests/test_client_exports.py fails if the two drift apart.
+The sync copy is generated from the async tests by scripts/unasync.py.
 The clock is patched everywhere: nothing here really sleeps.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -39,7 +37,6 @@ from sessionmood_client import (
     HealthResponse,
     InternalServerError,
     KeyGenerateResponse,
-    MoodChange,
     MoodResponse,
     NotFoundError,
     PageAnalyticsResponse,
@@ -56,87 +53,18 @@ from sessionmood_client import (
     WebhookDeliveryList,
     WebhookList,
 )
-
-BASE = "http://sm.test"
-KEY = "sm_" + "4c9174cbe8250bb1d09ae779c168a4399e765819da244cbf"
-NOW = 1_800_000_000.0
-
-MOOD = {
-    "session_id": "user_abc",
-    "mood": "frustrated",
-    "confidence": 0.89,
-    "signals": ["rage_click_detected", "repeated_errors"],
-    "suggested_action": "show_live_chat",
-    "event_count": 6,
-    "updated_at": "2026-05-04T10:00:00.000Z",
-}
-POSTED = {
-    "session_id": "user_abc",
-    "events_stored": 2,
-    "total_events": 6,
-    "current_mood": "neutral",
-}
-NO_RETRY = {"X-Should-Retry": "false"}
-QUOTA_429 = {
-    "error": "Rate limit exceeded",
-    "plan": "starter",
-    "limit": 5000,
-    "reset_at": "2026-06-01T00:00:00.000Z",
-}
-
-
-def _responses(*steps: Any, ok: dict[str, Any] = MOOD) -> list[Any]:
-    """respx side effects: an int is a status (200 answers ``ok``), anything else as is."""
-    out: list[Any] = []
-    for step in steps:
-        if isinstance(step, int):
-            body = ok if step < 300 else {"error": f"status {step}"}
-            out.append(httpx.Response(step, json=body))
-        elif isinstance(step, type):
-            out.append(step("boom"))
-        else:
-            out.append(step)
-    return out
-
-
-def _sent_json(route: respx.Route, index: int = -1) -> Any:
-    return json.loads(route.calls[index].request.content)
-
+from tests.client.support import (
+    BASE,
+    KEY,
+    MOOD,
+    POSTED,
+    QUOTA_429,
+    _responses,
+    _sent_json,
+    patch_clock,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SESSIONMOOD_API_KEY", raising=False)
-    monkeypatch.delenv("SESSIONMOOD_BASE_URL", raising=False)
-
-
-@pytest.fixture
-def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-def _patch_clock(
-    monkeypatch: pytest.MonkeyPatch, client: AsyncSessionMoodClient, sleeps: list[float]
-) -> None:
-    async def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-
-    monkeypatch.setattr(client, "_sleep", sleep)
-    monkeypatch.setattr(client, "_random", lambda: 0.0)
-    monkeypatch.setattr(client, "_now", lambda: NOW)
 
 
 @pytest.fixture
@@ -144,7 +72,7 @@ async def client(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> AsyncIterator[AsyncSessionMoodClient]:
     async with AsyncSessionMoodClient(KEY, base_url=BASE) as c:
-        _patch_clock(monkeypatch, c, sleeps)
+        patch_clock(monkeypatch, c, sleeps)
         yield c
 
 
@@ -484,171 +412,6 @@ async def test_unexpected_success_body_raises_validation_error(
     assert isinstance(caught.value.__cause__, ValidationError)
 
 
-# -- retries --------------------------------------------------------------------
-
-# (steps the server/transport goes through, sleeps expected, error expected or None).
-# _random is patched to 0, so the jitter factor is 1 and delays are exact.
-RETRY_TABLE: list[tuple[str, list[Any], list[float], type[Exception] | None]] = [
-    ("503-then-ok", [503, 200], [0.5], None),
-    ("500-502-then-ok", [500, 502, 200], [0.5, 1.0], None),
-    ("408-then-ok", [408, 200], [0.5], None),
-    ("409-then-ok", [409, 200], [0.5], None),
-    ("connect-error-then-ok", [httpx.ConnectError, 200], [0.5], None),
-    ("read-timeout-then-ok", [httpx.ReadTimeout, 200], [0.5], None),
-    ("reset-then-500-then-ok", [httpx.ReadError, 500, 200], [0.5, 1.0], None),
-    ("5xx-gives-up", [503, 503, 503], [0.5, 1.0], InternalServerError),
-    ("timeouts-give-up", [httpx.ReadTimeout] * 3, [0.5, 1.0], APITimeoutError),
-    ("bad-header-not-retried", [httpx.LocalProtocolError], [], APIConnectionError),
-    ("400-not-retried", [400], [], BadRequestError),
-    ("401-not-retried", [401], [], AuthenticationError),
-    ("404-not-retried", [404], [], NotFoundError),
-    ("413-not-retried", [413], [], PayloadTooLargeError),
-    ("429-without-retry-after-not-retried", [429], [], RateLimitError),
-    (
-        "x-should-retry-false-not-retried",
-        [httpx.Response(409, json={"error": "Idempotency key reused"}, headers=NO_RETRY)],
-        [],
-        ConflictError,
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("steps", "delays", "error"), [row[1:] for row in RETRY_TABLE], ids=[r[0] for r in RETRY_TABLE]
-)
-async def test_retry_table(
-    api: respx.MockRouter,
-    client: AsyncSessionMoodClient,
-    sleeps: list[float],
-    steps: list[Any],
-    delays: list[float],
-    error: type[Exception] | None,
-) -> None:
-    route = api.get("/v1/sessions/user_abc/mood").mock(side_effect=_responses(*steps))
-    if error is None:
-        assert (await client.get_mood("user_abc")).mood == "frustrated"
-    else:
-        with pytest.raises(error):
-            await client.get_mood("user_abc")
-    assert sleeps == delays
-    assert route.call_count == len(delays) + 1
-
-
-async def test_max_retries_zero_does_not_retry(
-    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
-) -> None:
-    client.max_retries = 0
-    route = api.get("/v1/sessions/user_abc/mood").mock(side_effect=_responses(503, 200))
-    with pytest.raises(InternalServerError):
-        await client.get_mood("user_abc")
-    assert (sleeps, route.call_count) == ([], 1)
-
-
-async def test_backoff_is_capped_and_jittered(
-    api: respx.MockRouter,
-    client: AsyncSessionMoodClient,
-    sleeps: list[float],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    client.max_retries = 6
-    monkeypatch.setattr(client, "_random", lambda: 1.0)  # the largest jitter: x0.75
-    api.get("/v1/sessions/user_abc/mood").mock(side_effect=_responses(*[500] * 6, 200))
-    await client.get_mood("user_abc")
-    assert sleeps == [0.375, 0.75, 1.5, 3.0, 6.0, 6.0]
-
-
-@pytest.mark.parametrize(
-    ("status", "retry_after", "delay"),
-    [
-        (429, "3", 3.0),
-        (503, "1.5", 1.5),
-        (503, "0", 0.0),
-        (429, "3600", 60.0),  # capped
-        (503, "soon", 0.5),  # unparseable: plain backoff
-    ],
-)
-async def test_retry_after_seconds_is_honoured(
-    api: respx.MockRouter,
-    client: AsyncSessionMoodClient,
-    sleeps: list[float],
-    status: int,
-    retry_after: str,
-    delay: float,
-) -> None:
-    throttled = httpx.Response(status, json={"error": "busy"}, headers={"Retry-After": retry_after})
-    api.get("/v1/sessions/user_abc/mood").mock(side_effect=_responses(throttled, 200))
-    await client.get_mood("user_abc")
-    assert sleeps == [delay]
-
-
-@pytest.mark.parametrize(
-    ("offset", "delay"),
-    [(7.0, 7.0), (-30.0, 0.0), (86_400.0, 60.0)],
-    ids=["future", "past", "capped"],
-)
-async def test_retry_after_http_date_is_honoured(
-    api: respx.MockRouter,
-    client: AsyncSessionMoodClient,
-    sleeps: list[float],
-    offset: float,
-    delay: float,
-) -> None:
-    when = format_datetime(datetime.fromtimestamp(NOW + offset, UTC), usegmt=True)
-    throttled = httpx.Response(429, json={"error": "slow down"}, headers={"Retry-After": when})
-    api.get("/v1/sessions/user_abc/mood").mock(side_effect=_responses(throttled, 200))
-    await client.get_mood("user_abc")
-    assert sleeps == [delay]
-
-
-async def test_quota_429_is_not_retried(
-    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
-) -> None:
-    quota = httpx.Response(429, json=QUOTA_429, headers={"Retry-After": "1"})
-    route = api.get("/v1/sessions/user_abc/mood").mock(side_effect=_responses(quota, 200))
-    with pytest.raises(RateLimitError) as caught:
-        await client.get_mood("user_abc")
-    assert caught.value.plan == "starter"
-    assert (sleeps, route.call_count) == ([], 1)
-
-
-async def test_idempotency_key_is_reused_across_retries(
-    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
-) -> None:
-    route = api.post("/v1/sessions/user_abc/events").mock(
-        side_effect=_responses(503, httpx.ReadTimeout, 200, ok=POSTED)
-    )
-    await client.send_events("user_abc", [{"type": "rage_click", "x": 1, "y": 2}])
-    assert route.call_count == 3
-    keys = {call.request.headers["Idempotency-Key"] for call in route.calls}
-    batch_ids = {json.loads(call.request.content)["batch_id"] for call in route.calls}
-    assert len(keys) == 1
-    assert keys == batch_ids
-    assert len({call.request.content for call in route.calls}) == 1
-    assert sleeps == [0.5, 1.0]
-
-
-async def test_each_send_events_call_gets_a_fresh_key(
-    api: respx.MockRouter, client: AsyncSessionMoodClient
-) -> None:
-    route = api.post("/v1/sessions/user_abc/events").respond(200, json=POSTED)
-    await client.send_events("user_abc", [{"type": "click"}])
-    await client.send_events("user_abc", [{"type": "click"}])
-    first, second = (call.request.headers["Idempotency-Key"] for call in route.calls)
-    assert first != second
-
-
-async def test_default_sleep_hook_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    waited: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr("sessionmood_client._client.anyio.sleep", sleep)
-    async with AsyncSessionMoodClient(KEY, base_url=BASE) as c:
-        await c._sleep(0.25)
-    assert waited == [0.25]
-
-
 # -- configuration --------------------------------------------------------------
 
 
@@ -741,92 +504,6 @@ async def test_context_manager_closes_owned_client() -> None:
     async with AsyncSessionMoodClient(KEY, base_url=BASE) as c:
         assert not c.is_closed
     assert c.is_closed
-
-
-# -- batching helper ------------------------------------------------------------
-
-
-async def test_tracker_flushes_when_full_and_on_exit(
-    api: respx.MockRouter, client: AsyncSessionMoodClient
-) -> None:
-    route = api.post("/v1/sessions/user_abc/events").respond(200, json=POSTED)
-    async with client.tracker("user_abc", max_batch=2) as tracker:
-        assert await tracker.track("click", x=1, y=2, ts=10) is None
-        flushed = await tracker.add(ClickEvent(ts=11))
-        assert isinstance(flushed, PostEventsResponse)
-        assert route.call_count == 1
-        await tracker.track("idle", duration_ms=4500, ts=12)
-        assert len(tracker) == 1
-    assert route.call_count == 2
-    assert [e["ts"] for e in _sent_json(route, 0)["events"]] == [10.0, 11.0]
-    assert _sent_json(route, 1)["events"] == [{"type": "idle", "duration_ms": 4500.0, "ts": 12.0}]
-    assert tracker.last_response is not None
-    assert len(tracker) == 0
-
-
-async def test_tracker_stamps_missing_ts(
-    api: respx.MockRouter, client: AsyncSessionMoodClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    route = api.post("/v1/sessions/user_abc/events").respond(200, json=POSTED)
-    tracker = client.tracker("user_abc")
-    monkeypatch.setattr(tracker, "_now", lambda: 123.0)
-    await tracker.track("focus")
-    await tracker.add({"type": "blur", "ts": 124})
-    await tracker.flush()
-    assert _sent_json(route)["events"] == [
-        {"type": "focus", "ts": 123.0},
-        {"type": "blur", "ts": 124.0},
-    ]
-
-
-async def test_tracker_rejects_invalid_events_when_tracked(
-    api: respx.MockRouter, client: AsyncSessionMoodClient
-) -> None:
-    route = api.route()
-    tracker = client.tracker("user_abc")
-    with pytest.raises(ValidationError):
-        await tracker.track("page_visit")  # type: ignore[arg-type]
-    with pytest.raises(ValidationError):
-        await tracker.add({"type": "click", "x": "240"})
-    assert len(tracker) == 0
-    assert await tracker.flush() is None
-    assert not route.called
-    with pytest.raises(ValueError, match="max_batch"):
-        client.tracker("user_abc", max_batch=0)
-
-
-async def test_tracker_resends_a_failed_batch_under_the_same_id(
-    api: respx.MockRouter, client: AsyncSessionMoodClient
-) -> None:
-    client.max_retries = 0
-    route = api.post("/v1/sessions/user_abc/events").mock(
-        side_effect=_responses(500, 200, 200, ok=POSTED)
-    )
-    tracker = client.tracker("user_abc")
-    await tracker.track("error", message="Payment failed", ts=1)
-    with pytest.raises(InternalServerError):
-        await tracker.flush()
-    await tracker.track("back_nav", ts=2)
-    assert len(tracker) == 2
-    await tracker.flush()
-    failed, replay, fresh = (_sent_json(route, i) for i in range(3))
-    # The replay is the failed batch, byte for byte; newer events go in a new batch.
-    assert replay == failed
-    assert [e["type"] for e in fresh["events"]] == ["back_nav"]
-    assert fresh["batch_id"] != failed["batch_id"]
-    assert len(tracker) == 0
-
-
-async def test_tracker_exit_after_an_error_keeps_that_error(
-    api: respx.MockRouter, client: AsyncSessionMoodClient
-) -> None:
-    client.max_retries = 0
-    route = api.post("/v1/sessions/user_abc/events").respond(500, json={"error": "down"})
-    with pytest.raises(RuntimeError, match="handler failed"):
-        async with client.tracker("user_abc") as t:
-            await t.track("click", ts=1)
-            raise RuntimeError("handler failed")
-    assert route.call_count == 1  # the flush was still attempted
 
 
 # -- keys, analytics and webhooks ----------------------------------------------
@@ -1015,199 +692,3 @@ async def test_webhooks_need_a_paid_plan(
     api.get("/v1/webhooks").respond(403, json={"error": "Webhooks need the growth or pro plan"})
     with pytest.raises(PermissionDeniedError, match="growth or pro"):
         await client.list_webhooks()
-
-
-# -- mood stream ----------------------------------------------------------------
-
-
-def _change(change_id: int, mood: str = "frustrated") -> dict[str, Any]:
-    return {
-        "id": change_id,
-        "session_id": "user_abc",
-        "previous_mood": "neutral",
-        "mood": mood,
-        "confidence": 0.8,
-        "signals": ["rage_click_detected"],
-        "suggested_action": "show_live_chat",
-        "url": "/checkout",
-        "occurred_at": "2026-05-04T10:00:00.000Z",
-    }
-
-
-def _message(change_id: int, mood: str = "frustrated", eol: str = "\n") -> bytes:
-    lines = [
-        f"id: {change_id}",
-        "event: mood.changed",
-        f"data: {json.dumps(_change(change_id, mood))}",
-    ]
-    return (eol.join(lines) + eol + eol).encode()
-
-
-class Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A response body that arrives in these chunks, then ends or fails with ``error``."""
-
-    def __init__(self, *chunks: bytes, error: Exception | None = None) -> None:
-        self.chunks = chunks
-        self.error = error
-        self.closed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self.chunks
-        if self.error is not None:
-            raise self.error
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks:
-            yield chunk
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        self.closed = True
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-def _sse(*chunks: bytes, error: Exception | None = None) -> httpx.Response:
-    return httpx.Response(
-        200,
-        headers={"Content-Type": "text/event-stream; charset=utf-8"},
-        stream=Chunks(*chunks, error=error),
-    )
-
-
-async def test_stream_moods_parses_the_event_stream(
-    api: respx.MockRouter, client: AsyncSessionMoodClient
-) -> None:
-    # Pretty-printed, so that each line can go in a data: field of its own.
-    data = "".join(
-        f"data: {line}\n" for line in json.dumps(_change(2, "confused"), indent=2).splitlines()
-    )
-    route = api.get("/v1/stream/moods").mock(
-        side_effect=[
-            _sse(
-                b"\xef\xbb\xbfretry: 2000\n\n",
-                b": heartbeat\n\n",
-                _message(1, eol="\r\n"),
-                # One message over several chunks, a CRLF split between two,
-                # its data over several lines (joined with "\n").
-                b"id: 2\r",
-                f"\nevent: mood.changed\n{data}".encode(),
-                b"\n: the end\n\n",
-                b"id: 3\nevent: something.new\ndata: {}\n\n",
-                b'id: 4\nevent: mood.changed\ndata: {"cut": ',  # dropped: never finished
-            ),
-            httpx.Response(401, json={"error": "Invalid API key"}),
-        ]
-    )
-    async with client.stream_moods() as stream:
-        first = await anext(stream)
-        assert isinstance(first, MoodChange)
-        assert (first.id, first.mood, first.url) == (1, "frustrated", "/checkout")
-        assert stream.last_event_id == "1"
-        second = await anext(stream)
-        assert (second.id, second.mood) == (2, "confused")
-        with pytest.raises(AuthenticationError):
-            await anext(stream)
-    request = route.calls[0].request
-    assert request.headers["Accept"] == "text/event-stream"
-    assert request.headers["X-Api-Key"] == KEY
-    assert "Last-Event-ID" not in request.headers
-    # A connect timeout, but none for reading: a quiet stream is normal.
-    timeout = request.extensions["timeout"]
-    assert (timeout["connect"], timeout["read"]) == (DEFAULT_TIMEOUT.connect, None)
-    # The unknown event type's id counts, the unfinished message's does not.
-    assert route.calls[1].request.headers["Last-Event-ID"] == "3"
-
-
-async def test_stream_moods_resumes_after_a_drop(
-    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
-) -> None:
-    route = api.get("/v1/stream/moods").mock(
-        side_effect=[
-            _sse(b"retry: 2000\n\n", _message(5), error=httpx.ReadError("reset")),
-            _sse(_message(6)),
-        ]
-    )
-    async with client.stream_moods(last_event_id=4) as stream:
-        assert [(await anext(stream)).id, (await anext(stream)).id] == [5, 6]
-    assert [c.request.headers["Last-Event-ID"] for c in route.calls] == ["4", "5"]
-    assert sleeps == [2.0]  # the server's retry: beats the 0.5 s backoff
-
-
-async def test_stream_moods_reconnects_when_the_server_ends_it(
-    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
-) -> None:
-    route = api.get("/v1/stream/moods").mock(side_effect=[_sse(_message(1)), _sse(_message(2))])
-    stream = client.stream_moods()
-    assert [(await anext(stream)).id, (await anext(stream)).id] == [1, 2]
-    await stream.aclose()
-    assert route.calls[1].request.headers["Last-Event-ID"] == "1"
-    assert sleeps == [0.5]
-
-
-async def test_stream_moods_gives_up_after_max_retries_per_disconnect(
-    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
-) -> None:
-    route = api.get("/v1/stream/moods").mock(
-        side_effect=_responses(
-            _sse(_message(1), error=httpx.RemoteProtocolError("peer closed")),
-            httpx.ConnectError,
-            # Connected again: the next disconnect gets max_retries afresh.
-            _sse(_message(2)),
-            503,
-            httpx.ConnectError,
-        )
-    )
-    async with client.stream_moods() as stream:
-        assert (await anext(stream)).id == 1
-        assert (await anext(stream)).id == 2
-        with pytest.raises(APIConnectionError) as caught:
-            await anext(stream)
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
-    assert sleeps == [0.5, 1.0, 0.5, 1.0]
-    assert route.call_count == 5
-
-
-async def test_stream_moods_errors_are_not_retried(
-    api: respx.MockRouter, client: AsyncSessionMoodClient, sleeps: list[float]
-) -> None:
-    api.get("/v1/stream/moods").mock(
-        side_effect=[
-            httpx.Response(403, json={"error": "publishable keys may not"}),
-            httpx.Response(200, json={"not": "a stream"}),
-            _sse(b'event: mood.changed\ndata: {"mood": "angry"}\n\n'),
-        ]
-    )
-    async with client.stream_moods() as stream:
-        with pytest.raises(PermissionDeniedError):
-            await anext(stream)
-    async with client.stream_moods() as stream:
-        with pytest.raises(APIResponseValidationError, match="not text/event-stream"):
-            await anext(stream)
-    async with client.stream_moods() as stream:
-        with pytest.raises(APIResponseValidationError, match="not a MoodChange") as caught:
-            await anext(stream)
-    assert caught.value.body == '{"mood": "angry"}'
-    assert sleeps == []
-
-
-async def test_stream_moods_closes_its_connection(
-    api: respx.MockRouter, client: AsyncSessionMoodClient
-) -> None:
-    body = Chunks(_message(1), _message(2))
-    api.get("/v1/stream/moods").mock(
-        return_value=httpx.Response(200, headers={"Content-Type": "text/event-stream"}, stream=body)
-    )
-    async with client.stream_moods() as stream:
-        async for change in stream:
-            assert change.id == 1
-            break
-        assert not body.closed
-    assert body.closed
-    assert stream.closed
-    with pytest.raises(StopAsyncIteration):
-        await anext(stream)
-    with pytest.raises(ValueError, match="last_event_id"):
-        client.stream_moods(last_event_id=-1)
