@@ -1,4 +1,4 @@
-"""Property-based fuzzing of every documented operation against a real server (issue 9).
+"""Property-based fuzzing of every documented operation against a real server.
 
 Schemathesis generates requests from the OpenAPI document (valid ones, and in
 its coverage phase invalid ones: wrong types, boundary lengths, missing
