@@ -10,7 +10,7 @@ NPM    ?= npm
 TRACKER_DEPS := tracker/node_modules/.package-lock.json
 WIDGET_DEPS  := tests/e2e/widgets/node_modules/.package-lock.json
 
-.PHONY: run test lint typecheck format bench chromium tracker widgets clean
+.PHONY: run test lint typecheck format unasync bench chromium tracker widgets clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,8 @@ chromium: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/unasync.py --check
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
@@ -56,6 +58,10 @@ format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Rewrite the sync client tests from the async ones (commit both).
+unasync: $(VENV)/.dev-installed
+	$(BIN)/python scripts/unasync.py
+
 test: $(VENV)/.dev-installed chromium $(TRACKER_DEPS) $(WIDGET_DEPS) lint typecheck
 	$(BIN)/pytest
 
@@ -63,4 +69,4 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache tracker/node_modules tests/e2e/widgets/node_modules
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache .import_linter_cache tracker/node_modules tests/e2e/widgets/node_modules

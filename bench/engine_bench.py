@@ -79,6 +79,8 @@ def load_engine_at(rev: str) -> ModuleType:
         text=True,
         check=True,
     ).stdout
+    # Older revisions import the wire models from their former private module.
+    source = source.replace("sessionmood_client._models", "sessionmood_client.types")
     tmp = Path(tempfile.mkdtemp()) / "engine_ref.py"
     tmp.write_text(source)
     spec = importlib.util.spec_from_file_location("engine_ref", tmp)

@@ -30,21 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sessionmood_client._models import MOODS
-
-try:
-    from sessionmood_server import engine
-except ImportError:  # the package __init__ may import server parts still being written
-    import importlib.util
-
-    _spec = importlib.util.spec_from_file_location(
-        "sessionmood_server.engine",
-        Path(__file__).resolve().parents[1] / "sessionmood_server/engine.py",
-    )
-    assert _spec is not None and _spec.loader is not None
-    engine = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = engine
-    _spec.loader.exec_module(engine)
+from sessionmood_client.types import MOODS
+from sessionmood_server import engine  # pure: needs only pydantic and orjson
 
 DEFAULT_FILE = "/work/shared/scenarios/public.jsonl"
 BANDS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.85), (0.85, 1.0001))

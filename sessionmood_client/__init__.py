@@ -9,27 +9,17 @@ Quick start::
         print(client.get_mood("user_abc").suggested_action)
 
 Everything public is importable from here; the underscored modules are private.
+``sessionmood_client.types`` (the wire models) is public too and needs only
+pydantic: the server imports it, and so may code that never calls the API. The
+HTTP parts load on first use, so importing the models alone pulls in no httpx.
 """
 
-from ._base import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
-from ._client import AsyncSessionMoodClient, SessionMoodClient
-from ._exceptions import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    InternalServerError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    RateLimitError,
-    SessionMoodError,
-    WebhookVerificationError,
-)
-from ._models import (
+# No other module-level names: everything public here is in __all__ (tested).
+import importlib as _importlib
+import typing as _typing
+
+from ._version import __version__
+from .types import (
     ACTIONS,
     DEFAULT_ACTIONS,
     EVENT_TYPES,
@@ -79,12 +69,93 @@ from ._models import (
     WebhookDeleted,
     WebhookDelivery,
     WebhookDeliveryList,
+    WebhookEvent,
     WebhookList,
 )
-from ._stream import AsyncMoodStream, MoodStream
-from ._tracker import AsyncEventTracker, EventTracker
-from ._version import __version__
-from ._webhooks import WEBHOOK_SIGNATURE_HEADER, WebhookEvent, sign_webhook, verify_webhook
+
+if _typing.TYPE_CHECKING:
+    from ._base import (
+        DEFAULT_BASE_URL,
+        DEFAULT_MAX_RETRIES,
+        DEFAULT_TIMEOUT,
+    )
+    from ._client import (
+        AsyncSessionMoodClient,
+        SessionMoodClient,
+    )
+    from ._exceptions import (
+        APIConnectionError,
+        APIResponseValidationError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        ConflictError,
+        InternalServerError,
+        NotFoundError,
+        PayloadTooLargeError,
+        PermissionDeniedError,
+        RateLimitError,
+        SessionMoodError,
+        WebhookVerificationError,
+    )
+    from ._stream import (
+        AsyncMoodStream,
+        MoodStream,
+    )
+    from ._tracker import (
+        AsyncEventTracker,
+        EventTracker,
+    )
+    from ._webhooks import (
+        WEBHOOK_SIGNATURE_HEADER,
+        sign_webhook,
+        verify_webhook,
+    )
+
+# Public name -> the private module that defines it, imported on first use.
+_LAZY = {
+    "DEFAULT_BASE_URL": "._base",
+    "DEFAULT_MAX_RETRIES": "._base",
+    "DEFAULT_TIMEOUT": "._base",
+    "AsyncSessionMoodClient": "._client",
+    "SessionMoodClient": "._client",
+    "APIConnectionError": "._exceptions",
+    "APIResponseValidationError": "._exceptions",
+    "APIStatusError": "._exceptions",
+    "APITimeoutError": "._exceptions",
+    "AuthenticationError": "._exceptions",
+    "BadRequestError": "._exceptions",
+    "ConflictError": "._exceptions",
+    "InternalServerError": "._exceptions",
+    "NotFoundError": "._exceptions",
+    "PayloadTooLargeError": "._exceptions",
+    "PermissionDeniedError": "._exceptions",
+    "RateLimitError": "._exceptions",
+    "SessionMoodError": "._exceptions",
+    "WebhookVerificationError": "._exceptions",
+    "AsyncMoodStream": "._stream",
+    "MoodStream": "._stream",
+    "AsyncEventTracker": "._tracker",
+    "EventTracker": "._tracker",
+    "WEBHOOK_SIGNATURE_HEADER": "._webhooks",
+    "sign_webhook": "._webhooks",
+    "verify_webhook": "._webhooks",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "ACTIONS",

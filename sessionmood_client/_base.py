@@ -39,7 +39,8 @@ from ._exceptions import (
     RateLimitError,
     SessionMoodError,
 )
-from ._models import (
+from ._version import __version__
+from .types import (
     MOODS,
     ActionAnalyticsResponse,
     AnalyticsResponse,
@@ -62,7 +63,6 @@ from ._models import (
     WebhookDeliveryList,
     WebhookList,
 )
-from ._version import __version__
 
 __all__ = [
     "API_KEY_ENV",

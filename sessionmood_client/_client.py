@@ -26,7 +26,9 @@ from ._base import (
     translate_httpx_errors,
 )
 from ._exceptions import APIConnectionError
-from ._models import (
+from ._stream import AsyncMoodStream, MoodStream
+from ._tracker import AsyncEventTracker, EventTracker
+from .types import (
     ActionAnalyticsResponse,
     AnalyticsResponse,
     DeleteSessionResponse,
@@ -46,8 +48,6 @@ from ._models import (
     WebhookDeliveryList,
     WebhookList,
 )
-from ._stream import AsyncMoodStream, MoodStream
-from ._tracker import AsyncEventTracker, EventTracker
 
 __all__ = ["AsyncSessionMoodClient", "SessionMoodClient"]
 

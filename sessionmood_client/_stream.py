@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from ._base import BaseClient, decode_body, translate_httpx_errors
 from ._exceptions import APIConnectionError, APIResponseValidationError
-from ._models import MoodChange
+from .types import MoodChange
 
 if TYPE_CHECKING:
     from ._client import AsyncSessionMoodClient, SessionMoodClient

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ._base import EventInput, quote_session_id
 from ._exceptions import SessionMoodError
-from ._models import Event, EventType, PostEventsResponse, event_adapter
+from .types import Event, EventType, PostEventsResponse, event_adapter
 
 if TYPE_CHECKING:
     from ._client import AsyncSessionMoodClient, SessionMoodClient

@@ -1,5 +1,4 @@
-"""The client's version, sent in the User-Agent header."""
+"""The version of the SessionMood distribution: the client's User-Agent, the
+server's /health and OpenAPI document, and (read by setuptools) the package's own."""
 
-# Kept in step with ``project.version`` in pyproject.toml by hand: the package
-# may run from a source checkout where importlib.metadata knows nothing of it.
 __version__ = "1.0.0"

@@ -27,7 +27,7 @@ import time
 from pydantic import ValidationError
 
 from ._exceptions import WebhookVerificationError
-from ._models import WebhookEvent
+from .types import WebhookEvent
 
 __all__ = [
     "DEFAULT_WEBHOOK_TOLERANCE",

@@ -54,7 +54,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from sessionmood_client._models import DEFAULT_ACTIONS, MOODS, MoodLabel, SuggestedAction
+from sessionmood_client.types import DEFAULT_ACTIONS, MOODS, MoodLabel, SuggestedAction
 
 __all__ = [
     "MIN_EVENTS",

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from sessionmood_client._models import Plan
+from sessionmood_client.types import Plan
 
 KeyKind = Literal["secret", "publishable"]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sessionmood_client._models import ACTIONS, DEFAULT_ACTIONS, MoodLabel, SuggestedAction
-from sessionmood_server.storage import ActionCounts
+from sessionmood_client.types import ACTIONS, DEFAULT_ACTIONS, MoodLabel, SuggestedAction
+from sessionmood_server.records import ActionCounts
 
 # The default action's prior: as if it had helped 3 of 4 times already.
 DEFAULT_PRIOR = (3.0, 1.0)

@@ -8,7 +8,9 @@ full again are forgotten, and past ``max_keys`` the fullest ones go first.
 
 Limits are per process: N replicas of the server allow N times the rate. They
 protect the service and its tenants from one source; exact, shared budgets
-(the monthly quota) are kept in the database.
+(the monthly quota) are kept in the database. ``StreamSlots`` counts what is
+open now rather than what happened per period: live streams per tenant and
+per address.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
 _UNITS["d"] = _UNITS["day"] = 86_400.0
@@ -121,3 +124,37 @@ def client_source(host: str | None) -> str:
             return str(addr.ipv4_mapped)
         return str(ipaddress.IPv6Network((addr, 64), strict=False))
     return str(addr)
+
+
+class StreamSlots:
+    """Open streams per tenant and per client address, taken before the 200.
+
+    ``take`` checks and counts in one synchronous step (nothing else runs on
+    the loop in between), so simultaneous opens cannot all pass the check.
+    """
+
+    def __init__(self) -> None:
+        self.by_tenant: dict[int, int] = {}
+        self.by_source: dict[str, int] = {}
+
+    def take(self, tenant: int, source: str, per_tenant: int, per_source: int) -> str | None:
+        """None if taken, else which limit refused."""
+        if per_tenant and self.by_tenant.get(tenant, 0) >= per_tenant:
+            return f"at most {per_tenant} open /v1/stream/moods per tenant"
+        if per_source and self.by_source.get(source, 0) >= per_source:
+            return f"at most {per_source} open /v1/stream/moods per client address"
+        self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + 1
+        self.by_source[source] = self.by_source.get(source, 0) + 1
+        return None
+
+    def give_back(self, tenant: int, source: str) -> None:
+        _decrement(self.by_tenant, tenant)
+        _decrement(self.by_source, source)
+
+
+def _decrement(counts: dict[Any, int], key: object) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]

@@ -21,7 +21,7 @@ import asyncio
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sessionmood_server.validation import BODY_TIMEOUT_S, DEADLINES_SCOPE_KEY
+from sessionmood_server.http.validation import BODY_TIMEOUT_S, DEADLINES_SCOPE_KEY
 
 HEADER_TIMEOUT_S = 10.0
 SWEEP_S = 1.0

@@ -1,22 +1,32 @@
 """Folding one batch into a session: the pure part every storage backend shares.
 
-Backends load the session row, call :func:`fold_batch`, and write back what it
-returns in the same transaction. Nothing here does I/O.
+Backends load the stored session (or their cached copy of it), call
+:func:`apply_batch`, and write everything it decides in the batch's own
+transaction. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from sessionmood_client._models import MoodLabel, SuggestedAction
+from sessionmood_client.types import MoodLabel, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.learning import apply_policy
 
 _EVENT_CORE = frozenset({"type", "ts"})
+
+
+class StoredSession(NamedTuple):
+    """A session as stored before a batch (None stands for a new one)."""
+
+    state: engine.State  # mutated by the fold: pass a copy to keep the original
+    event_count: int
+    last_url: str | None
+    mood: str
 
 
 @dataclass(slots=True)
@@ -80,13 +90,12 @@ class AppliedBatch:
 
 def apply_batch(
     session_id: str,
-    stored: tuple[engine.State, int, str | None, str] | None,
+    stored: StoredSession | None,
     events: list[dict[str, Any]],
     policy: Mapping[MoodLabel, SuggestedAction] | None,
 ) -> AppliedBatch:
-    """Fold ``events`` into the stored session (engine state, which is mutated,
-    event count, last url, mood; None for a new session) and decide everything
-    the batch writes."""
+    """Fold ``events`` into the ``stored`` session (None: a new one) and decide
+    everything the batch writes."""
     if stored is None:
         state, count, last_url, previous = engine.new_state(), 0, None, "neutral"
     else:

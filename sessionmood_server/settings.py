@@ -88,7 +88,7 @@ class Settings:
     admin_token: str | None = None
     max_body_bytes: int = 1024 * 1024
     max_batch_events: int = 1000
-    # Demo shop + dashboard tenant (issue 6); production turns it off.
+    # Demo shop + dashboard tenant; production turns it off.
     demo: bool = False
     # Origins the demo's publishable key accepts (the CLI fills in its own address).
     demo_origins: tuple[str, ...] = ("http://127.0.0.1:8000", "http://localhost:8000")

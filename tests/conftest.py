@@ -198,6 +198,12 @@ def make_key(client: TestClient, plan: str = "starter") -> str:
 
 
 @pytest.fixture
+def growth(client: TestClient) -> dict[str, str]:
+    """Headers with a growth-plan secret key (webhooks need growth or pro)."""
+    return {"X-Api-Key": make_key(client, "growth")}
+
+
+@pytest.fixture
 def key(client: TestClient) -> str:
     return make_key(client)
 

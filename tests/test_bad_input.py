@@ -24,8 +24,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from sessionmood_server.openapi import build_openapi
-from sessionmood_server.routes import VERSION
+from sessionmood_client import __version__ as VERSION
+from sessionmood_server.http.openapi import build_openapi
 from tests.conftest import BACKENDS, LiveServer, backend_servers
 
 MAX_BODY = 1024 * 1024  # Settings.max_body_bytes

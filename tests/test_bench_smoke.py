@@ -47,7 +47,7 @@ def _run(*args: str) -> str:
 def test_generated_sessions_are_valid_and_the_offline_eval_takes_every_perturbation(
     tmp_path: Path,
 ) -> None:
-    from sessionmood_client._models import MOODS, EventsRequest
+    from sessionmood_client.types import MOODS, EventsRequest
 
     lines = _run("bench/gen_transitions.py", "--seed", "7", "--per", "1").splitlines()
     assert len(lines) == 17  # 5 recent moods x 4 earlier phases, less the 3 same-kind pairs

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessionmood_client._models import DEFAULT_ACTIONS, EVENT_TYPES, MOODS
+from sessionmood_client.types import DEFAULT_ACTIONS, EVENT_TYPES, MOODS
 from sessionmood_server import engine
 
 Event = dict[str, Any]

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of every documented operation against a real server (issue 9).
+"""Property-based fuzzing of every documented operation against a real server.
 
 Schemathesis generates requests from the OpenAPI document (valid ones, and in
 its coverage phase invalid ones: wrong types, boundary lengths, missing
@@ -26,8 +26,8 @@ from schemathesis import Case
 from schemathesis import checks as st_checks
 from schemathesis.checks import CheckFunction
 
-from sessionmood_server.openapi import build_openapi
-from sessionmood_server.routes import VERSION
+from sessionmood_client import __version__ as VERSION
+from sessionmood_server.http.openapi import build_openapi
 from tests.conftest import LiveServer
 
 DOCUMENT = build_openapi(VERSION)

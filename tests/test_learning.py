@@ -12,7 +12,7 @@ from sessionmood_server.learning import (
     apply_policy,
     learn_policy,
 )
-from sessionmood_server.storage import ActionCounts
+from sessionmood_server.records import ActionCounts
 from tests.conftest import make_key
 
 FRUSTRATED = [

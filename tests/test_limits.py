@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from sessionmood_client._models import ExportEventsResponse, PageAnalyticsResponse
+from sessionmood_client.types import ExportEventsResponse, PageAnalyticsResponse
 from sessionmood_server.app import create_app
 from sessionmood_server.limits import Rate, RateLimiter, admit, client_source
 from sessionmood_server.settings import Settings

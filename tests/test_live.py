@@ -21,8 +21,9 @@ import uvicorn
 
 from sessionmood_server.app import create_app
 from sessionmood_server.cli import main as cli
+from sessionmood_server.records import MoodChangeRecord
 from sessionmood_server.settings import Settings
-from sessionmood_server.storage import MoodChangeRecord, Storage, open_storage
+from sessionmood_server.storage import Storage, open_storage
 from tests.conftest import ADMIN_TOKEN, LiveServer, free_port
 from tests.test_dashboard_api import FRUSTRATED, Stream
 from tests.test_postgres import drop_schema, postgres_url, with_schema

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sessionmood_server.keys import hash_key, new_key
-from sessionmood_server.storage import Quota, WebhookRecord
+from sessionmood_server.records import Attempt, Batch, Quota, WebhookRecord
 
 POSTGRES_HOW = "set SESSIONMOOD_TEST_DATABASE_URL=postgresql://user@host:5432/db to run"
 
@@ -136,13 +136,13 @@ def test_url_parsing_strips_our_parameters() -> None:
 async def test_concurrent_opens_migrate_once() -> None:
     async with fresh_schema() as url, storages(url, 4) as opened:
         rows = await _fetch(url, "SELECT version FROM schema_migrations ORDER BY version")
-        from sessionmood_server.storage.postgres import MIGRATIONS
+        from sessionmood_server.storage.postgres.schema import MIGRATIONS
 
         assert [r[0] for r in rows] == [v for v, _ in MIGRATIONS]
         t = await _tenant(opened[0])
-        assert (await opened[3].append_events(t, "s", FRUSTRATING, None, MONTH, NOW)).status == (
-            "stored"
-        )
+        assert (
+            await opened[3].append_events(Batch(t, "s", FRUSTRATING, None, MONTH, NOW))
+        ).status == ("stored")
 
 
 async def test_schemas_are_isolated() -> None:
@@ -154,14 +154,14 @@ async def test_schemas_are_isolated() -> None:
     ):
         raw = new_key()
         rec = await a.create_tenant_key("A", None, "starter", raw, NOW)
-        await a.append_events(rec.tenant_id, "s", FRUSTRATING, None, MONTH, NOW)
+        await a.append_events(Batch(rec.tenant_id, "s", FRUSTRATING, None, MONTH, NOW))
         assert await b.find_key(hash_key(raw)) is None
         assert await b.get_session(rec.tenant_id, "s") is None
         assert await b.list_keys() == []
         # a change in schema A wakes nobody waiting in schema B
         waiter = asyncio.create_task(b.wait_for_mood_change(1.0))
         await asyncio.sleep(0.05)
-        await a.append_events(rec.tenant_id, "s2", FRUSTRATING, None, MONTH, NOW)
+        await a.append_events(Batch(rec.tenant_id, "s2", FRUSTRATING, None, MONTH, NOW))
         t0 = asyncio.get_running_loop().time()
         assert await waiter is True
         assert asyncio.get_running_loop().time() - t0 > 0.5
@@ -174,7 +174,7 @@ async def test_listen_wakes_another_instance() -> None:
         await asyncio.sleep(0.05)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        await a.append_events(t, "w", FRUSTRATING, None, MONTH, NOW)
+        await a.append_events(Batch(t, "w", FRUSTRATING, None, MONTH, NOW))
         assert await asyncio.wait_for(waiter, 10.0) is True
         assert loop.time() - t0 < 1.0
         changes = await b.mood_changes(t, 0)
@@ -208,7 +208,7 @@ async def test_key_cache_falls_back_when_the_listener_dies() -> None:
             url,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = 'sessionmood-listen' AND pid = $1",
-            b._listener.get_server_pid(),
+            b._listener.server_pid(),
         )
         await a.revoke_keys(raw[:11], NOW + 5)  # its NOTIFY cannot reach b
         await asyncio.sleep(0.7)  # past the fallback TTL
@@ -217,14 +217,14 @@ async def test_key_cache_falls_back_when_the_listener_dies() -> None:
         # ...and the listener comes back: wake-ups work again.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while not b._listening():
+        while not b._listener.listening():
             assert loop.time() < deadline, "listener did not reconnect"
             await asyncio.sleep(0.05)
         t = await _tenant(a)
         waiter = asyncio.create_task(b.wait_for_mood_change(10.0))
         await asyncio.sleep(0.05)
         t0 = loop.time()
-        await a.append_events(t, "w", FRUSTRATING, None, MONTH, NOW)
+        await a.append_events(Batch(t, "w", FRUSTRATING, None, MONTH, NOW))
         assert await waiter is True and loop.time() - t0 < 1.0
 
 
@@ -234,20 +234,29 @@ async def test_two_instances_share_one_session_quota_and_batch_ids() -> None:
         ev = [{"type": "click", "ts": NOW}]
         # one session hammered through both: nothing lost, seq 1..N
         await asyncio.gather(
-            *((a, b)[i % 2].append_events(t, "hot", ev * 3, None, MONTH, NOW) for i in range(40))
+            *(
+                (a, b)[i % 2].append_events(Batch(t, "hot", ev * 3, None, MONTH, NOW))
+                for i in range(40)
+            )
         )
         exported = await b.export_events(t, "hot")
         assert exported is not None and [e["seq"] for e in exported] == list(range(1, 121))
         # the quota is exact across instances
         quota = Quota("2026-12", 7, True)
         results = await asyncio.gather(
-            *((a, b)[i % 2].append_events(t, f"q{i}", ev, None, quota, NOW) for i in range(20))
+            *(
+                (a, b)[i % 2].append_events(Batch(t, f"q{i}", ev, None, quota, NOW))
+                for i in range(20)
+            )
         )
         assert sum(r.status == "stored" for r in results) == 7
         assert await a.month_usage(t, "2026-12") == 7
         # one batch id sent 10 times through both: stored once, same answer
         same = await asyncio.gather(
-            *((a, b)[i % 2].append_events(t, "idem", ev * 2, "b-1", MONTH, NOW) for i in range(10))
+            *(
+                (a, b)[i % 2].append_events(Batch(t, "idem", ev * 2, "b-1", MONTH, NOW))
+                for i in range(10)
+            )
         )
         assert sum(r.status == "stored" for r in same) == 1
         assert all(r.response == same[0].response for r in same)
@@ -264,8 +273,8 @@ async def test_skip_locked_claims_never_overlap_and_keep_session_order() -> None
         calm = [{"type": "page_view", "url": "/x", "ts": NOW + 3600}]  # an hour later
         # 30 sessions, each changing mood twice: 60 outbox rows, 2 per session
         for i in range(30):
-            await a.append_events(t, f"s{i}", FRUSTRATING, None, MONTH, NOW)
-            await b.append_events(t, f"s{i}", calm, None, MONTH, NOW + 1)
+            await a.append_events(Batch(t, f"s{i}", FRUSTRATING, None, MONTH, NOW))
+            await b.append_events(Batch(t, f"s{i}", calm, None, MONTH, NOW + 1))
         rows = await _fetch(url, "SELECT count(*) FROM webhook_deliveries")
         assert rows[0][0] == 60
         claims = await asyncio.gather(
@@ -283,10 +292,10 @@ async def test_skip_locked_claims_never_overlap_and_keep_session_order() -> None
         # finishing the first rows releases each session's second row, to one claimer
         for batch in claims:
             for job in batch:
-                await b.finish_delivery(
+                await b.finish_delivery(Attempt(
                     job.id, delivered=True, status_code=200, error=None, latency_ms=1.0,
                     next_attempt_at=None, now=NOW + 13,
-                )  # fmt: skip
+                ))  # fmt: skip
         second = await asyncio.gather(*(s.claim_deliveries(NOW + 14, 100, 60.0) for s in (a, b, c)))
         ids2 = [j.id for batch in second for j in batch]
         assert len(ids2) == len(set(ids2)) == 30 and not set(ids2) & set(ids)
@@ -299,8 +308,8 @@ async def test_purge_on_every_instance_at_once_erases_each_session_once() -> Non
     async with fresh_schema() as url, storages(url, 3) as opened:
         t = await _tenant(opened[0])
         for i in range(50):
-            await opened[i % 3].append_events(t, f"old{i}", FRUSTRATING, None, MONTH, NOW)
-        await opened[0].append_events(t, "fresh", FRUSTRATING, None, MONTH, NOW + 10 * 86400)
+            await opened[i % 3].append_events(Batch(t, f"old{i}", FRUSTRATING, None, MONTH, NOW))
+        await opened[0].append_events(Batch(t, "fresh", FRUSTRATING, None, MONTH, NOW + 10 * 86400))
         cut = {"starter": NOW + 5 * 86400, "growth": 0.0, "pro": 0.0}
         totals = await asyncio.gather(*(s.purge_expired(cut, 20) for s in opened * 2))
         rest = 0
@@ -316,13 +325,13 @@ async def test_page_urls_are_keyed_by_digest_after_the_migration(
 ) -> None:
     """Rows written before migration 7 keep their page, the next batch for the
     same URL updates them, and URLs whose index entry was once too large fit."""
-    from sessionmood_server.storage import postgres
+    from sessionmood_server.storage.postgres import schema
 
     page = [{"type": "page_view", "url": "/checkout", "ts": NOW}]
     cjk = "/" + "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(2047))
     async with fresh_schema() as url:
-        full = postgres.MIGRATIONS
-        monkeypatch.setattr(postgres, "MIGRATIONS", [m for m in full if m[0] < 7])
+        full = schema.MIGRATIONS
+        monkeypatch.setattr(schema, "MIGRATIONS", [m for m in full if m[0] < 7])
         async with storages(url, 1) as (old,):
             t = await _tenant(old)
         # as the previous release wrote it (keyed by the URL itself)
@@ -333,11 +342,13 @@ async def test_page_urls_are_keyed_by_digest_after_the_migration(
             t,
             NOW,
         )
-        monkeypatch.setattr(postgres, "MIGRATIONS", full)
+        monkeypatch.setattr(schema, "MIGRATIONS", full)
         async with storages(url, 1) as (new,):
             assert await new.page_moods(t, None, None) == {"/checkout": {"frustrated": 1}}
             more = [*page, {"type": "page_view", "url": cjk, "ts": NOW + 1}]
-            assert (await new.append_events(t, "s", more, None, MONTH, NOW + 1)).status == "stored"
+            assert (
+                await new.append_events(Batch(t, "s", more, None, MONTH, NOW + 1))
+            ).status == "stored"
             pages = await new.page_moods(t, None, None)
         assert set(pages) == {"/checkout", cjk}
         rows = await _fetch(

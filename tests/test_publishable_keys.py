@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from sessionmood_server.routes import normalise_origin
+from sessionmood_server.http.keys import normalise_origin
 
 SHOP = "https://shop.example"
 EVENTS = {"events": [{"type": "click", "x": 1, "y": 2}]}
@@ -160,10 +160,9 @@ def test_drive_by_sessions_cannot_burn_the_month(
     """The public key is in the page: anyone can send one batch per made-up
     session id without an Origin. Such sessions never count; visitors who come
     back for a second batch do, and the site keeps working for them."""
-    from sessionmood_server import routes
-    from sessionmood_server.keys import PlanInfo
+    from sessionmood_server.keys import PLANS, PlanInfo
 
-    monkeypatch.setitem(routes.PLAN_INFO, "starter", PlanInfo("starter", 5, True, 7))
+    monkeypatch.setitem(PLANS, "starter", PlanInfo("starter", 5, True, 7))
     pk = _pk(client, auth)
     for i in range(25):  # five times the month
         r = client.post(f"/v1/sessions/made-up-{i}/events?key={pk}", json=EVENTS)

@@ -1,4 +1,4 @@
-"""Reliability under load, crashes and concurrent retries, through a real server (issue 9).
+"""Reliability under load, crashes and concurrent retries, through a real server.
 
 Every test talks HTTP over loopback to a real ``sessionmood serve`` process and
 checks the stored data afterwards through the public API (export, mood, usage),

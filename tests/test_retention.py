@@ -13,9 +13,10 @@ from starlette.testclient import TestClient
 from sessionmood_server.app import create_app
 from sessionmood_server.cli import main
 from sessionmood_server.keys import new_key
-from sessionmood_server.retention import DAY_S, cutoffs, purge_expired
+from sessionmood_server.records import Batch, Feedback, Quota
+from sessionmood_server.services.retention import DAY_S, cutoffs, purge_expired
 from sessionmood_server.settings import Settings
-from sessionmood_server.storage import Quota, Storage, open_storage
+from sessionmood_server.storage import Storage, open_storage
 
 T0 = 1_790_000_000.0
 Q = Quota("2026-09", 1_000_000, False)
@@ -38,8 +39,8 @@ async def _tenant_with_session(store: Storage, plan: str, sid: str, at: float) -
     rec = await store.create_tenant_key(plan, None, plan, new_key(), at)  # type: ignore[arg-type]
     ev: list[dict[str, Any]] = [{"type": "page_view", "url": "/a", "ts": at}]
     ev += [{"type": t, "ts": at + 1} for t in ("rage_click", "error", "error")]
-    await store.append_events(rec.tenant_id, sid, ev, "b-" + sid, Q, at)
-    await store.add_feedback(rec.tenant_id, sid, "show_live_chat", True, None, at)
+    await store.append_events(Batch(rec.tenant_id, sid, ev, "b-" + sid, Q, at))
+    await store.add_feedback(Feedback(rec.tenant_id, sid, "show_live_chat", True, None, at))
     return rec.tenant_id
 
 
@@ -84,7 +85,7 @@ async def test_each_plan_expires_on_its_own_window(store: Storage) -> None:
 async def test_activity_keeps_a_session_alive(store: Storage) -> None:
     t = await _tenant_with_session(store, "starter", "s", T0)
     later = T0 + 6 * DAY_S
-    await store.append_events(t, "s", [{"type": "click", "ts": later}], None, Q, later)
+    await store.append_events(Batch(t, "s", [{"type": "click", "ts": later}], None, Q, later))
     assert await purge_expired(store, T0 + 8 * DAY_S) == 0
     assert await purge_expired(store, later + 7.1 * DAY_S) == 1
 
@@ -94,7 +95,7 @@ async def test_purge_works_in_chunks(store: Storage) -> None:
     rec = await store.create_tenant_key("c", None, "starter", new_key(), T0)
     for i in range(25):
         await store.append_events(
-            rec.tenant_id, f"s{i}", [{"type": "click", "ts": T0}], None, Q, T0
+            Batch(rec.tenant_id, f"s{i}", [{"type": "click", "ts": T0}], None, Q, T0)
         )
     assert await purge_expired(store, T0 + 8 * DAY_S, chunk=10) == 25
     assert (await store.mood_counts(rec.tenant_id)).total_sessions == 0

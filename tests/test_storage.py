@@ -10,13 +10,8 @@ from typing import Any
 import pytest
 
 from sessionmood_server.keys import hash_key, new_key
-from sessionmood_server.storage import (
-    Quota,
-    Storage,
-    StorageURLError,
-    WebhookRecord,
-    open_storage,
-)
+from sessionmood_server.records import Attempt, Batch, Feedback, Quota, WebhookRecord
+from sessionmood_server.storage import Storage, StorageURLError, open_storage
 from sessionmood_server.storage.sqlite import parse_sqlite_url
 from tests.test_postgres import fresh_schema
 
@@ -88,7 +83,7 @@ async def test_keys_create_find_list_revoke(store: Storage) -> None:
 async def test_append_then_read(store: Storage) -> None:
     t = await _tenant(store)
     res = await store.append_events(
-        t, "s", [_ev("page_view", url="/a"), _ev("error", message="x")], None, MONTH, NOW
+        Batch(t, "s", [_ev("page_view", url="/a"), _ev("error", message="x")], None, MONTH, NOW)
     )
     assert res.status == "stored"
     assert res.response["events_stored"] == 2 and res.response["total_events"] == 2
@@ -111,10 +106,13 @@ async def test_concurrent_batches_on_one_session_lose_nothing(
     t = await _tenant(store)
     first = 0
     if seen_before:  # the session's state is then cached from an earlier commit
-        await store.append_events(t, "hot", [_ev(ts=NOW)] * 3, None, MONTH, NOW)
+        await store.append_events(Batch(t, "hot", [_ev(ts=NOW)] * 3, None, MONTH, NOW))
         first = 3
     await asyncio.gather(
-        *(store.append_events(t, "hot", [_ev(ts=NOW + i)] * 3, None, MONTH, NOW) for i in range(40))
+        *(
+            store.append_events(Batch(t, "hot", [_ev(ts=NOW + i)] * 3, None, MONTH, NOW))
+            for i in range(40)
+        )
     )
     rec = await store.get_session(t, "hot")
     assert rec is not None and rec.event_count == first + 120
@@ -126,25 +124,25 @@ async def test_quota_is_exact_under_concurrency(store: Storage) -> None:
     t = await _tenant(store)
     quota = Quota("2026-11", 10, True)
     results = await asyncio.gather(
-        *(store.append_events(t, f"s{i}", [_ev()], None, quota, NOW) for i in range(30))
+        *(store.append_events(Batch(t, f"s{i}", [_ev()], None, quota, NOW)) for i in range(30))
     )
     assert sum(r.status == "stored" for r in results) == 10
     assert sum(r.status == "quota" for r in results) == 20
     assert await store.month_usage(t, "2026-11") == 10
     # an open session keeps working at the limit; a new month starts afresh
     opened = next(i for i, r in enumerate(results) if r.status == "stored")
-    assert (await store.append_events(t, f"s{opened}", [_ev()], None, quota, NOW)).status == (
-        "stored"
-    )
+    assert (
+        await store.append_events(Batch(t, f"s{opened}", [_ev()], None, quota, NOW))
+    ).status == ("stored")
     nxt = Quota("2026-12", 10, True)
-    assert (await store.append_events(t, "new", [_ev()], None, nxt, NOW)).status == "stored"
+    assert (await store.append_events(Batch(t, "new", [_ev()], None, nxt, NOW))).status == "stored"
 
 
 async def test_unblocked_quota_counts_overage(store: Storage) -> None:
     t = await _tenant(store, "pro")
     quota = Quota("2026-11", 2, False)
     for i in range(4):
-        assert (await store.append_events(t, f"s{i}", [_ev()], None, quota, NOW)).status == (
+        assert (await store.append_events(Batch(t, f"s{i}", [_ev()], None, quota, NOW))).status == (
             "stored"
         )
     assert await store.month_usage(t, "2026-11") == 4
@@ -153,21 +151,24 @@ async def test_unblocked_quota_counts_overage(store: Storage) -> None:
 async def test_idempotent_batches_under_concurrency(store: Storage) -> None:
     t = await _tenant(store)
     results = await asyncio.gather(
-        *(store.append_events(t, "s", [_ev(), _ev()], "batch-1", MONTH, NOW) for _ in range(10))
+        *(
+            store.append_events(Batch(t, "s", [_ev(), _ev()], "batch-1", MONTH, NOW))
+            for _ in range(10)
+        )
     )
     assert sum(r.status == "stored" for r in results) == 1
     assert all(r.response == results[0].response for r in results)
     rec = await store.get_session(t, "s")
     assert rec is not None and rec.event_count == 2
-    other = await store.append_events(t, "s2", [_ev()], "batch-1", MONTH, NOW)
+    other = await store.append_events(Batch(t, "s2", [_ev()], "batch-1", MONTH, NOW))
     assert other.status == "conflict"
 
 
 async def test_tenants_do_not_see_each_other(store: Storage) -> None:
     a, b = await _tenant(store), await _tenant(store)
-    await store.append_events(a, "same", [_ev()], "bid", MONTH, NOW)
+    await store.append_events(Batch(a, "same", [_ev()], "bid", MONTH, NOW))
     assert await store.get_session(b, "same") is None
-    res = await store.append_events(b, "same", [_ev(), _ev()], "bid", MONTH, NOW)
+    res = await store.append_events(Batch(b, "same", [_ev(), _ev()], "bid", MONTH, NOW))
     assert res.status == "stored" and res.response["total_events"] == 2
     assert (await store.mood_counts(a)).total_sessions == 1
     assert not await store.delete_session(b, "nope")
@@ -197,8 +198,8 @@ async def test_claims_cap_each_endpoint_and_serve_the_least_busy_tenant_first(
         assert await store.create_webhook(WebhookRecord(f"wh_a{i}", a, "u", None, "s", NOW), 20)
     assert await store.create_webhook(WebhookRecord("wh_b", b, "u", None, "s", NOW), 20)
     for i in range(6):  # 6 deliveries per webhook of A's, one per session
-        await store.append_events(a, f"a{i}", frustrating, None, MONTH, NOW)
-    await store.append_events(b, "b", frustrating, None, MONTH, NOW)
+        await store.append_events(Batch(a, f"a{i}", frustrating, None, MONTH, NOW))
+    await store.append_events(Batch(b, "b", frustrating, None, MONTH, NOW))
     # Two free slots: A's oldest delivery and B's, not two of A's (older) ones.
     first = await store.claim_deliveries(NOW + 10, 2, 60.0, per_endpoint=2)
     assert sorted(j.webhook_id for j in first) == ["wh_a0", "wh_b"]
@@ -208,10 +209,10 @@ async def test_claims_cap_each_endpoint_and_serve_the_least_busy_tenant_first(
     assert await store.claim_deliveries(NOW + 11, 100, 60.0, per_endpoint=2) == []
     # A finished attempt frees its endpoint's slot, for that endpoint only.
     done = next(j for j in rest if j.webhook_id == "wh_a1")
-    await store.finish_delivery(
+    await store.finish_delivery(Attempt(
         done.id, delivered=True, status_code=200, error=None, latency_ms=1.0,
         next_attempt_at=None, now=NOW + 12,
-    )  # fmt: skip
+    ))  # fmt: skip
     again = await store.claim_deliveries(NOW + 13, 100, 60.0, per_endpoint=2)
     assert [j.webhook_id for j in again] == ["wh_a1"]
     # An expired lease no longer counts (its worker died) and its row is due
@@ -224,11 +225,11 @@ async def test_claims_cap_each_endpoint_and_serve_the_least_busy_tenant_first(
 
 async def test_feedback_and_counts(store: Storage) -> None:
     t = await _tenant(store)
-    await store.append_events(t, "a", [_ev()], None, MONTH, NOW)
-    await store.append_events(t, "b", [_ev()], None, MONTH, NOW)
-    assert await store.add_feedback(t, "a", "show_live_chat", True, "n", NOW)
-    assert await store.add_feedback(t, "a", "no_action", None, None, NOW)
-    assert not await store.add_feedback(t, "missing", "x", None, None, NOW)
+    await store.append_events(Batch(t, "a", [_ev()], None, MONTH, NOW))
+    await store.append_events(Batch(t, "b", [_ev()], None, MONTH, NOW))
+    assert await store.add_feedback(Feedback(t, "a", "show_live_chat", True, "n", NOW))
+    assert await store.add_feedback(Feedback(t, "a", "no_action", None, None, NOW))
+    assert not await store.add_feedback(Feedback(t, "missing", "x", None, None, NOW))
     counts = await store.mood_counts(t)
     assert counts.total_sessions == 2 and counts.feedback_count == 1
     assert sum(counts.by_mood.values()) == 2
@@ -236,8 +237,8 @@ async def test_feedback_and_counts(store: Storage) -> None:
 
 async def test_delete_erases_session(store: Storage) -> None:
     t = await _tenant(store)
-    await store.append_events(t, "d", [_ev()], "b1", MONTH, NOW)
-    await store.add_feedback(t, "d", "x", True, None, NOW)
+    await store.append_events(Batch(t, "d", [_ev()], "b1", MONTH, NOW))
+    await store.add_feedback(Feedback(t, "d", "x", True, None, NOW))
     assert await store.delete_session(t, "d")
     assert await store.get_session(t, "d") is None
     assert await store.export_events(t, "d") is None
@@ -249,13 +250,13 @@ async def test_delete_erases_session(store: Storage) -> None:
 
 async def test_failed_job_stores_nothing_and_others_commit(store: Storage) -> None:
     t = await _tenant(store)
-    await store.append_events(t, "ok1", [_ev()], None, MONTH, NOW)  # an open session
+    await store.append_events(Batch(t, "ok1", [_ev()], None, MONTH, NOW))  # an open session
     bad = [_ev(), {"type": "click"}]  # second event has no ts: the engine cannot fold it
     results = await asyncio.gather(
-        store.append_events(t, "ok1", [_ev()], None, MONTH, NOW),
-        store.append_events(t, "bad", bad, None, MONTH, NOW),
-        store.append_events(t, "ok2", [_ev()], None, MONTH, NOW),
-        store.append_events(t, "ok1", bad, None, MONTH, NOW),
+        store.append_events(Batch(t, "ok1", [_ev()], None, MONTH, NOW)),
+        store.append_events(Batch(t, "bad", bad, None, MONTH, NOW)),
+        store.append_events(Batch(t, "ok2", [_ev()], None, MONTH, NOW)),
+        store.append_events(Batch(t, "ok1", bad, None, MONTH, NOW)),
         return_exceptions=True,
     )
     assert isinstance(results[1], Exception) and isinstance(results[3], Exception)
@@ -265,7 +266,7 @@ async def test_failed_job_stores_nothing_and_others_commit(store: Storage) -> No
     assert ok1 is not None and ok1.event_count == 2
     assert await store.get_session(t, "ok2") is not None
     # The failed batch left no trace in the session: the next one follows on.
-    res = await store.append_events(t, "ok1", [_ev()], None, MONTH, NOW)
+    res = await store.append_events(Batch(t, "ok1", [_ev()], None, MONTH, NOW))
     assert res.response["total_events"] == 3
     exported = await store.export_events(t, "ok1")
     assert exported is not None and [e["seq"] for e in exported] == [1, 2, 3]
@@ -275,7 +276,7 @@ async def test_reopen_keeps_data_and_migrations_are_idempotent(
     store: Storage, tmp_path: Path
 ) -> None:
     t = await _tenant(store)
-    await store.append_events(t, "kept", [_ev()], None, MONTH, NOW)
+    await store.append_events(Batch(t, "kept", [_ev()], None, MONTH, NOW))
     again = open_storage(store.url)
     await again.open()
     try:
@@ -309,10 +310,10 @@ def test_parse_sqlite_url(url: str, path: str, opts: dict[str, str]) -> None:
 async def test_page_moods_and_mood_changes(store: Storage) -> None:
     t = await _tenant(store)
     calm = [_ev("page_view", NOW, url="/a"), _ev(ts=NOW + 1), _ev(ts=NOW + 2)]
-    await store.append_events(t, "s", calm, None, MONTH, NOW)
+    await store.append_events(Batch(t, "s", calm, None, MONTH, NOW))
     bad = [_ev("page_view", NOW + 10, url="/pay")]
     bad += [_ev(k, NOW + 11 + i) for i, k in enumerate(["rage_click", "error", "error"])]
-    res = await store.append_events(t, "s", bad, None, MONTH, NOW + 20)
+    res = await store.append_events(Batch(t, "s", bad, None, MONTH, NOW + 20))
     assert res.response["current_mood"] == "frustrated"
     pages = await store.page_moods(t, None, None)
     assert set(pages) == {"/a", "/pay"}
@@ -343,17 +344,17 @@ async def test_wait_for_mood_change_wakes_on_commit(store: Storage) -> None:
     await asyncio.sleep(0.05)
     bad = [_ev("rage_click"), _ev("error"), _ev("error"), _ev("rage_click")]
     t0 = asyncio.get_running_loop().time()
-    await store.append_events(t, "w", bad, None, MONTH, NOW)
+    await store.append_events(Batch(t, "w", bad, None, MONTH, NOW))
     assert await asyncio.wait_for(waiter, 5.0) is True
     assert asyncio.get_running_loop().time() - t0 < 2.0
 
 
 async def test_action_counts(store: Storage) -> None:
     t = await _tenant(store)
-    await store.append_events(t, "s", [_ev()], None, MONTH, NOW)
+    await store.append_events(Batch(t, "s", [_ev()], None, MONTH, NOW))
     for helpful in (True, False, None, True):
-        await store.add_feedback(t, "s", "show_tooltip", helpful, None, NOW)
-    await store.add_feedback(t, "s", "no_action", None, None, NOW + 50)
+        await store.add_feedback(Feedback(t, "s", "show_tooltip", helpful, None, NOW))
+    await store.add_feedback(Feedback(t, "s", "no_action", None, None, NOW + 50))
     counts = {(c.mood, c.action): c for c in await store.action_counts(t, None, None)}
     tip = counts[("neutral", "show_tooltip")]
     assert (tip.taken, tip.helpful, tip.not_helpful) == (4, 2, 1)
@@ -363,7 +364,7 @@ async def test_action_counts(store: Storage) -> None:
 async def test_demo_tenant_is_reused_and_keys_rotated(store: Storage) -> None:
     sm1, pk1 = new_key(), new_key("publishable")
     first = await store.ensure_demo_tenant(sm1, pk1, ("http://127.0.0.1:8000",), NOW)
-    await store.append_events(first.tenant_id, "kept", [_ev()], None, MONTH, NOW)
+    await store.append_events(Batch(first.tenant_id, "kept", [_ev()], None, MONTH, NOW))
     sm2, pk2 = new_key(), new_key("publishable")
     second = await store.ensure_demo_tenant(sm2, pk2, ("http://127.0.0.1:8000",), NOW + 1)
     assert second.tenant_id == first.tenant_id and second.kind == "secret"
@@ -377,12 +378,12 @@ async def test_demo_tenant_is_reused_and_keys_rotated(store: Storage) -> None:
 
 async def test_erasure_forgets_the_session_id_everywhere(store: Storage) -> None:
     t = await _tenant(store)
-    await store.append_events(t, "user-42", [_ev()], "b", MONTH, NOW)
+    await store.append_events(Batch(t, "user-42", [_ev()], "b", MONTH, NOW))
     assert await store.delete_session(t, "user-42")
     # the month's usage stays counted (quota history), but the id is gone: a
     # returning visitor with the same id is counted afresh.
     assert await store.month_usage(t, "2026-11") == 1
-    again = await store.append_events(t, "user-42", [_ev()], None, MONTH, NOW)
+    again = await store.append_events(Batch(t, "user-42", [_ev()], None, MONTH, NOW))
     assert again.status == "stored" and again.response["total_events"] == 1
     assert await store.month_usage(t, "2026-11") == 2
 
@@ -392,7 +393,7 @@ async def test_sqlite_events_of_an_older_schema_move_to_batches(tmp_path: Path) 
     events (seq, fields, receipt times) after the upgrade, and keeps growing."""
     import sqlite3
 
-    from sessionmood_server.storage.sqlite_schema import MIGRATIONS
+    from sessionmood_server.storage.sqlite.schema import MIGRATIONS
 
     path = tmp_path / "v4.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -434,7 +435,7 @@ async def test_sqlite_events_of_an_older_schema_move_to_batches(tmp_path: Path) 
             {"seq": 3, "type": "backtrack", "ts": NOW + 2, "received_at": NOW + 2},
         ]
         quota = Quota("2026-11", 10, True)
-        res = await store.append_events(1, "s", [_ev("blur")], None, quota, NOW + 3)
+        res = await store.append_events(Batch(1, "s", [_ev("blur")], None, quota, NOW + 3))
         assert res.response["total_events"] == 4
         exported = await store.export_events(1, "s")
         assert exported is not None and [e["seq"] for e in exported] == [1, 2, 3, 4]
@@ -455,7 +456,9 @@ async def test_sqlite_rows_lagging_in_memory_survive_another_process(tmp_path: P
         t = await _tenant(a, "pro")
         for sid in ("keep", "erase"):
             for i in range(4):  # the first batch writes the row, the others lag
-                await a.append_events(t, sid, [_ev("rage_click", NOW + i)] * 2, None, MONTH, NOW)
+                await a.append_events(
+                    Batch(t, sid, [_ev("rage_click", NOW + i)] * 2, None, MONTH, NOW)
+                )
         before = await a.get_session(t, "keep")
         assert before is not None and before.event_count == 8
         b = open_storage(url)  # e.g. `sessionmood purge` in another process
@@ -467,12 +470,12 @@ async def test_sqlite_rows_lagging_in_memory_survive_another_process(tmp_path: P
             assert seen is not None and (seen.event_count, seen.mood) == (8, before.mood)
         finally:
             await b.close()
-        res = await a.append_events(t, "keep", [_ev("click", NOW + 9)], None, MONTH, NOW)
+        res = await a.append_events(Batch(t, "keep", [_ev("click", NOW + 9)], None, MONTH, NOW))
         assert res.response["total_events"] == 9
         assert await a.get_session(t, "erase") is None
         exported = await a.export_events(t, "keep")
         assert exported is not None and [e["seq"] for e in exported] == list(range(1, 10))
-        res = await a.append_events(t, "erase", [_ev("click", NOW + 9)], None, MONTH, NOW)
+        res = await a.append_events(Batch(t, "erase", [_ev("click", NOW + 9)], None, MONTH, NOW))
         assert res.response["total_events"] == 1  # a new session under the old id
     finally:
         await a.close()
@@ -488,10 +491,10 @@ async def test_sqlite_wal_is_reused_under_sustained_writes(
     import os
     import time
 
-    from sessionmood_server.storage import sqlite as sqlite_storage
+    from sessionmood_server.storage.sqlite import writer
 
-    monkeypatch.setattr(sqlite_storage, "CHECKPOINT_WAL_BYTES", 256 * 1024)
-    monkeypatch.setattr(sqlite_storage, "WAL_RESTART_FRAMES", 64)
+    monkeypatch.setattr(writer, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    monkeypatch.setattr(writer, "WAL_RESTART_FRAMES", 64)
     unlimited = Quota("2026-11", 10**9, False)
     store = open_storage(f"sqlite:///{tmp_path / 'busy.db'}")
     await store.open()
@@ -503,7 +506,9 @@ async def test_sqlite_wal_is_reused_under_sustained_writes(
         while time.monotonic() < deadline:
             results = await asyncio.gather(
                 *(
-                    store.append_events(t, f"s{sessions + j}", [_ev()] * 50, None, unlimited, NOW)
+                    store.append_events(
+                        Batch(t, f"s{sessions + j}", [_ev()] * 50, None, unlimited, NOW)
+                    )
                     for j in range(20)
                 )
             )
@@ -527,54 +532,62 @@ async def test_publishable_sessions_count_from_their_second_batch(store: Storage
     t = await _tenant(store)
     public = Quota("2026-11", 3, True, provisional=True)
     for i in range(10):
-        res = await store.append_events(t, f"drive-by{i}", [_ev()], None, public, NOW)
+        res = await store.append_events(Batch(t, f"drive-by{i}", [_ev()], None, public, NOW))
         assert res.status == "stored"
     assert await store.month_usage(t, "2026-11") == 0
     for _ in range(3):  # its second and later batches: counted once
-        assert (await store.append_events(t, "real", [_ev()], None, public, NOW)).status == (
+        assert (await store.append_events(Batch(t, "real", [_ev()], None, public, NOW))).status == (
             "stored"
         )
     assert await store.month_usage(t, "2026-11") == 1
     for sid in ("drive-by0", "drive-by1"):
-        await store.append_events(t, sid, [_ev()], None, public, NOW)
+        await store.append_events(Batch(t, sid, [_ev()], None, public, NOW))
     assert await store.month_usage(t, "2026-11") == 3
     # the month is used up: no new session opens, and an uncounted one cannot
     # start counting; counted ones keep working
-    assert (await store.append_events(t, "late", [_ev()], None, public, NOW)).status == "quota"
+    assert (
+        await store.append_events(Batch(t, "late", [_ev()], None, public, NOW))
+    ).status == "quota"
     assert await store.get_session(t, "late") is None
-    assert (await store.append_events(t, "drive-by5", [_ev()], None, public, NOW)).status == (
-        "quota"
-    )
-    assert (await store.append_events(t, "real", [_ev()], None, public, NOW)).status == "stored"
+    assert (
+        await store.append_events(Batch(t, "drive-by5", [_ev()], None, public, NOW))
+    ).status == ("quota")
+    assert (
+        await store.append_events(Batch(t, "real", [_ev()], None, public, NOW))
+    ).status == "stored"
     assert await store.month_usage(t, "2026-11") == 3
 
 
 async def test_a_batch_id_with_other_events_is_a_mismatch(store: Storage) -> None:
     t = await _tenant(store)
-    first = await store.append_events(t, "s", [_ev()], "b-1", MONTH, NOW, fingerprint="f1")
+    first = await store.append_events(Batch(t, "s", [_ev()], "b-1", MONTH, NOW, fingerprint="f1"))
     assert first.status == "stored"
-    again = await store.append_events(t, "s", [_ev()], "b-1", MONTH, NOW + 5, fingerprint="f1")
+    again = await store.append_events(
+        Batch(t, "s", [_ev()], "b-1", MONTH, NOW + 5, fingerprint="f1")
+    )
     assert again.status == "replayed" and again.response == first.response
     other = await store.append_events(
-        t, "s", [_ev(), _ev("error")], "b-1", MONTH, NOW, fingerprint="f2"
+        Batch(t, "s", [_ev(), _ev("error")], "b-1", MONTH, NOW, fingerprint="f2")
     )
     assert other.status == "mismatch"
     rec = await store.get_session(t, "s")
     assert rec is not None and rec.event_count == 1  # the new events were not stored
     # another session is still the older answer: conflict
-    assert (await store.append_events(t, "x", [_ev()], "b-1", MONTH, NOW)).status == "conflict"
+    assert (
+        await store.append_events(Batch(t, "x", [_ev()], "b-1", MONTH, NOW))
+    ).status == "conflict"
 
 
 async def test_a_session_holds_at_most_max_events(store: Storage) -> None:
     t = await _tenant(store)
-    ok = await store.append_events(t, "s", [_ev()] * 4, None, MONTH, NOW, max_events=5)
+    ok = await store.append_events(Batch(t, "s", [_ev()] * 4, None, MONTH, NOW, max_events=5))
     assert ok.status == "stored"
-    full = await store.append_events(t, "s", [_ev()] * 2, None, MONTH, NOW, max_events=5)
+    full = await store.append_events(Batch(t, "s", [_ev()] * 2, None, MONTH, NOW, max_events=5))
     assert full.status == "full"
-    last = await store.append_events(t, "s", [_ev()], None, MONTH, NOW, max_events=5)
+    last = await store.append_events(Batch(t, "s", [_ev()], None, MONTH, NOW, max_events=5))
     assert last.status == "stored" and last.response["total_events"] == 5
     # a new session larger than the cap is refused whole
-    big = await store.append_events(t, "big", [_ev()] * 6, None, MONTH, NOW, max_events=5)
+    big = await store.append_events(Batch(t, "big", [_ev()] * 6, None, MONTH, NOW, max_events=5))
     assert big.status == "full" and await store.get_session(t, "big") is None
 
 
@@ -586,22 +599,24 @@ async def test_admit_new_is_asked_only_for_new_sessions(store: Storage) -> None:
         asked.append(False)
         return False
 
-    await store.append_events(t, "open", [_ev()], None, MONTH, NOW)
-    res = await store.append_events(t, "open", [_ev()], None, MONTH, NOW, admit_new=no)
+    await store.append_events(Batch(t, "open", [_ev()], None, MONTH, NOW))
+    res = await store.append_events(Batch(t, "open", [_ev()], None, MONTH, NOW, admit_new=no))
     assert res.status == "stored" and asked == []
-    res = await store.append_events(t, "new", [_ev()], "b-new", MONTH, NOW, admit_new=no)
+    res = await store.append_events(Batch(t, "new", [_ev()], "b-new", MONTH, NOW, admit_new=no))
     assert res.status == "limited" and asked == [False]
     assert await store.get_session(t, "new") is None
     assert await store.month_usage(t, "2026-11") == 1
     # refused batches leave no idempotency record: a retry may succeed later
-    res = await store.append_events(t, "new", [_ev()], "b-new", MONTH, NOW, admit_new=lambda: True)
+    res = await store.append_events(
+        Batch(t, "new", [_ev()], "b-new", MONTH, NOW, admit_new=lambda: True)
+    )
     assert res.status == "stored"
 
 
 async def test_export_in_pages(store: Storage) -> None:
     t = await _tenant(store)
     for i in range(5):  # batches of 3: seq 1..15
-        await store.append_events(t, "s", [_ev(ts=NOW + i)] * 3, None, MONTH, NOW)
+        await store.append_events(Batch(t, "s", [_ev(ts=NOW + i)] * 3, None, MONTH, NOW))
     whole = await store.export_events(t, "s")
     assert whole is not None and [e["seq"] for e in whole] == list(range(1, 16))
     pages = []
@@ -621,10 +636,16 @@ async def test_export_in_pages(store: Storage) -> None:
 async def test_page_moods_top_n(store: Storage) -> None:
     t = await _tenant(store)
     views = [_ev("page_view", NOW + i, url=f"/u{i:02d}") for i in range(12)]
-    await store.append_events(t, "many", views, None, MONTH, NOW)
-    await store.append_events(t, "two", [_ev("page_view", NOW, url="/u07")], None, MONTH, NOW)
-    await store.append_events(t, "three", [_ev("page_view", NOW, url="/u07")], None, MONTH, NOW)
-    await store.append_events(t, "four", [_ev("page_view", NOW, url="/u11")], None, MONTH, NOW)
+    await store.append_events(Batch(t, "many", views, None, MONTH, NOW))
+    await store.append_events(
+        Batch(t, "two", [_ev("page_view", NOW, url="/u07")], None, MONTH, NOW)
+    )
+    await store.append_events(
+        Batch(t, "three", [_ev("page_view", NOW, url="/u07")], None, MONTH, NOW)
+    )
+    await store.append_events(
+        Batch(t, "four", [_ev("page_view", NOW, url="/u11")], None, MONTH, NOW)
+    )
     top = await store.page_moods(t, None, None, 4)
     # busiest first, then by URL
     assert list(top) == ["/u07", "/u11", "/u00", "/u01"]
@@ -648,13 +669,13 @@ async def test_listeners_hear_which_tenant_changed_mood_and_key_writes(store: St
         t = await _tenant(store)
         heard.clear()
         bad = [_ev("rage_click"), _ev("error"), _ev("error"), _ev("rage_click")]
-        await store.append_events(t, "w", bad, None, MONTH, NOW)
+        await store.append_events(Batch(t, "w", bad, None, MONTH, NOW))
         # PostgreSQL also relays its own NOTIFY, for this tenant
         await asyncio.sleep(0.2)
         assert ("moods", [t]) in heard
         assert all(h in (("moods", [t]), ("moods", None)) for h in heard)
         heard.clear()
-        await store.append_events(t, "w", [_ev("rage_click")], None, MONTH, NOW)  # no change
+        await store.append_events(Batch(t, "w", [_ev("rage_click")], None, MONTH, NOW))  # no change
         assert not any(isinstance(h, tuple) and h[1] == [t] for h in heard)
         raw = new_key()
         rec = await store.create_tenant_key("K", None, "starter", raw, NOW)
@@ -674,7 +695,7 @@ async def test_sqlite_file_is_readable_by_its_owner_only(tmp_path: Path) -> None
     await store.open()
     try:
         t = await _tenant(store)
-        await store.append_events(t, "s", [_ev()], None, MONTH, NOW)
+        await store.append_events(Batch(t, "s", [_ev()], None, MONTH, NOW))
         files = sorted(tmp_path.glob("private.db*"))
         assert {f.name for f in files} >= {"private.db", "private.db-wal", "private.db-shm"}
         for f in files:

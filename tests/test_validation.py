@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from sessionmood_server.errors import ApiError
-from sessionmood_server.validation import MAX_FUTURE_S, parse_events, parse_events_body
+from sessionmood_server.http.errors import ApiError
+from sessionmood_server.http.validation import MAX_FUTURE_S, parse_events, parse_events_body
 
 NOW = 1_795_000_000.0
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from sessionmood_server.storage import DEMO_CUSTOMER
+from sessionmood_server.storage.shared import DEMO_CUSTOMER
 from tests.conftest import ROOT
 from tests.e2e.test_demo import (
     DOCS_IMG,

@@ -1,0 +1,121 @@
+"""One exception type for every client-facing error, and the JSON it becomes.
+
+Handlers raise ``ApiError``; the app turns it into the reference's error shape
+(``{"error": ..., ...}``). Anything else that escapes becomes a 500 with a
+``request_id`` that is also logged, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sessionmood_server.http.cors import CORS_RESPONSE_HEADERS
+
+log = logging.getLogger("sessionmood")
+
+
+class JSONResponse(Response):
+    """orjson-backed JSON response (faster than the stdlib, rejects NaN)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+class ApiError(Exception):
+    """An error the caller can act on; ``body`` is sent as JSON."""
+
+    def __init__(
+        self, status: int, error: str, headers: dict[str, str] | None = None, **fields: Any
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.body: dict[str, Any] = {"error": error, **{k: v for k, v in fields.items()}}
+        self.headers = headers
+
+    def response(self) -> JSONResponse:
+        # Never cached: an error about a key or a session is as private as an answer.
+        return JSONResponse(
+            self.body, status_code=self.status, headers={**_NO_STORE, **(self.headers or {})}
+        )
+
+
+def bad_request(error: str, **fields: Any) -> ApiError:
+    return ApiError(400, error, **fields)
+
+
+def unauthorized(message: str = "Missing or invalid API key") -> ApiError:
+    return ApiError(401, "Unauthorized", headers={"WWW-Authenticate": "Bearer"}, message=message)
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "Forbidden", message=message)
+
+
+def session_not_found(session_id: str) -> ApiError:
+    return ApiError(404, "Session not found", session_id=session_id)
+
+
+# -- exception handlers -------------------------------------------------------
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    """``ApiError`` as the reference's JSON error."""
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no route, wrong method...) as JSON errors."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and "\x00" in request.scope["path"]:
+        # No file or route has NUL in its name: say what is wrong with the URL
+        # (routes with parameters of their own name the parameter instead).
+        return JSONResponse(
+            {"error": "Invalid path", "message": "URL paths must not contain NUL (%00)"},
+            status_code=400,
+        )
+    body: dict[str, Any] = {"error": HTTPStatus(exc.status_code).phrase}
+    if exc.status_code == 404:
+        body["message"] = f"no route for {request.url.path}"
+    elif exc.status_code == 405:
+        body["message"] = f"{request.method} is not allowed on {request.url.path}"
+    elif exc.detail and exc.detail != body["error"]:
+        body["message"] = exc.detail
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    """Anything else: a logged 500 whose body names only a request id."""
+    request_id = "req_" + secrets.token_hex(6)
+    # The traceback goes to the log with the id; the client gets only the id.
+    log.error(
+        "unhandled error %s on %s %s",
+        request_id,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
+    headers = {"X-Request-Id": request_id}
+    if "origin" in request.headers:
+        # Starlette answers 500s outside the middleware stack, so the CORS
+        # middleware never sees them: without this a browser reports a network
+        # error instead of this body.
+        headers.update(CORS_RESPONSE_HEADERS)
+    return JSONResponse(
+        {"error": "Internal Server Error", "request_id": request_id},
+        status_code=500,
+        headers=headers,
+    )

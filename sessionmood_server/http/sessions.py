@@ -1,0 +1,244 @@
+"""Session endpoints: send a batch, read the mood, export, feedback, erase."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sessionmood_client.types import (
+    DEFAULT_ACTIONS,
+    DeleteSessionResponse,
+    FeedbackResponse,
+)
+from sessionmood_server.http.api import Api
+from sessionmood_server.http.auth import authenticate, session_id_param
+from sessionmood_server.http.errors import (
+    ApiError,
+    JSONResponse,
+    bad_request,
+    session_not_found,
+)
+from sessionmood_server.http.params import int_param
+from sessionmood_server.http.responses import (
+    NO_STORE,
+    REPLAYED,
+    iso,
+    model_response,
+    month_bounds,
+    too_many,
+)
+from sessionmood_server.http.validation import (
+    parse_events_body,
+    parse_feedback,
+    read_body,
+    read_json,
+)
+from sessionmood_server.keys import PLANS as PLAN_INFO
+from sessionmood_server.learning import LEARNED_SIGNAL, apply_policy
+from sessionmood_server.limits import admit, client_source
+from sessionmood_server.records import Batch, Feedback, KeyRecord, Quota
+
+_SEQ = re.compile(r"[0-9]{1,18}")  # an export cursor
+
+
+async def post_events(api: Api, request: Request) -> Response:
+    key = await authenticate(api.storage, request, publishable_ok=True)
+    session_id = session_id_param(request)
+    body = await read_body(request, api.settings.max_body_bytes)
+    now = time.time()
+    events, batch_id, fingerprint = parse_events_body(
+        body, request.headers.get("idempotency-key"), api.settings.max_batch_events, now
+    )
+    plan = PLAN_INFO[key.plan]
+    month, reset_at = month_bounds(now)
+    public = key.kind == "publishable"
+    refused: list[float] = []
+    result = await api.storage.append_events(
+        Batch(
+            key.tenant_id,
+            session_id,
+            events,
+            batch_id,
+            Quota(month, plan.monthly_sessions, plan.blocks_at_limit, provisional=public),
+            now,
+            await api.policies.get(key.tenant_id),
+            fingerprint=fingerprint,
+            max_events=api.max_session_events,
+            admit_new=_new_session_admitter(api, request, key, refused)
+            if public and api.limits_on
+            else None,
+        )
+    )
+    if result.status == "limited":
+        raise too_many(
+            "too many new sessions from this address, origin or publishable key; "
+            "sessions already open keep working",
+            refused[0],
+        )
+    if result.status == "full":
+        raise ApiError(
+            429,
+            "Session event limit reached",
+            # Waiting does not make room: only erasing the session does.
+            headers={"Retry-After": "3600", "X-Should-Retry": "false"},
+            field="events",
+            limit=api.max_session_events,
+            message=f"a session holds at most {api.max_session_events} events; start a new session",
+        )
+    if result.status == "mismatch":
+        raise ApiError(
+            409,
+            "Idempotency key reused",
+            headers={"X-Should-Retry": "false"},
+            field="batch_id",
+            message="this batch_id was already used with other events; "
+            "use a new batch_id for a new batch",
+        )
+    if result.status == "quota":
+        raise ApiError(
+            429,
+            "Rate limit exceeded",
+            headers={"Retry-After": str(max(1, int(reset_at.timestamp() - now)))},
+            plan=key.plan,
+            limit=plan.monthly_sessions,
+            reset_at=iso(reset_at.timestamp()),
+        )
+    if result.status == "conflict":
+        raise ApiError(
+            409,
+            "Idempotency key reused",
+            # Permanent: retrying the same batch id cannot succeed.
+            headers={"X-Should-Retry": "false"},
+            field="batch_id",
+            message="this batch_id was already used for another session",
+        )
+    headers = REPLAYED if result.status == "replayed" else NO_STORE
+    # Built by storage in the PostEventsResponse shape (tests check it); no
+    # second validation on the hottest path.
+    return JSONResponse(result.response, headers=headers)
+
+
+def _new_session_admitter(
+    api: Api, request: Request, key: KeyRecord, refused: list[float]
+) -> Callable[[], bool]:
+    """For ``append_events``: may this publishable-key batch open a new session?
+    Appends the seconds to wait to ``refused`` when not."""
+    source = client_source(request.client.host if request.client else None)
+    origin = request.headers.get("origin") or ""
+
+    def admit_new() -> bool:
+        wait = admit(
+            [
+                (api.new_by_source, (key.key_hash, source)),
+                (api.new_by_origin, (key.key_hash, origin)),
+                (api.new_by_key, key.key_hash),
+            ],
+            time.monotonic(),
+        )
+        if wait:
+            refused.append(wait)
+        return not wait
+
+    return admit_new
+
+
+async def get_mood(api: Api, request: Request) -> Response:
+    # Secret keys only: sites that use user ids as session ids would
+    # otherwise let anyone with the public key read every user's mood. The
+    # page learns its visitor's mood from the answer to its own batches.
+    key = await authenticate(api.storage, request)
+    session_id = session_id_param(request)
+    rec = await api.storage.get_session(key.tenant_id, session_id)
+    if rec is None:
+        raise session_not_found(session_id)
+    signals = list(rec.signals)
+    # Re-applied at read time: feedback since the last batch counts too.
+    policy = await api.policies.get(key.tenant_id)
+    action = apply_policy(policy, rec.mood, DEFAULT_ACTIONS[rec.mood], signals)
+    if action == DEFAULT_ACTIONS[rec.mood] and LEARNED_SIGNAL in signals:
+        signals.remove(LEARNED_SIGNAL)  # learned at write time, since unlearned
+    # The MoodResponse shape, built directly: this is the hottest read.
+    return JSONResponse(
+        {
+            "session_id": session_id,
+            "mood": rec.mood,
+            "confidence": rec.confidence,
+            "signals": signals,
+            "suggested_action": action,
+            "event_count": rec.event_count,
+            "updated_at": iso(rec.updated_at),
+        },
+        headers=NO_STORE,
+    )
+
+
+async def export_events(api: Api, request: Request) -> Response:
+    """One page of a session's events (``limit``, default and at most the
+    server's page size), from after ``cursor``; ``next_cursor`` continues."""
+    key = await authenticate(api.storage, request)
+    session_id = session_id_param(request)
+    page = api.settings.export_page_events
+    limit = int_param(request, "limit", page, page)
+    raw_cursor = request.query_params.get("cursor", "0")
+    if not _SEQ.fullmatch(raw_cursor):
+        raise bad_request(
+            "Invalid field", field="cursor", message="use the next_cursor of the last page"
+        )
+    after = int(raw_cursor)
+    # One more than asked for tells whether another page follows.
+    events = await api.storage.export_events(key.tenant_id, session_id, after, limit + 1)
+    if events is None:
+        raise session_not_found(session_id)
+    more = len(events) > limit
+    events = events[:limit]
+    rec = await api.storage.get_session(key.tenant_id, session_id)
+    total = rec.event_count if rec is not None else after + len(events)
+    # Plain dicts, not pydantic models: a page is built and serialised in
+    # about a millisecond, so the event loop never stalls on an export.
+    return JSONResponse(
+        {
+            "session_id": session_id,
+            "event_count": total,
+            "events": events,
+            "next_cursor": str(events[-1]["seq"]) if more else None,
+        },
+        headers=NO_STORE,
+    )
+
+
+async def post_feedback(api: Api, request: Request) -> Response:
+    # Publishable keys may report how an on-page intervention went: the page
+    # that showed it is the one that knows.
+    key = await authenticate(api.storage, request, publishable_ok=True)
+    session_id = session_id_param(request)
+    fb = parse_feedback(await read_json(request, api.settings.max_body_bytes))
+    ok = await api.storage.add_feedback(
+        Feedback(
+            key.tenant_id,
+            session_id,
+            fb.action_taken,
+            fb.was_helpful,
+            fb.notes,
+            time.time(),
+            trusted=key.kind == "secret",
+        )
+    )
+    if not ok:
+        raise session_not_found(session_id)
+    api.policies.forget(key.tenant_id)
+    return model_response(FeedbackResponse(session_id=session_id, feedback_recorded=True))
+
+
+async def delete_session(api: Api, request: Request) -> Response:
+    key = await authenticate(api.storage, request)
+    session_id = session_id_param(request)
+    if not await api.storage.delete_session(key.tenant_id, session_id):
+        raise session_not_found(session_id)
+    body = DeleteSessionResponse(
+        session_id=session_id, deleted=True, message="Session data permanently erased."
+    )
+    return model_response(body)

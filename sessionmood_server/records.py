@@ -1,0 +1,202 @@
+"""Records: what storage hands back and takes in, as plain frozen values.
+
+Part of the domain layer: no I/O, so storage, services and the HTTP layer can
+all speak them without importing each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sessionmood_client.types import MoodLabel, Plan, SuggestedAction
+from sessionmood_server.keys import KeyKind
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An API key as stored (never the raw key) with its tenant's plan."""
+
+    key_hash: str
+    prefix: str
+    tenant_id: int
+    kind: KeyKind
+    plan: Plan
+    customer: str
+    email: str | None
+    created_at: float
+    revoked_at: float | None = None
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session's current verdict as stored after its last batch."""
+
+    session_id: str
+    mood: MoodLabel
+    confidence: float
+    signals: tuple[str, ...]
+    suggested_action: SuggestedAction
+    event_count: int
+    updated_at: float
+    last_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """What a batch may do to the monthly session count."""
+
+    month: str  # "YYYY-MM" (UTC)
+    limit: int
+    blocks: bool  # False for pro: count overage instead of refusing
+    # Sessions opened through a publishable key count from their second batch
+    # on (see README "Quota"): a request per made-up session id, which anyone
+    # holding the public key can send, never uses the month up. A new session
+    # is still refused once the month is used up.
+    provisional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch of events to store for one session (``Storage.append_events``).
+
+    ``policy`` (learned from feedback) overrides the engine's suggested action
+    per mood in everything written. ``fingerprint`` identifies the batch's
+    events: a batch id seen before with another one is a ``mismatch``.
+    ``max_events`` (0: none) caps the session's events. ``admit_new`` is
+    called, inside the transaction, only when the batch would open a new
+    session; False refuses it (``limited``).
+    """
+
+    tenant_id: int
+    session_id: str
+    events: list[dict[str, Any]]
+    batch_id: str | None
+    quota: Quota
+    now: float
+    policy: Mapping[MoodLabel, SuggestedAction] | None = None
+    fingerprint: str | None = None
+    max_events: int = 0
+    admit_new: Callable[[], bool] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What was done in a session and whether it helped (``Storage.add_feedback``).
+
+    ``trusted`` is False for feedback sent with a publishable key: it shows in
+    analytics but never steers the learned policy (anyone can read a
+    publishable key).
+    """
+
+    tenant_id: int
+    session_id: str
+    action_taken: str
+    was_helpful: bool | None
+    notes: str | None
+    now: float
+    trusted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Outcome of ``append_events``.
+
+    ``status`` is ``stored`` (committed now), ``replayed`` (the batch id was seen
+    before with the same events: ``response`` is the first answer), ``quota``
+    (opening this session would pass the plan's limit), ``conflict`` (the batch
+    id was used for another session), ``mismatch`` (the batch id was used with
+    other events), ``full`` (the session would pass ``max_events``) or
+    ``limited`` (``admit_new`` refused to open a new session). Nothing is
+    stored unless the status is ``stored``.
+    """
+
+    status: Literal["stored", "replayed", "quota", "conflict", "mismatch", "full", "limited"]
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MoodCounts:
+    total_sessions: int
+    feedback_count: int
+    by_mood: dict[MoodLabel, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MoodChangeRecord:
+    id: int
+    session_id: str
+    previous_mood: MoodLabel
+    mood: MoodLabel
+    confidence: float
+    signals: tuple[str, ...]
+    suggested_action: SuggestedAction
+    url: str | None
+    occurred_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCounts:
+    mood: MoodLabel
+    action: str
+    taken: int
+    helpful: int
+    not_helpful: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRecord:
+    id: str
+    tenant_id: int
+    url: str
+    moods: tuple[MoodLabel, ...] | None  # None: every mood change
+    secret: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One webhook delivery (an outbox row) and how its attempts went."""
+
+    id: int
+    webhook_id: str
+    change_id: int
+    session_id: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    latency_ms: float | None
+    created_at: float
+    delivered_at: float | None
+    next_attempt_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """How one delivery attempt went (``Storage.finish_delivery``): delivered,
+    due again at ``next_attempt_at``, or (None) given up."""
+
+    delivery_id: int
+    delivered: bool
+    status_code: int | None
+    error: str | None
+    latency_ms: float
+    next_attempt_at: float | None
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryJob:
+    """A claimed delivery: everything needed to send it."""
+
+    id: int
+    webhook_id: str
+    url: str
+    secret: str
+    payload: str
+    attempts: int
+    created_at: float
+    tenant_id: int = 0  # whose it is: the worker shares some resources per tenant

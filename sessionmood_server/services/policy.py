@@ -1,0 +1,43 @@
+"""The learned-policy cache: which action each of a tenant's moods should suggest.
+
+Learning itself is pure (``learning.learn_policy``); this keeps each tenant's
+result for ``ttl_s`` seconds, so a batch or a mood read costs no analytics
+query. Short-lived, so feedback sent to other replicas shows up soon; this
+process's own feedback drops the entry at once (``forget``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from sessionmood_server.learning import Policy, learn_policy
+from sessionmood_server.storage import Storage
+
+POLICY_TTL_S = 10.0
+MAX_TENANTS = 10_000  # entries kept before the cache starts over
+
+
+class PolicyCache:
+    """Per tenant: the policy learned from its trusted feedback, for ``ttl_s``."""
+
+    def __init__(self, storage: Storage, ttl_s: float = POLICY_TTL_S) -> None:
+        self.storage = storage
+        self.ttl_s = ttl_s
+        self._policies: dict[int, tuple[float, Policy]] = {}  # tenant -> (expires, policy)
+
+    async def get(self, tenant_id: int) -> Policy:
+        hit = self._policies.get(tenant_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        now = time.monotonic()
+        # Only secret-key feedback teaches: publishable keys are public.
+        counts = await self.storage.action_counts(tenant_id, None, None, trusted_only=True)
+        policy = learn_policy(counts)
+        if len(self._policies) > MAX_TENANTS:
+            self._policies.clear()
+        self._policies[tenant_id] = (now + self.ttl_s, policy)
+        return policy
+
+    def forget(self, tenant_id: int) -> None:
+        """The tenant's feedback changed: learn again at the next look-up."""
+        self._policies.pop(tenant_id, None)

@@ -1,0 +1,1 @@
+ALTER TABLE feedback ADD COLUMN trusted BOOLEAN NOT NULL DEFAULT true;

@@ -1,0 +1,2 @@
+-- The events a batch id was first used with (see the SQLite schema).
+ALTER TABLE batches ADD COLUMN fingerprint TEXT;

@@ -1,0 +1,259 @@
+"""Decisions both backends make, written once: they differ only in their SQL.
+
+What a batch id seen before means, when a batch may open a session, how a key
+row becomes a ``KeyRecord``, which keys are cached and for how long, how
+waiters learn of commits, what a finished delivery attempt sets, the default
+time window, how analytics rows become results, and where migrations live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.resources
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any
+
+from sessionmood_client.types import MOODS, MoodLabel
+from sessionmood_server.records import AppendResult, KeyRecord, MoodCounts, Quota
+from sessionmood_server.storage.protocols import ChangeListener
+
+DEMO_CUSTOMER = "SessionMood demo"
+
+# Everything stored about a session besides its row in `sessions` (erasure,
+# purge); each backend adds where it keeps the events.
+SESSION_TABLES = (
+    "feedback",
+    "batches",
+    "page_moods",
+    "mood_changes",
+    "webhook_deliveries",
+    # Erased too (the id may be a user id); the month's usage count is kept in
+    # usage_months, so quotas stay exact.
+    "session_months",
+)
+
+# A key row: the key's columns, then its tenant's (api_keys k JOIN tenants t).
+KEY_COLUMNS = (
+    "k.key_hash, k.prefix, k.tenant_id, k.kind, t.plan, t.customer, t.email, "
+    "k.created_at, k.revoked_at, k.allowed_origins"
+)
+SELECT_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+
+# Reads without ``since``/``until`` cover all time.
+FOREVER = 1e18
+
+
+def key_record(row: Sequence[Any], origins: Iterable[str]) -> KeyRecord:
+    """A ``KeyRecord`` from a ``KEY_COLUMNS`` row; ``origins`` is its last column
+    as the backend decodes it."""
+    return KeyRecord(
+        key_hash=row[0],
+        prefix=row[1],
+        tenant_id=row[2],
+        kind=row[3],
+        plan=row[4],
+        customer=row[5],
+        email=row[6],
+        created_at=row[7],
+        revoked_at=row[8],
+        allowed_origins=tuple(origins),
+    )
+
+
+def window(since: float | None, until: float | None) -> tuple[float, float]:
+    """A ``since``/``until`` pair with its defaults: all time."""
+    return since or 0.0, until or FOREVER
+
+
+def seen_batch(
+    session_id: str,
+    fingerprint: str | None,
+    seen_session: str,
+    seen_response: str,
+    seen_fingerprint: str | None,
+    loads: Callable[[str], Any],
+) -> AppendResult:
+    """What a batch id already stored (for ``seen_session``) means for this batch:
+    another session's id, the same id with other events, or a replay."""
+    if seen_session != session_id:
+        return AppendResult("conflict")
+    if fingerprint and seen_fingerprint and seen_fingerprint != fingerprint:
+        return AppendResult("mismatch")
+    return AppendResult("replayed", loads(seen_response))
+
+
+def refuse_batch(
+    stored_events: int | None,
+    batch_events: int,
+    max_events: int,
+    admit_new: Callable[[], bool] | None,
+) -> AppendResult | None:
+    """A refusal before anything is written (``stored_events`` None: a new
+    session), or None: the session's cap, then the new-session limits."""
+    if max_events and (stored_events or 0) + batch_events > max_events:
+        return AppendResult("full")
+    if stored_events is None and admit_new is not None and not admit_new():
+        return AppendResult("limited")
+    return None
+
+
+def month_full(quota: Quota, used: int) -> bool:
+    """Whether the plan refuses one more session this month."""
+    return quota.blocks and used >= quota.limit
+
+
+def delivery_update(
+    delivered: bool, next_attempt_at: float | None, now: float
+) -> tuple[str, float | None, float | None]:
+    """(status, next attempt, delivered at) after one attempt: delivered, due
+    again at ``next_attempt_at``, or (None) given up."""
+    status = "delivered" if delivered else "pending" if next_attempt_at else "failed"
+    return status, None if delivered else next_attempt_at, now if delivered else None
+
+
+def mood_counts(rows: Iterable[Sequence[Any]]) -> MoodCounts:
+    """``MoodCounts`` from (mood, sessions, sessions with feedback) rows."""
+    by_mood = dict.fromkeys(MOODS, 0)
+    total = feedback = 0
+    for mood, n, fb in rows:
+        by_mood[mood] = n
+        total += n
+        feedback += fb or 0
+    return MoodCounts(total, feedback, by_mood)
+
+
+def busiest_first(pages: dict[str, dict[MoodLabel, int]]) -> dict[str, dict[MoodLabel, int]]:
+    """``page_moods``' order: most sessions first, ties by URL (code point order)."""
+    return dict(sorted(pages.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])))
+
+
+def page_moods(rows: Iterable[Sequence[Any]]) -> dict[str, dict[MoodLabel, int]]:
+    """``page_moods``' answer from (url, mood, sessions) rows."""
+    out: dict[str, dict[MoodLabel, int]] = {}
+    for url, mood, n in rows:
+        out.setdefault(url, {})[mood] = n
+    return busiest_first(out)
+
+
+class KeyCache:
+    """Found keys by hash, because auth runs on every request.
+
+    Unknown keys are never cached, so random keys cannot fill memory; past
+    ``MAX_KEYS`` entries the cache starts over. ``generation`` counts
+    invalidations: a look-up that read the database before one must not cache
+    what it read (``put(..., generation)`` ignores it).
+    """
+
+    MAX_KEYS = 10_000
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[KeyRecord, float]] = {}  # hash -> (record, monotonic)
+        self.generation = 0
+
+    def get(self, key_hash: str, max_age: float | None = None) -> KeyRecord | None:
+        """The cached record, if cached less than ``max_age`` seconds ago (None: ever)."""
+        hit = self._keys.get(key_hash)
+        if hit is None:
+            return None
+        record, fetched = hit
+        if max_age is not None and time.monotonic() - fetched >= max_age:
+            return None
+        return record
+
+    def put(self, key_hash: str, record: KeyRecord, generation: int) -> None:
+        if generation != self.generation:
+            return  # an invalidation raced the read
+        if len(self._keys) >= self.MAX_KEYS:
+            self._keys.clear()
+        self._keys[key_hash] = (record, time.monotonic())
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._keys.clear()
+
+
+class ChangeSignal:
+    """How a backend tells what it committed: listeners hear which tenants'
+    moods changed and when keys may have, and ``wait`` returns at the next
+    change (or after its timeout)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._listeners: list[ChangeListener] = []
+        self.closing = False
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def wake_waiters(self) -> None:
+        """Wake everyone in ``wait`` (and nobody else)."""
+        signal, self._event = self._event, asyncio.Event()
+        signal.set()
+
+    def moods_changed(self, tenants: Collection[int] | None) -> None:
+        """Mood changes of ``tenants`` (None: maybe any) were committed."""
+        self.wake_waiters()
+        for listener in self._listeners:
+            listener.moods_changed(tenants)
+
+    def keys_changed(self) -> None:
+        for listener in self._listeners:
+            listener.keys_changed()
+
+    def close(self) -> None:
+        """The storage is closing: every ``wait`` returns False from now on."""
+        self.closing = True
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Until a change may have been committed, or ``timeout`` seconds; False
+        once the storage is closing, so live streams end."""
+        if self.closing:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        return not self.closing
+
+
+def load_migrations(package: str) -> list[tuple[int, str]]:
+    """The schema migrations of a backend package: ``migrations/NNN.sql`` files,
+    as (version, whole script) in version order. Each script runs whole, in
+    one transaction: statements may hold ``;`` (a trigger's body, say)."""
+    found = []
+    for entry in importlib.resources.files(package).joinpath("migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql"):
+            found.append((int(name.removesuffix(".sql")), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class Notifications:
+    """The listener side of ``Storage``, for a backend that keeps its key cache
+    in ``_keys`` and tells what it committed through ``_signal``."""
+
+    _keys: KeyCache
+    _signal: ChangeSignal
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._signal.add_listener(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        self._signal.remove_listener(listener)
+
+    async def wait_for_mood_change(self, timeout: float) -> bool:
+        # What this process cannot hear of (another process writing the same
+        # SQLite file, a PostgreSQL listener that is down) is found anyway: the
+        # timeout doubles as the polling interval.
+        return await self._signal.wait(timeout)
+
+    def _invalidate_keys(self) -> None:
+        """Forget cached keys (a key was written, here or elsewhere) and say so:
+        live streams re-check theirs before sending anything more."""
+        self._keys.invalidate()
+        self._signal.keys_changed()
