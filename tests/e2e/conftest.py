@@ -36,6 +36,22 @@ ATTR = re.compile(r"data-[a-z-]+")
 TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 Event = dict[str, Any]
 
+# Resolves with [x, y, inside the viewport] once the element's box is the same
+# for two animation frames in a row.
+STEADY_CENTER = """el => new Promise(done => {
+    let last = '', same = 0;
+    const tick = () => {
+        const r = el.getBoundingClientRect();
+        const key = [r.x, r.y, r.width, r.height].join();
+        same = key === last ? same + 1 : 0;
+        last = key;
+        if (same < 2) return requestAnimationFrame(tick);
+        const x = r.x + r.width / 2, y = r.y + r.height / 2;
+        done([x, y, x >= 0 && y >= 0 && x <= innerWidth && y <= innerHeight]);
+    };
+    tick();
+})"""
+
 # An emulated phone: touch input, no hovering pointer, a narrow viewport.
 PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},
@@ -185,9 +201,19 @@ class Shop:
             self.page.wait_for_timeout(50)
 
     def center(self, selector: str) -> tuple[float, float]:
-        box = self.page.locator(selector).first.bounding_box()
-        assert box is not None, selector
-        return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        """The middle of ``selector`` once it rests in the viewport.
+
+        Widgets render after load (Grid.js builds its table asynchronously) and
+        push what is below them down: a position read before they settle is
+        stale, and a tap there hits something else or nothing. A visitor aims at
+        what they see, so wait until the box holds still for two frames."""
+        target = self.page.locator(selector).first
+        for _ in range(5):
+            target.scroll_into_view_if_needed()
+            x, y, inside = target.evaluate(STEADY_CENTER)
+            if inside:
+                return x, y
+        raise AssertionError(f"{selector} never came to rest inside the viewport")
 
     def press(self, x: float, y: float) -> None:
         """One click with the mouse, or one tap with a finger on the phone."""
@@ -198,7 +224,6 @@ class Shop:
 
     def clicks(self, selector: str, n: int, gap_ms: float = 0) -> tuple[float, float]:
         """``n`` quick clicks (taps on the phone) on the middle of ``selector``."""
-        self.page.locator(selector).first.scroll_into_view_if_needed()
         x, y = self.center(selector)
         for i in range(n):
             if i and gap_ms:

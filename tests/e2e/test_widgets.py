@@ -91,10 +91,13 @@ def test_pagination_is_not_rage(any_shop: Shop) -> None:
     shop.open("widgets.html")
     page = shop.page
     page.wait_for_selector(".gridjs-pages button")
-    for _ in range(4):  # "Next" moves as page numbers come and go: the visitor follows it
+    first_cell = "() => document.querySelector('.gridjs-tbody tr td').textContent"
+    for i in range(4):  # "Next" moves as page numbers come and go: the visitor follows it
         shop.clicks(".gridjs-pages button:last-child", 1)
-        page.wait_for_timeout(150)
-    assert page.locator(".gridjs-tbody tr td").first.text_content() == "Day 21"
+        # A visitor looks at the new page before aiming again: wait for it, not
+        # for a fixed time (a tap on a busy machine may not be answered yet).
+        page.wait_for_function(f"() => ({first_cell})() === 'Day {6 + 5 * i}'")
+    assert page.evaluate(first_cell) == "Day 21"
     assert_calm(shop, 4)
 
 
@@ -110,9 +113,11 @@ def test_icon_only_stepper_is_not_rage(any_shop: Shop) -> None:
 def test_load_more_is_not_rage(any_shop: Shop) -> None:
     shop = any_shop
     shop.open("widgets.html")
-    for _ in range(4):  # the button moves down as reviews appear: the visitor follows it
+    for i in range(4):  # the button moves down as reviews appear: the visitor follows it
         shop.clicks("#load-more", 1)
-        shop.page.wait_for_timeout(100)
+        shop.page.wait_for_function(
+            f"() => document.querySelectorAll('#more-list li').length === {3 * (i + 1)}"
+        )
     assert shop.page.locator("#more-list li").count() == 12
     assert_calm(shop, 4)
 
