@@ -71,6 +71,7 @@ from .types import (
     WebhookDeliveryList,
     WebhookEvent,
     WebhookList,
+    WebhookMoodChange,
 )
 
 if _typing.TYPE_CHECKING:
@@ -232,6 +233,7 @@ __all__ = [
     "WebhookDeliveryList",
     "WebhookEvent",
     "WebhookList",
+    "WebhookMoodChange",
     "WebhookVerificationError",
     "__version__",
     "sign_webhook",
