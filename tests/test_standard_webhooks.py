@@ -187,3 +187,14 @@ def test_retry_after_is_honoured_and_capped_at_an_hour(backend: str, tmp_path: P
     finally:
         paced.close()
         stalling.close()
+
+
+def test_the_openapi_document_describes_the_webhook() -> None:
+    from sessionmood_server.http.openapi import build_openapi
+
+    hook = build_openapi("x")["webhooks"]["mood.changed"]["post"]
+    headers = {p["name"] for p in hook["parameters"] if p["in"] == "header"}
+    assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert set(hook["responses"]) == {"200", "410"}
+    schema = hook["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/WebhookEvent"}
