@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Where other machines reach `make run` (printed links, the demo's allowed origin).
+PUBLIC_URL ?=
 
 NPM    ?= npm
 # npm ci writes node_modules/.package-lock.json: newer than the lockfile once installed.
@@ -26,7 +28,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	$(BIN)/sessionmood serve --demo --host $(HOST) --port $(PORT)
+	$(BIN)/sessionmood serve --demo --host $(HOST) --port $(PORT) $(if $(PUBLIC_URL),--public-url $(PUBLIC_URL))
 
 # The tracker's build tools (esbuild, terser, typescript), pinned by tracker/package-lock.json.
 $(TRACKER_DEPS): tracker/package-lock.json

@@ -9,8 +9,11 @@ then run this app (``pip install starlette uvicorn``)::
 
     SESSIONMOOD_WEBHOOK_SECRET=whsec_... uvicorn examples.webhook_receiver:app --port 9000
 
-Deliveries are at-least-once: the same change may arrive twice, so ``event.id``
-is what to deduplicate on. Answer fast (2xx); slow work belongs in a queue.
+Deliveries follow Standard Webhooks, so any of its libraries (``standardwebhooks``,
+``svix``) verifies them as well as ``verify_webhook`` does. They are
+at-least-once: the same delivery may arrive twice, with the same ``webhook-id``
+header, which is what to deduplicate on. Answer fast (2xx); slow work belongs
+in a queue. Answer 410 to stop deliveries for good (the webhook is disabled).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from sessionmood_client import WEBHOOK_SIGNATURE_HEADER, WebhookVerificationError, verify_webhook
+from sessionmood_client import WebhookVerificationError, verify_webhook
 
 SECRET_ENV = "SESSIONMOOD_WEBHOOK_SECRET"
 
@@ -38,12 +41,13 @@ async def sessionmood(request: Request) -> Response:
     # The raw bytes: a parsed and re-serialised body is not the one that was signed.
     body = await request.body()
     try:
-        event = verify_webhook(body, request.headers.get(WEBHOOK_SIGNATURE_HEADER, ""), SECRET)
+        event = verify_webhook(body, request.headers, SECRET)
     except WebhookVerificationError as exc:
         return PlainTextResponse(f"rejected: {exc}", status_code=400)
+    change = event.data
     print(
-        f"#{event.id} {event.session_id}: {event.previous_mood} -> {event.mood} "
-        f"({event.confidence:.0%}), suggest {event.suggested_action}",
+        f"{request.headers['webhook-id']} {change.session_id}: {change.previous_mood} -> "
+        f"{change.mood} ({change.confidence:.0%}), suggest {change.suggested_action}",
         flush=True,
     )
     return Response(status_code=204)

@@ -10,7 +10,9 @@ Quick start::
 
 Everything public is importable from here; the underscored modules are private.
 ``sessionmood_client.types`` (the wire models) is public too and needs only
-pydantic: the server imports it, and so may code that never calls the API. The
+pydantic: the server imports it, and so may code that never calls the API; so
+is ``sessionmood_client.signing`` (Standard Webhooks signatures, stdlib only),
+which the server signs deliveries with. The
 HTTP parts load on first use, so importing the models alone pulls in no httpx.
 """
 
@@ -71,6 +73,7 @@ from .types import (
     WebhookDeliveryList,
     WebhookEvent,
     WebhookList,
+    WebhookMoodChange,
 )
 
 if _typing.TYPE_CHECKING:
@@ -232,6 +235,7 @@ __all__ = [
     "WebhookDeliveryList",
     "WebhookEvent",
     "WebhookList",
+    "WebhookMoodChange",
     "WebhookVerificationError",
     "__version__",
     "sign_webhook",

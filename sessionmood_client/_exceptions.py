@@ -55,7 +55,7 @@ class SessionMoodError(Exception):
 class WebhookVerificationError(SessionMoodError):
     """A webhook delivery is not authentic or not fresh: answer it with a 400.
 
-    Raised by ``verify_webhook`` for a missing or malformed ``SessionMood-Signature``
+    Raised by ``verify_webhook`` for a missing or malformed ``webhook-*``
     header, a timestamp outside the tolerance, a signature that matches none of
     the ``v1`` entries, or a signed body that is not a ``WebhookEvent``.
     """

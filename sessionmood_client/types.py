@@ -71,6 +71,7 @@ __all__ = [
     "WebhookDeliveryList",
     "WebhookEvent",
     "WebhookList",
+    "WebhookMoodChange",
     "event_adapter",
 ]
 
@@ -502,14 +503,11 @@ class WebhookDeliveryList(BaseModel):
     deliveries: list[WebhookDelivery]
 
 
-class WebhookEvent(BaseModel):
-    """The body of a webhook delivery (``mood.changed``), signed with
-    ``SessionMood-Signature``."""
+class WebhookMoodChange(BaseModel):
+    """The ``data`` of a ``mood.changed`` webhook delivery."""
 
     model_config = ConfigDict(extra="ignore")
-    type: Literal["mood.changed"]
-    # The mood change's id (the SSE stream's event id): deliveries are
-    # at-least-once, so receivers use it to drop duplicates.
+    # The mood change's id (the SSE stream's event id).
     id: int | None = None
     session_id: str
     previous_mood: MoodLabel
@@ -518,6 +516,20 @@ class WebhookEvent(BaseModel):
     signals: list[str]
     suggested_action: SuggestedAction
     occurred_at: datetime
+
+
+class WebhookEvent(BaseModel):
+    """The body of a webhook delivery, in the Standard Webhooks shape
+    ``{type, timestamp, data}``, signed with the ``webhook-*`` headers.
+
+    Deliveries are at-least-once: deduplicate on the ``webhook-id`` header,
+    which is the same on every retry of a delivery.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["mood.changed"]
+    timestamp: datetime = Field(description="When the mood changed (UTC)")
+    data: WebhookMoodChange
 
 
 class UsageResponse(BaseModel):

@@ -1,5 +1,5 @@
 import sys
 
-from sessionmood_server.cli import main
+from sessionmood_server.launcher import main
 
 sys.exit(main())

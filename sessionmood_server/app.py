@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from sessionmood_client import __version__ as VERSION
 from sessionmood_server.http.api import Api
@@ -34,10 +34,19 @@ from sessionmood_server.http.errors import (
     http_error,
     unexpected_error,
 )
+from sessionmood_server.http.metrics import (
+    KNOWN_METHODS,
+    MetricsEndpoint,
+    metrics_routes,
+    route_template,
+)
 from sessionmood_server.http.openapi import build_openapi
+from sessionmood_server.http.reference import docs_routes
+from sessionmood_server.http.request_id import CURRENT_SCOPE
 from sessionmood_server.http.routes import CONVERTORS, Endpoint, FastRoute, api_routes, fast_routes
 from sessionmood_server.http.static import CachedStaticFiles, SecurityHeaders
 from sessionmood_server.keys import new_key
+from sessionmood_server.services.metrics import METRICS
 from sessionmood_server.services.retention import purge_expired
 from sessionmood_server.services.webhooks import DeliveryWorker
 from sessionmood_server.settings import Settings
@@ -81,22 +90,46 @@ class SessionMoodApp(Starlette):
         self.fast_routes = table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            candidates = self.fast_routes.get(scope["method"])
-            if candidates:
-                path: str = scope["path"]
-                for route in candidates:
-                    # The same matches as the routes' greedy ``{session_id}``: the
-                    # id is everything between the prefix and the suffix.
-                    if (
-                        len(path) >= route.shortest
-                        and path.startswith(route.prefix)
-                        and path.endswith(route.suffix)
-                    ):
-                        value = path[len(route.prefix) : len(path) - len(route.suffix)]
-                        await self._fast(route.handler, route.param, value, scope, receive, send)
-                        return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Each request runs in a task of its own: no reset needed.
+        CURRENT_SCOPE.set(scope)
+        started = time.perf_counter()
+        method: str = scope["method"]
+        candidates = self.fast_routes.get(method)
+        if candidates:
+            path: str = scope["path"]
+            for route in candidates:
+                # The same matches as the routes' greedy ``{session_id}``: the
+                # id is everything between the prefix and the suffix.
+                if (
+                    len(path) >= route.shortest
+                    and path.startswith(route.prefix)
+                    and path.endswith(route.suffix)
+                ):
+                    value = path[len(route.prefix) : len(path) - len(route.suffix)]
+                    status = await self._fast(
+                        route.handler, route.param, value, scope, receive, send
+                    )
+                    METRICS.request(route.template, method, status, time.perf_counter() - started)
+                    return
+        sent = [500]  # what an exception that escapes everything becomes
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                sent[0] = message["status"]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_status)
+        finally:
+            METRICS.request(
+                route_template(scope.get("route")),
+                method if method in KNOWN_METHODS else "other",
+                sent[0],
+                time.perf_counter() - started,
+            )
 
     async def _fast(
         self,
@@ -106,7 +139,8 @@ class SessionMoodApp(Starlette):
         scope: Scope,
         receive: Receive,
         send: Send,
-    ) -> None:
+    ) -> int:
+        """Serve one request; returns its status."""
         scope["app"] = self
         scope["path_params"] = {param: value}
         request = Request(scope, receive, send)
@@ -116,13 +150,15 @@ class SessionMoodApp(Starlette):
             response = exc.response()
         except Exception as exc:
             # Already carries the CORS headers; logged with its request id.
-            await (await unexpected_error(request, exc))(scope, receive, send)
-            return
+            response = await unexpected_error(request, exc)
+            await response(scope, receive, send)
+            return response.status_code
         for name, _ in scope["headers"]:
             if name == b"origin":
                 response.headers.update(CORS_RESPONSE_HEADERS)
                 break
         await response(scope, receive, send)
+        return response.status_code
 
 
 def create_app(
@@ -157,9 +193,12 @@ def create_app(
         html = path.read_text().replace("{{SESSIONMOOD_PUBLISHABLE_KEY}}", demo_keys["pk"])
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
+    metrics = MetricsEndpoint(api)
     routes: list[BaseRoute] = [
         *api_routes(api),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *metrics_routes(metrics),
+        *docs_routes(),
     ]
     if STATIC_DIR.is_dir():
         routes.append(Mount("/static", app=CachedStaticFiles(directory=STATIC_DIR), name="static"))
@@ -216,6 +255,8 @@ def create_app(
             background.append(lambda: _cancel(purger))
         api.feed.start()
         background.append(api.feed.stop)
+        metrics.start()
+        background.append(metrics.stop)
         try:
             yield
         finally:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -15,12 +17,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from urllib.parse import unquote, unquote_plus
+from typing import Any
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from sessionmood_client.types import PLANS
+from sessionmood_server.http.request_id import request_id
 from sessionmood_server.keys import PLANS as PLAN_INFO
 from sessionmood_server.keys import new_key
-from sessionmood_server.settings import Settings
+from sessionmood_server.settings import Settings, env_public_url
 from sessionmood_server.storage import Storage, StorageURLError, open_storage
 
 # Anything shaped like an API key, in any case (a mangled key is still a secret).
@@ -71,6 +75,53 @@ class RedactKeys(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (``--log-format json``): time, level, logger,
+    message and the id of the request being handled (the one a 500 answers
+    with), plus method, path, status and client for access-log lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = request_id()
+        if rid is not None:
+            out["request_id"] = rid
+        args = record.args
+        if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+            client, method, path, _, status = args
+            out.update(client=client, method=method, path=path, status=status)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def json_log_config(level: str) -> dict[str, Any]:
+    """uvicorn's and SessionMood's loggers, as JSON lines on stderr."""
+    logger = {"handlers": ["json"], "level": level.upper(), "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "uvicorn": logger,
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": logger,
+            "sessionmood": logger,
+        },
+    }
+
+
 def is_loopback(host: str) -> bool:
     """Whether a listening address is reachable from this machine only."""
     try:
@@ -91,9 +142,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
+        "--public-url",
+        help="where people reach this server, e.g. http://192.168.1.20:8000 when serving "
+        "on 0.0.0.0 (printed links, the demo's allowed origin); default: "
+        "SESSIONMOOD_PUBLIC_URL, else http://HOST:PORT",
+    )
+    serve.add_argument(
         "--access-log", action="store_true", help="log every request (costs ~35%% throughput)"
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="json: one JSON object per line, with the request id "
+        "(default: SESSIONMOOD_LOG_FORMAT, else text)",
+    )
     serve.add_argument(
         "--proxy-headers",
         action="store_true",
@@ -139,11 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sessionmood: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        host = "127.0.0.1" if args.host in {"0.0.0.0", "::"} else args.host
-        public = f"http://{host}:{args.port}"
+        try:
+            public, origin = _public_url(args.public_url or env_public_url(), args.host, args.port)
+        except ValueError as exc:
+            print(f"sessionmood: {exc}", file=sys.stderr)
+            return 2
         origins = tuple(
             dict.fromkeys(
-                [public, f"http://127.0.0.1:{args.port}", f"http://localhost:{args.port}"]
+                [origin, f"http://127.0.0.1:{args.port}", f"http://localhost:{args.port}"]
             )
         )
         serve_settings = replace(
@@ -152,11 +218,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo_origins=origins,
             public_url=public,
             demo_key_printed=is_loopback(args.host),
+            log_format=args.log_format or settings.log_format,
         )
         return _serve(args, serve_settings)
     if args.command == "purge":
         return asyncio.run(_purge(storage, args.as_of))
     return asyncio.run(_keys(args, storage))
+
+
+def _public_url(given: str | None, host: str, port: int) -> tuple[str, str]:
+    """The base of printed links and its origin: ``given`` (checked), else the
+    listening address (127.0.0.1 for a wildcard one)."""
+    if given is None:
+        shown = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        base = f"http://{shown}:{port}"
+        return base, base
+    parts = urlsplit(given.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(
+            f"the public URL must be http(s)://host[:port][/path], not {given!r} "
+            "(--public-url or SESSIONMOOD_PUBLIC_URL)"
+        )
+    return given.strip().rstrip("/"), f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+class PortInUse(Exception):
+    """The port is taken: nothing has been changed yet."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else happens, so that a
+    second server on a busy port changes nothing (the demo keys in a shared
+    database above all) before it gives up."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host!r}: {exc.strerror}") from exc
+    sock = socket.socket(family, kind, proto)
+    # As uvicorn does: restart at once after a stop (TIME_WAIT), yet never
+    # share a port another process listens on.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(port) from exc
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 async def _purge(storage: Storage, as_of: float | None) -> int:
@@ -205,11 +319,36 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             if self.started:  # the lifespan has run (storage open) and sockets listen
                 tune_gc()
 
-    if args.access_log:
-        logging.getLogger("uvicorn.access").addFilter(RedactKeys())
-    print(f"SessionMood listening on http://{args.host}:{args.port}", flush=True)
+    try:
+        sock = bind(args.host, args.port)
+    except PortInUse:
+        print(
+            f"sessionmood: port {args.port} on {args.host} is already in use "
+            "(another SessionMood, or another server). Nothing was changed.\n"
+            f"  Use another port: make run PORT={args.port + 1}  or  "
+            f"sessionmood serve --port {args.port + 1}",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as exc:
+        print(f"sessionmood: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"SessionMood listening on http://{shown}:{args.port}", flush=True)
+    if settings.public_url != f"http://{shown}:{args.port}":
+        print(f"  reached at {settings.public_url}", flush=True)
+    if args.host in {"0.0.0.0", "::"} and env_public_url() is None and not args.public_url:
+        print(
+            "  other machines: set --public-url (or SESSIONMOOD_PUBLIC_URL) to the address "
+            "they use, for the links below and the demo's allowed origin",
+            flush=True,
+        )
+    log_config: dict[str, Any] | None = None
+    if settings.log_format == "json":
+        log_config = json_log_config(args.log_level)
     config = uvicorn.Config(
         create_app(settings),
+        log_config=log_config if log_config is not None else uvicorn.config.LOGGING_CONFIG,
         host=args.host,
         port=args.port,
         access_log=args.access_log,
@@ -222,9 +361,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # Live streams (SSE) never end on their own: give them 5 s, then close.
         timeout_graceful_shutdown=5,
     )
+    if args.access_log:
+        # Whatever the log format: keys never reach a log line.
+        logging.getLogger("uvicorn.access").addFilter(RedactKeys())
     server = Server(config)
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
-        server.run()
+        server.run(sockets=[sock])
     return 0 if server.started else STARTUP_FAILURE
 
 

@@ -6,19 +6,22 @@ webhook in the batch's own transaction (storage), with the body built here;
 the delivery worker (``services.webhooks``) sends the rows, signed here, and
 schedules retries from ``backoff_s``. Nothing here does I/O.
 
-Signature header: ``SessionMood-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>``.
+Deliveries follow Standard Webhooks: a ``{type, timestamp, data}`` body and the
+``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature`` headers, signed by
+``sessionmood_client.signing`` (the same code the client verifies with).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import json
 import secrets
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
 
+from sessionmood_client.signing import new_secret, webhook_headers
 from sessionmood_client.types import WebhookEvent
 
-SIGNATURE_HEADER = "SessionMood-Signature"
 # Failed deliveries are retried until this long after the change, then given up.
 MAX_AGE_S = 24 * 3600
 MAX_BACKOFF_S = 3600.0
@@ -29,7 +32,7 @@ def new_webhook_id() -> str:
 
 
 def new_webhook_secret() -> str:
-    return "whsec_" + secrets.token_hex(24)
+    return new_secret()
 
 
 def webhook_payload(
@@ -42,28 +45,70 @@ def webhook_payload(
     action: str,
     occurred_at: float,
 ) -> str:
-    """The JSON body of a ``mood.changed`` delivery, built from the shared wire model
-    (``id`` lets receivers drop the duplicates at-least-once delivery can make)."""
+    """The JSON body of a ``mood.changed`` delivery, built from the shared wire model."""
+    when = datetime.fromtimestamp(occurred_at, UTC)
     event = WebhookEvent.model_validate(
         {
             "type": "mood.changed",
-            "id": change_id,
-            "session_id": session_id,
-            "previous_mood": previous,
-            "mood": mood,
-            "confidence": confidence,
-            "signals": signals,
-            "suggested_action": action,
-            "occurred_at": datetime.fromtimestamp(occurred_at, UTC),
+            "timestamp": when,
+            "data": {
+                "id": change_id,
+                "session_id": session_id,
+                "previous_mood": previous,
+                "mood": mood,
+                "confidence": confidence,
+                "signals": signals,
+                "suggested_action": action,
+                "occurred_at": when,
+            },
         }
     )
     return event.model_dump_json()
 
 
-def sign(payload: str, secret: str, timestamp: int) -> str:
-    """The ``SessionMood-Signature`` header value for ``payload`` sent at ``timestamp``."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+def standard_body(stored: str) -> str:
+    """The body to send for an outbox row. Rows written before deliveries took
+    the Standard Webhooks shape hold the flat ``{type, id, session_id, ...}``
+    body: those are wrapped as ``{type, timestamp, data}`` so that a receiver
+    sees one shape only, whenever its delivery was queued."""
+    try:
+        body: Any = json.loads(stored)
+    except ValueError:
+        return stored
+    if not isinstance(body, dict) or "data" in body or "session_id" not in body:
+        return stored  # already the new shape (or not ours to reshape)
+    data = {k: v for k, v in body.items() if k != "type"}
+    wrapped = {"type": body.get("type"), "timestamp": body.get("occurred_at"), "data": data}
+    return json.dumps(wrapped, separators=(",", ":"))
+
+
+def delivery_id(outbox_id: int) -> str:
+    """The ``webhook-id`` of an outbox row: the same on each of its attempts."""
+    return f"msg_{outbox_id}"
+
+
+def signed_headers(body: str, secret: str, outbox_id: int, timestamp: int) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt to deliver ``body``."""
+    return webhook_headers(secret, delivery_id(outbox_id), timestamp, body.encode())
+
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """A receiver's ``Retry-After`` (seconds or an HTTP date) as a delay from ``now``,
+    capped at an hour like the backoff; None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        delay = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT
+            when = when.replace(tzinfo=UTC)
+        delay = when.timestamp() - now
+    return min(max(delay, 0.0), MAX_BACKOFF_S)
 
 
 def backoff_s(attempts: int, base: float) -> float:

@@ -110,11 +110,13 @@ class AppendResult:
     id was used for another session), ``mismatch`` (the batch id was used with
     other events), ``full`` (the session would pass ``max_events``) or
     ``limited`` (``admit_new`` refused to open a new session). Nothing is
-    stored unless the status is ``stored``.
+    stored unless the status is ``stored``; ``mood_changed`` says whether a
+    stored batch changed the session's mood (for metrics).
     """
 
     status: Literal["stored", "replayed", "quota", "conflict", "mismatch", "full", "limited"]
     response: dict[str, Any] = field(default_factory=dict)
+    mood_changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,11 @@ class Settings:
     webhook_max_in_flight: int = 100
     # Retention purge period (seconds); 0 turns the periodic purge off.
     purge_interval_s: float = 3600.0
+    # Several worker processes: each writes its metrics here, a scrape sums
+    # them (PROMETHEUS_MULTIPROC_DIR, prometheus_client's name for it).
+    metrics_dir: str | None = None
+    # Log lines as text (uvicorn's) or one JSON object each (with the request id).
+    log_format: Literal["text", "json"] = "text"
 
     # -- limits (README "Limits"; every one is a setting) ----------------------
     # False (SESSIONMOOD_LIMITS=off) lifts every rate and count limit below,
@@ -145,6 +150,8 @@ class Settings:
         values: dict[str, object] = {
             "database_url": os.environ.get("SESSIONMOOD_DATABASE_URL") or DEFAULT_DATABASE_URL,
             "admin_token": os.environ.get("SESSIONMOOD_ADMIN_TOKEN") or None,
+            "metrics_dir": os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            "log_format": _env_choice("SESSIONMOOD_LOG_FORMAT", "text", ("text", "json")),
             "demo": _env_bool("SESSIONMOOD_DEMO", False),
             "sse_heartbeat_s": float(os.environ.get("SESSIONMOOD_SSE_HEARTBEAT_S") or 15.0),
             "allow_private_webhooks": _env_bool("SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS", False),
@@ -188,3 +195,9 @@ class Settings:
 
 
 _DEFAULTS = Settings()
+
+
+def env_public_url() -> str | None:
+    """``SESSIONMOOD_PUBLIC_URL``: where people reach this server, when it is not
+    the address it listens on (behind a proxy, or on 0.0.0.0)."""
+    return (os.environ.get("SESSIONMOOD_PUBLIC_URL") or "").strip() or None

@@ -207,7 +207,7 @@ async def test_one_delivery_per_mood_change_with_two_delivery_workers(
         while len(receiver.delivered()) < len(rows) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)  # anything delivered twice would arrive now
-        got = [json.loads(body) for _, body in receiver.delivered()]
+        got = [json.loads(body)["data"] for _, body in receiver.delivered()]
         assert sorted(e["id"] for e in got) == [r[0] for r in rows]  # each exactly once
         # and each session's changes arrived in order
         per_session: dict[str, list[int]] = {}

@@ -242,7 +242,7 @@ async def test_delivery_refuses_embedded_forms_too(host: str, allow_private: boo
             finished.update(dataclasses.asdict(attempt))
 
     worker = DeliveryWorker(Store(), allow_private=allow_private, retry_base_s=1)  # type: ignore[arg-type]
-    job = DeliveryJob(1, "wh_x", f"http://{host}:9/h", "whsec_x", "{}", 0, time.time())
+    job = DeliveryJob(1, "wh_x", f"http://{host}:9/h", "whsec_" + "00" * 24, "{}", 0, time.time())
     try:
         await worker._deliver(job)
     finally:

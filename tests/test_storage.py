@@ -223,6 +223,27 @@ async def test_claims_cap_each_endpoint_and_serve_the_least_busy_tenant_first(
     ]  # fmt: skip
 
 
+async def test_backlog_counts_pending_deliveries_and_a_batch_says_if_the_mood_changed(
+    store: Storage,
+) -> None:
+    frustrating = [_ev(k, NOW + i) for i, k in enumerate(["rage_click", "error", "error"])]
+    t = await _tenant(store, "growth")
+    assert await store.webhook_backlog() == 0
+    assert await store.create_webhook(WebhookRecord("wh_q", t, "u", None, "s", NOW), 20)
+    changed = await store.append_events(Batch(t, "q1", frustrating, None, MONTH, NOW))
+    assert changed.mood_changed and changed.response["current_mood"] == "frustrated"
+    same = await store.append_events(Batch(t, "q1", [_ev("error", NOW + 5)], None, MONTH, NOW))
+    assert same.status == "stored" and not same.mood_changed
+    await store.append_events(Batch(t, "q2", frustrating, None, MONTH, NOW))
+    assert await store.webhook_backlog() == 2
+    (job,) = await store.claim_deliveries(NOW + 10, 1, 60.0)
+    await store.finish_delivery(Attempt(
+        job.id, delivered=True, status_code=200, error=None, latency_ms=1.0,
+        next_attempt_at=None, now=NOW + 11,
+    ))  # fmt: skip
+    assert await store.webhook_backlog() == 1
+
+
 async def test_feedback_and_counts(store: Storage) -> None:
     t = await _tenant(store)
     await store.append_events(Batch(t, "a", [_ev()], None, MONTH, NOW))

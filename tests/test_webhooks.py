@@ -117,8 +117,8 @@ def _frustrate(server: LiveServer, key: str, sid: str) -> None:
 def _verify(headers: dict[str, str], body: bytes, secret: str) -> dict[str, Any]:
     from sessionmood_client import verify_webhook
 
-    event = verify_webhook(body, headers["SessionMood-Signature"], secret)
-    return event.model_dump(mode="json")
+    event = verify_webhook(body, headers, secret)
+    return event.model_dump(mode="json")["data"]
 
 
 # -- end to end --------------------------------------------------------------------
@@ -135,8 +135,8 @@ def test_frustration_produces_exactly_one_signed_delivery(hook_server: LiveServe
         time.sleep(0.5)  # anything extra would arrive now
         assert len(receiver.calls) == 1 and len(got) == 1
         headers, body = got[0]
+        assert json.loads(body)["type"] == "mood.changed"
         event = _verify(headers, body, hook["secret"])
-        assert event["type"] == "mood.changed"
         assert event["session_id"] == "buyer-1"
         assert (event["previous_mood"], event["mood"]) == ("neutral", "frustrated")
         assert event["suggested_action"] == "show_live_chat"
@@ -145,7 +145,7 @@ def test_frustration_produces_exactly_one_signed_delivery(hook_server: LiveServe
         from sessionmood_client import WebhookVerificationError, verify_webhook
 
         with pytest.raises(WebhookVerificationError):
-            verify_webhook(body, headers["SessionMood-Signature"], "whsec_wrong")
+            verify_webhook(body, headers, "whsec_" + "0" * 48)
         deliveries = httpx.get(
             f"{hook_server.base_url}/v1/webhooks/{hook['id']}/deliveries",
             headers={"X-Api-Key": key},
@@ -166,9 +166,9 @@ def test_receiver_failing_three_times_gets_it_on_the_fourth(hook_server: LiveSer
         got = receiver.wait_delivered(1, timeout=30)
         assert len(got) == 1
         assert [status for status, _, _ in receiver.calls] == [500, 500, 500, 200]
-        # every attempt carried the same change, signed
-        ids = {json.loads(body)["id"] for _, _, body in receiver.calls}
-        assert len(ids) == 1
+        # every attempt carried the same change, under the same webhook-id
+        assert len({body for _, _, body in receiver.calls}) == 1
+        assert len({headers["webhook-id"] for _, headers, _ in receiver.calls}) == 1
         d = httpx.get(
             f"{hook_server.base_url}/v1/webhooks/{hook['id']}/deliveries",
             headers={"X-Api-Key": key},
@@ -214,9 +214,9 @@ def test_changes_of_one_session_arrive_in_order(hook_server: LiveServer) -> None
         )
         assert r.json()["current_mood"] != "frustrated"
         got = receiver.wait_delivered(2, timeout=30)
-        moods = [json.loads(body)["mood"] for _, body in got]
+        moods = [json.loads(body)["data"]["mood"] for _, body in got]
         assert moods[0] == "frustrated" and len(moods) == 2
-        ids = [json.loads(body)["id"] for _, body in got]
+        ids = [json.loads(body)["data"]["id"] for _, body in got]
         assert ids == sorted(ids)
     finally:
         receiver.close()
@@ -347,7 +347,7 @@ async def test_delivery_connects_to_the_vetted_address_not_a_rebound_one(
         1,
         "wh_x",
         f"http://hooks.example:{receiver.port}/hook",
-        "whsec_x",
+        "whsec_" + "00" * 24,
         '{"a":1}',
         0,
         time.time(),
@@ -395,7 +395,9 @@ async def test_a_trickling_receiver_cannot_stall_deliveries() -> None:
             finished.update(dataclasses.asdict(attempt))
 
     worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1, timeout_s=1.0)  # type: ignore[arg-type]
-    job = DeliveryJob(1, "wh_x", f"http://127.0.0.1:{port}/h", "whsec_x", "{}", 0, time.time())
+    job = DeliveryJob(
+        1, "wh_x", f"http://127.0.0.1:{port}/h", "whsec_" + "00" * 24, "{}", 0, time.time()
+    )
     try:
         await asyncio.wait_for(worker._deliver(job), 10)
     finally:
@@ -552,7 +554,7 @@ def test_a_tenants_hanging_receiver_never_delays_another_tenants_delivery(
         assert tarpit.wait_accepted(20 * PER_ENDPOINT) == 20 * PER_ENDPOINT
         _frustrate(servers[-1], key_b, "b")
         got = receiver.wait_delivered(1, timeout=30)
-        assert len(got) == 1 and json.loads(got[0][1])["session_id"] == "b"
+        assert len(got) == 1 and json.loads(got[0][1])["data"]["session_id"] == "b"
         time.sleep(0.5)  # an attempt of A's past its endpoint's share would arrive now
         with tarpit.lock:
             assert tarpit.closed == 0, "B's delivery waited for A's attempts to end"
@@ -659,10 +661,21 @@ async def test_a_tenants_silent_name_servers_do_not_stall_another_tenants_lookup
     worker = DeliveryWorker(Store(), allow_private=True, retry_base_s=1, timeout_s=1)  # type: ignore[arg-type]
     now = time.time()
     jobs = [
-        DeliveryJob(i, f"wh_{i}", f"http://h{i}.silent.example/x", "s", "{}", 0, now, tenant_id=1)
+        DeliveryJob(
+            i,
+            f"wh_{i}",
+            f"http://h{i}.silent.example/x",
+            "whsec_" + "00" * 24,
+            "{}",
+            0,
+            now,
+            tenant_id=1,
+        )
         for i in range(40)
     ]
-    b = DeliveryJob(99, "wh_b", f"http://b.example:{receiver.port}/h", "s", "{}", 0, now, 2)
+    b = DeliveryJob(
+        99, "wh_b", f"http://b.example:{receiver.port}/h", "whsec_" + "00" * 24, "{}", 0, now, 2
+    )
     try:
         stuck = [asyncio.create_task(worker._deliver(job)) for job in jobs]
         for _ in range(200):  # until A's look-ups hold what they can

@@ -8,7 +8,6 @@ Handlers raise ``ApiError``; the app turns it into the reference's error shape
 from __future__ import annotations
 
 import logging
-import secrets
 from http import HTTPStatus
 from typing import Any
 
@@ -18,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sessionmood_server.http.cors import CORS_RESPONSE_HEADERS
+from sessionmood_server.http.request_id import request_id as _request_id
+from sessionmood_server.services.metrics import METRICS
 
 log = logging.getLogger("sessionmood")
 
@@ -99,7 +100,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     """Anything else: a logged 500 whose body names only a request id."""
-    request_id = "req_" + secrets.token_hex(6)
+    request_id = _request_id(request.scope) or ""
+    METRICS.error(exc)
     # The traceback goes to the log with the id; the client gets only the id.
     log.error(
         "unhandled error %s on %s %s",

@@ -128,13 +128,45 @@ def build_openapi(version: str, operations: Sequence[Operation] = OPERATIONS) ->
             "mood.changed": {
                 "post": {
                     "summary": "A session's mood changed",
-                    "description": "Signed: SessionMood-Signature: t=<unix>,v1=<hex "
-                    'HMAC-SHA256(secret, "t.body")>. Answer 2xx; anything else is retried '
-                    "with backoff for 24 h.",
+                    "description": "Signed the Standard Webhooks way "
+                    "(https://www.standardwebhooks.com): verify with any of its libraries "
+                    "and the webhook's `whsec_` secret. `webhook-id` is the same on every "
+                    "retry of a delivery: deduplicate on it. Answer 2xx; 410 disables the "
+                    "webhook; anything else is retried with backoff (or after your "
+                    "`Retry-After`, at most an hour) for 24 h.",
+                    "parameters": [
+                        {
+                            "name": "webhook-id",
+                            "in": "header",
+                            "required": True,
+                            "description": "The delivery's id, the same on each retry",
+                            "schema": {"type": "string", "examples": ["msg_42"]},
+                        },
+                        {
+                            "name": "webhook-timestamp",
+                            "in": "header",
+                            "required": True,
+                            "description": "Unix seconds of this attempt",
+                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        },
+                        {
+                            "name": "webhook-signature",
+                            "in": "header",
+                            "required": True,
+                            "description": "v1,<base64 HMAC-SHA256 of "
+                            '"{webhook-id}.{webhook-timestamp}.{body}">, keyed with the '
+                            "base64 decoding of the secret after whsec_",
+                            "schema": {"type": "string"},
+                        },
+                    ],
                     "requestBody": {
-                        "content": {"application/json": {"schema": refs[m.WebhookEvent]}}
+                        "required": True,
+                        "content": {"application/json": {"schema": refs[m.WebhookEvent]}},
                     },
-                    "responses": {"200": {"description": "Received"}},
+                    "responses": {
+                        "200": {"description": "Received (any 2xx)"},
+                        "410": {"description": "Gone: the webhook is disabled"},
+                    },
                 }
             }
         },

@@ -79,6 +79,7 @@ class FastRoute:
     suffix: str
     param: str
     handler: Endpoint
+    template: str = ""  # the documented path, the metrics' route label
 
     @property
     def shortest(self) -> int:
@@ -92,5 +93,6 @@ def fast_routes(api: Api, operations: tuple[Operation, ...] = OPERATIONS) -> lis
             continue
         (param,) = op.path_params  # one parameter, matched greedily like the route's
         prefix, _, suffix = op.path.partition("{" + param + "}")
-        out.append(FastRoute(op.method, prefix, suffix, param, functools.partial(op.handler, api)))
+        handler = functools.partial(op.handler, api)
+        out.append(FastRoute(op.method, prefix, suffix, param, handler, op.path))
     return out

@@ -41,6 +41,7 @@ from sessionmood_server.keys import PLANS as PLAN_INFO
 from sessionmood_server.learning import LEARNED_SIGNAL, apply_policy
 from sessionmood_server.limits import admit, client_source
 from sessionmood_server.records import Batch, Feedback, KeyRecord, Quota
+from sessionmood_server.services.metrics import METRICS
 
 _SEQ = re.compile(r"[0-9]{1,18}")  # an export cursor
 
@@ -117,6 +118,9 @@ async def post_events(api: Api, request: Request) -> Response:
             message="this batch_id was already used for another session",
         )
     headers = REPLAYED if result.status == "replayed" else NO_STORE
+    if result.status == "stored":
+        mood = result.response["current_mood"] if result.mood_changed else None
+        METRICS.batch(len(events), mood)
     # Built by storage in the PostEventsResponse shape (tests check it); no
     # second validation on the hottest path.
     return JSONResponse(result.response, headers=headers)

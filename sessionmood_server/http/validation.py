@@ -137,6 +137,11 @@ def _first_error(exc: ValidationError, prefix: str, skip: int = 0) -> ApiError:
     return bad_request("Invalid field", field=field, message=err["msg"])
 
 
+# The shape that works, in the 400s of a body without it (the launch post's
+# examples sent one bare event).
+EVENTS_EXAMPLE = {"events": [{"type": "click", "x": 10, "y": 20}]}
+
+
 def batch_fingerprint(events: list[dict[str, Any]]) -> str:
     """What makes two batches with one batch id "the same": their events as
     validated, before missing timestamps are filled in with the receipt time (a
@@ -200,10 +205,27 @@ def parse_events(
     """
     body = _require_object(data)
     if "events" not in body:
-        raise bad_request("Missing required field", field="events")
+        looks_like_one = "type" in body
+        raise bad_request(
+            "Missing required field",
+            field="events",
+            message=(
+                "this body looks like one event: send it in an events array, "
+                if looks_like_one
+                else "send a batch of events in an events array, "
+            )
+            + 'e.g. {"events": [{"type": "click", "x": 10, "y": 20}]}',
+            example=EVENTS_EXAMPLE,
+        )
     raw = body["events"]
     if not isinstance(raw, list):
-        raise bad_request("Invalid field", field="events", message="events must be an array")
+        raise bad_request(
+            "Invalid field",
+            field="events",
+            message="events must be an array, "
+            'e.g. {"events": [{"type": "click", "x": 10, "y": 20}]}',
+            example=EVENTS_EXAMPLE,
+        )
     if not raw:
         raise bad_request(
             "Invalid field", field="events", message="events must contain at least one event"

@@ -4,7 +4,10 @@ Flow: a batch that changes a session's mood writes one outbox row per matching
 webhook in the batch's own transaction (storage, with the body from
 ``outbox.webhook_payload``). The worker here claims due rows, POSTs them
 signed, and records each attempt: a 2xx is delivered; anything else is retried
-with exponential backoff until 24 h after the change, then marked failed.
+with exponential backoff (or after the receiver's ``Retry-After``, at most an
+hour) until 24 h after the change, then marked failed. A 410 Gone disables the
+webhook: the receiver said the endpoint no longer exists, so its pending
+deliveries fail at once and nothing more is sent to it.
 Claims are leases, so a worker that dies mid-delivery only delays the row
 (at-least-once); only the oldest pending row of a (webhook, session) is ever
 claimed, so each session's changes arrive in order.
@@ -27,8 +30,15 @@ from collections.abc import Callable
 
 import httpx
 
-from sessionmood_server.outbox import MAX_AGE_S, SIGNATURE_HEADER, backoff_s, sign
+from sessionmood_server.outbox import (
+    MAX_AGE_S,
+    backoff_s,
+    retry_after_s,
+    signed_headers,
+    standard_body,
+)
 from sessionmood_server.records import Attempt, DeliveryJob
+from sessionmood_server.services.metrics import METRICS
 from sessionmood_server.services.ssrf import TenantResolver, WebhookURLError, vet_webhook_url
 from sessionmood_server.storage import Storage
 
@@ -69,6 +79,7 @@ class DeliveryWorker:
         self.lease_s = max(LEASE_S, 2 * timeout_s)
         self.poll_s = poll_s
         self.clock = clock
+        self.metrics = METRICS
         # No redirects: a receiver must not bounce the signed body elsewhere.
         # As many connections as deliveries in flight, so none waits for the pool.
         self._http = httpx.AsyncClient(
@@ -111,7 +122,8 @@ class DeliveryWorker:
                     )
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # keep delivering whatever one bad pass does
+                except Exception as exc:  # keep delivering whatever one bad pass does
+                    self.metrics.error(exc)
                     log.exception("webhook claim failed")
                     jobs = []
                 for job in jobs:
@@ -139,44 +151,49 @@ class DeliveryWorker:
             for waiting in waits:
                 waiting.cancel()
 
-    async def _post(self, job: DeliveryJob) -> int:
+    async def _post(self, job: DeliveryJob) -> tuple[int, str | None]:
         # DNS may have changed since the webhook was registered: vet it again
         # and connect to the very address that passed.
         vetted = await vet_webhook_url(
             job.url, self.allow_private, self._resolver.for_tenant(job.tenant_id)
         )
         url, headers, extensions = vetted.pinned()
-        ts = int(self.clock())
+        body = standard_body(job.payload)
         request = self._http.build_request(
             "POST",
             url,
-            content=job.payload.encode(),
+            content=body.encode(),
             headers={
                 **headers,
                 "Content-Type": "application/json",
                 "User-Agent": "SessionMood-Webhooks/1.0",
-                SIGNATURE_HEADER: sign(job.payload, job.secret, ts),
+                **signed_headers(body, job.secret, job.id, int(self.clock())),
             },
             extensions=extensions,
         )
-        # Only the status matters: the body is never read, however large.
+        # Only the status (and Retry-After) matter: the body is never read, however large.
         response = await self._http.send(request, stream=True)
         await response.aclose()
-        return response.status_code
+        return response.status_code, response.headers.get("retry-after")
 
     async def _deliver(self, job: DeliveryJob) -> None:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
+        retry_after: str | None = None
         try:
             # Bounded as a whole, not per read: a receiver that trickles its
             # answer must not hold its slot for longer than this.
             async with asyncio.timeout(self.timeout_s):
-                status = await self._post(job)
-            if not 200 <= status < 300:
+                status, retry_after = await self._post(job)
+            if status == 410:
+                error = "receiver answered 410 Gone: webhook disabled"
+            elif not 200 <= status < 300:
                 error = f"receiver answered {status}"
         except WebhookURLError as exc:
             error = f"refused: {exc}"
+        except ValueError as exc:  # a stored secret that is not whsec_<base64>
+            error = f"cannot sign: {exc}"
         except TimeoutError:
             error = f"no answer within {self.timeout_s:g} s"
         except httpx.HTTPError as exc:
@@ -184,11 +201,17 @@ class DeliveryWorker:
         latency_ms = (time.perf_counter() - started) * 1000
         now = self.clock()
         next_at: float | None = None
-        if error is not None:
-            next_at = now + backoff_s(job.attempts + 1, self.retry_base_s)
+        if error is not None and status != 410:
+            asked = retry_after_s(retry_after, now)
+            delay = asked if asked is not None else backoff_s(job.attempts + 1, self.retry_base_s)
+            next_at = now + delay
             if next_at - job.created_at > MAX_AGE_S:
                 next_at = None  # retried for 24 h: give up
+        if error is not None:
             log.warning("webhook %s delivery %d failed: %s", job.webhook_id, job.id, error)
+        self.metrics.delivery(
+            "delivered" if error is None else "gone" if status == 410 else "failed"
+        )
         await self.storage.finish_delivery(
             Attempt(
                 job.id,
@@ -200,3 +223,7 @@ class DeliveryWorker:
                 now=now,
             )
         )
+        if status == 410:
+            # Disabled as its owner would delete it: the webhook leaves the list,
+            # its pending deliveries fail, and its delivery log stays readable.
+            await self.storage.delete_webhook(job.tenant_id, job.webhook_id, now)

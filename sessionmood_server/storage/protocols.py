@@ -151,6 +151,10 @@ class Storage(Protocol):
         """
         ...
 
+    async def webhook_backlog(self) -> int:
+        """Deliveries still pending (due now or waiting for a retry), all tenants."""
+        ...
+
     async def finish_delivery(self, attempt: Attempt) -> None:
         """Record one attempt: delivered, retry at its ``next_attempt_at``, or (None) give up."""
         ...

@@ -262,17 +262,17 @@ def _skip_without_webhooks(server: LiveServer, key: str) -> None:
 
 
 class Receiver:
-    """A webhook endpoint on a free port that records (body, signature header)."""
+    """A webhook endpoint on a free port that records (body, headers)."""
 
     def __init__(self) -> None:
-        self.deliveries: list[tuple[bytes, str]] = []
+        self.deliveries: list[tuple[bytes, dict[str, str]]] = []
         self.arrived = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.deliveries.append((body, self.headers.get("SessionMood-Signature", "")))
+                outer.deliveries.append((body, dict(self.headers)))
                 outer.arrived.set()
                 self.send_response(204)
                 self.end_headers()
@@ -285,7 +285,7 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def wait(self, timeout: float = 15.0) -> tuple[bytes, str]:
+    def wait(self, timeout: float = 15.0) -> tuple[bytes, dict[str, str]]:
         assert self.arrived.wait(timeout), "no webhook delivery arrived"
         return self.deliveries[0]
 
@@ -391,7 +391,7 @@ def test_sync_webhooks_deliver_signed_mood_changes(
         posted = client.send_events(session, FRUSTRATING)
         body, header = receiver.wait()
         event = verify_webhook(body, header, created.secret)
-        assert (event.session_id, event.mood) == (session, posted.current_mood)
+        assert (event.data.session_id, event.data.mood) == (session, posted.current_mood)
         deliveries = _wait_delivered(lambda: client.list_webhook_deliveries(created.id))
         assert deliveries.deliveries[0].session_id == session
         assert client.delete_webhook(created.id).deleted
@@ -451,7 +451,7 @@ async def test_async_webhooks_deliver_signed_mood_changes(
         assert created.moods is None
         await client.send_events(session, FRUSTRATING)
         body, header = receiver.wait()
-        assert verify_webhook(body, header, created.secret).session_id == session
+        assert verify_webhook(body, header, created.secret).data.session_id == session
         listed = await client.list_webhook_deliveries(created.id)
         assert [d.session_id for d in listed.deliveries] == [session]
         assert (await client.delete_webhook(created.id)).deleted

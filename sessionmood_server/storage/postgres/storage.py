@@ -357,7 +357,7 @@ class PostgresStorage(Notifications):
                     c, tenant_id, session_id, b.previous, verdict.mood, verdict.confidence,
                     b.signals, b.action, out.last_url, now,
                 )  # fmt: skip
-            return records.AppendResult("stored", response), b.changed
+            return records.AppendResult("stored", response, b.changed), b.changed
 
     @staticmethod
     async def _count_session_month(
@@ -689,6 +689,13 @@ class PostgresStorage(Notifications):
                 LEASE_SQL, [r[0] for r in picked], [r[1] for r in picked], now, lease_s
             )
         return sorted((records.DeliveryJob(*r) for r in rows), key=lambda j: j.id)
+
+    async def webhook_backlog(self) -> int:
+        async with self._conn() as conn:
+            n = await conn.fetchval(
+                "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"
+            )
+        return int(n)
 
     async def finish_delivery(self, attempt: records.Attempt) -> None:
         status, next_at, delivered_at = shared.delivery_update(

@@ -190,7 +190,7 @@ def append(c: sqlite3.Connection, cache: SessionCache, batch: Batch) -> tuple[Ap
             ),
         )  # fmt: skip
     cache.stage(key, hot_entry(session_id, b, now, batch_row))
-    return AppendResult("stored", response), b.changed
+    return AppendResult("stored", response, b.changed), b.changed
 
 
 def count_session_month(

@@ -358,6 +358,13 @@ def claim_deliveries(
     return [DeliveryJob(*r) for r in rows]
 
 
+def webhook_backlog(c: sqlite3.Connection) -> int:
+    # deliveries_pending (status, next_attempt_at) covers it
+    return int(
+        c.execute("SELECT count(*) FROM webhook_deliveries WHERE status='pending'").fetchone()[0]
+    )
+
+
 def finish_delivery(c: sqlite3.Connection, attempt: Attempt) -> None:
     status, next_at, delivered_at = shared.delivery_update(
         attempt.delivered, attempt.next_attempt_at, attempt.now

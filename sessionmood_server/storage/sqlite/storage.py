@@ -394,6 +394,9 @@ class SQLiteStorage(Notifications):
             lambda c: queries.claim_deliveries(c, now, limit, lease_s, cap)
         )
 
+    async def webhook_backlog(self) -> int:
+        return await self._writer.read(queries.webhook_backlog)
+
     async def finish_delivery(self, attempt: records.Attempt) -> None:
         await self._writer.write(lambda c: queries.finish_delivery(c, attempt))
 
