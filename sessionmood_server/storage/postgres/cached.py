@@ -4,8 +4,9 @@ session states, validated at commit by the row's version.
 A replica keeps the engine state of the sessions it wrote last, with the
 ``version`` their row had then (``migrations/009.sql``: every write draws a
 new one from a sequence, so a version is never reused). A batch for a cached
-session is folded here, without reading anything, and stored by one call of
-``sm_append_cached``: one round trip, one transaction, the same advisory
+session is folded here, without reading anything, and stored through the
+appender (``appender.py``): one call of ``sm_append_cached`` for the batches
+of every request waiting at that moment, one transaction, the same advisory
 locks as the full path. If another replica has written the session since, the
 call writes nothing and returns the row as it is now; the batch is folded again
 on that and sent again. So any replica can still take any batch: affinity (a
@@ -18,6 +19,7 @@ the full path in ``storage.py``, which refreshes the cache.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -25,6 +27,7 @@ import orjson
 from sessionmood_server import engine, records
 from sessionmood_server.scoring import StoredSession, apply_batch, event_rows
 from sessionmood_server.storage import shared
+from sessionmood_server.storage.postgres.appender import Appender, Folded
 
 # Sessions whose state a replica keeps: a few KB each. Busy sites have far
 # more open sessions than this; the ones sending batches now are what counts.
@@ -33,11 +36,6 @@ CACHE_SESSIONS = 20_000
 # once) before the full path, which waits for the lock instead, takes over.
 ATTEMPTS = 3
 
-APPEND_CACHED_SQL = (
-    "SELECT o_status, o_version, o_state, o_count, o_last_url, o_mood FROM sm_append_cached("
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
-    "$20, $21, $22, $23)"
-)
 READ_SQL = (
     "SELECT version, state, event_count, last_url, mood FROM sessions "
     "WHERE tenant_id = $1 AND session_id = $2"
@@ -87,23 +85,26 @@ def _from_row(row: Any, offset: int = 0) -> Cached:
 
 
 async def append_cached(
-    conn: Any,
+    appender: Appender,
+    read: Callable[[int, str], Awaitable[Any]],
     states: SessionStates,
     batch: records.Batch,
     locks: tuple[int | None, int],
 ) -> records.AppendResult | None:
     """Store ``batch`` through the cache; None: the full path must take it.
 
-    ``locks`` are the batch id's advisory lock (None without one) and the
-    session's. Runs with the session's local lock held (``LocalLocks``), so
-    batches of one session from this replica come here one at a time.
+    ``read`` fetches the session's row (``READ_SQL``) when this replica does
+    not hold it. ``locks`` are the batch id's advisory lock (None without one)
+    and the session's. Runs with the session's local lock held
+    (``LocalLocks``), so batches of one session from this replica come here
+    one at a time.
     """
     key = (batch.tenant_id, batch.session_id)
     entry = states.get(key)
     if entry is None:
         # Not held here: one plain read (no transaction, no lock) instead of
-        # the full path's; the write below checks that it is still current.
-        row = await conn.fetchrow(READ_SQL, batch.tenant_id, batch.session_id)
+        # the full path's; the write checks that it is still current.
+        row = await read(batch.tenant_id, batch.session_id)
         if row is None:
             return None  # a new session: the quota and admission checks
         entry = _from_row(row)
@@ -116,25 +117,23 @@ async def append_cached(
         if b.changed:
             break  # the mood change, its outbox rows and NOTIFY: the full path
         verdict, out = b.folded.verdict, b.folded
-        rows = event_rows(events, b.total - len(events) + 1)
         response = b.response
-        row = await conn.fetchrow(
-            APPEND_CACHED_SQL,
-            batch.tenant_id, batch.session_id, entry.version, locks[0], locks[1],
-            batch.batch_id, batch.fingerprint,
-            orjson.dumps(response).decode() if batch.batch_id is not None else None,
-            batch.quota.month,
-            [r[0] for r in rows], [r[1] for r in rows], [float(r[2]) for r in rows],
-            [r[3] for r in rows], list(b.page_moods), list(b.page_moods.values()),
-            engine.dumps(out.state), verdict.mood, verdict.confidence, b.signals, b.action,
-            b.total, out.last_url, batch.now,
+        row = await appender.append(
+            Folded(
+                batch.tenant_id, batch.session_id, entry.version, locks[0], locks[1],
+                batch.batch_id, batch.fingerprint,
+                orjson.dumps(response).decode() if batch.batch_id is not None else None,
+                batch.quota.month, engine.dumps(out.state), verdict.mood, verdict.confidence,
+                b.action, b.total, out.last_url, batch.now,
+                event_rows(events, b.total - len(events) + 1), b.page_moods, b.signals,
+            )
         )  # fmt: skip
-        status = row[0]
+        status = row[1]
         if status == 0:
-            states.put(key, Cached(row[1], out.state, b.total, out.last_url, verdict.mood))
+            states.put(key, Cached(row[2], out.state, b.total, out.last_url, verdict.mood))
             return records.AppendResult("stored", response)
         if status != 1:
             break
-        entry = _from_row(row, 1)  # another replica wrote it: fold again on its row
+        entry = _from_row(row, 2)  # another replica wrote it: fold again on its row
     states.drop(key)
     return None

@@ -33,7 +33,13 @@ from sessionmood_server.keys import display_prefix, hash_key
 from sessionmood_server.outbox import webhook_payload
 from sessionmood_server.scoring import StoredSession, apply_batch, event_rows
 from sessionmood_server.storage import shared
-from sessionmood_server.storage.postgres.cached import Cached, SessionStates, append_cached
+from sessionmood_server.storage.postgres.appender import Appender
+from sessionmood_server.storage.postgres.cached import (
+    READ_SQL,
+    Cached,
+    SessionStates,
+    append_cached,
+)
 from sessionmood_server.storage.postgres.listener import CHANGES_CHANNEL, KEYS_CHANNEL, Listener
 from sessionmood_server.storage.postgres.locks import LocalLocks, lock_key, locked_transaction
 from sessionmood_server.storage.postgres.queries import (
@@ -128,6 +134,7 @@ class PostgresStorage(Notifications):
         )
         self._session_locks = LocalLocks()
         self._states = SessionStates()
+        self._appender = Appender(self._conn)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -268,13 +275,13 @@ class PostgresStorage(Notifications):
             locks.insert(0, lock_key("batch", self._schema, batch.tenant_id, batch.batch_id))
         try:
             async with self._session_locks.hold(session_key):
-                async with self._conn() as conn:
-                    fast = await append_cached(
-                        conn,
-                        self._states,
-                        batch,
-                        (locks[0] if len(locks) > 1 else None, session_key),
-                    )
+                fast = await append_cached(
+                    self._appender,
+                    self._read_session,
+                    self._states,
+                    batch,
+                    (locks[0] if len(locks) > 1 else None, session_key),
+                )
                 if fast is not None:
                     return fast
                 result, changed, entry = await self._append(locks, batch)
@@ -285,6 +292,10 @@ class PostgresStorage(Notifications):
         if changed:
             self._wake_local(batch.tenant_id)
         return result
+
+    async def _read_session(self, tenant_id: int, session_id: str) -> Any:
+        async with self._conn() as conn:
+            return await conn.fetchrow(READ_SQL, tenant_id, session_id)
 
     async def _append(
         self, locks: list[int], batch: records.Batch
