@@ -19,7 +19,7 @@ anchors, "back to top") is never ``scroll`` or ``backtrack``.
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import Event, Shop, of, types
 
@@ -91,10 +91,14 @@ def test_pagination_is_not_rage(any_shop: Shop) -> None:
     shop.open("widgets.html")
     page = shop.page
     page.wait_for_selector(".gridjs-pages button")
-    for _ in range(4):  # "Next" moves as page numbers come and go: the visitor follows it
+    first_cell = page.locator(".gridjs-tbody tr td").first
+    for n in range(1, 5):  # "Next" moves as page numbers come and go: the visitor follows it
         shop.clicks(".gridjs-pages button:last-child", 1)
+        # The visitor looks at the new page before clicking on (a busy machine
+        # may take longer than the pause to draw it).
+        expect(first_cell).to_have_text(f"Day {5 * n + 1}")
         page.wait_for_timeout(150)
-    assert page.locator(".gridjs-tbody tr td").first.text_content() == "Day 21"
+    assert first_cell.text_content() == "Day 21"
     assert_calm(shop, 4)
 
 
@@ -110,10 +114,12 @@ def test_icon_only_stepper_is_not_rage(any_shop: Shop) -> None:
 def test_load_more_is_not_rage(any_shop: Shop) -> None:
     shop = any_shop
     shop.open("widgets.html")
-    for _ in range(4):  # the button moves down as reviews appear: the visitor follows it
+    reviews = shop.page.locator("#more-list li")
+    for n in range(1, 5):  # the button moves down as reviews appear: the visitor follows it
         shop.clicks("#load-more", 1)
+        expect(reviews).to_have_count(3 * n)  # drawn before the visitor clicks on
         shop.page.wait_for_timeout(100)
-    assert shop.page.locator("#more-list li").count() == 12
+    assert reviews.count() == 12
     assert_calm(shop, 4)
 
 
