@@ -114,12 +114,10 @@ def test_icon_only_stepper_is_not_rage(any_shop: Shop) -> None:
 def test_load_more_is_not_rage(any_shop: Shop) -> None:
     shop = any_shop
     shop.open("widgets.html")
-    reviews = shop.page.locator("#more-list li")
-    for n in range(1, 5):  # the button moves down as reviews appear: the visitor follows it
+    for _ in range(4):  # the button moves down as reviews appear: the visitor follows it
         shop.clicks("#load-more", 1)
-        expect(reviews).to_have_count(3 * n)  # drawn before the visitor clicks on
         shop.page.wait_for_timeout(100)
-    assert reviews.count() == 12
+    assert shop.page.locator("#more-list li").count() == 12
     assert_calm(shop, 4)
 
 
