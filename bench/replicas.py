@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
-"""Events/s on SQLite vs PostgreSQL with one and with two server replicas, in one run.
+"""Events/s on SQLite vs PostgreSQL with one and with two server replicas, in one
+run, and what one batch costs on PostgreSQL.
 
-    .venv/bin/python bench/replicas.py            # ~1 minute, writes bench/replicas.md
+    .venv/bin/python bench/replicas.py            # ~2 minutes, writes bench/replicas.md
     .venv/bin/python bench/replicas.py --smoke    # seconds; proves the harness works
 
 Load: ``wrk -t2 -c64`` POSTing batches of 5 events over many sessions (a pro
 tenant, so the quota path runs but never refuses). For two replicas, two wrk
 processes run at once, one per replica (``-t1 -c32`` each: the same 64
-connections in total) over the same session ids, and their rates are added.
+connections in total), and their rates are added: once with each session sent
+to one replica (a load balancer hashing by session id, the documented setup),
+once with every session sent through both (no affinity at all).
+
+Per batch, from the measured run: the CPU time of every PostgreSQL process and
+of the replicas (``/proc/<pid>/stat``), the WAL written (``pg_current_wal_lsn``,
+what ``pg_stat_wal`` sums), transactions (``pg_stat_database``) and, where the
+``pg_stat_statements`` extension is loaded, statements executed (every one is
+a round trip, except the statements one simple-protocol query sends together).
 
 PostgreSQL comes from ``SESSIONMOOD_BENCH_DATABASE_URL`` or
 ``SESSIONMOOD_TEST_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``);
@@ -24,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -54,7 +64,9 @@ wrk.body = '{body}'
 local counter = {start}
 function request()
   counter = counter + 1
-  return wrk.format(nil, "/v1/sessions/{prefix}" .. (counter % {sessions}) .. "/events")
+  -- session ids {first}, {first} + {step}, ...: with affinity, this replica's share
+  local id = (counter % {share}) * {step} + {first}
+  return wrk.format(nil, "/v1/sessions/{prefix}" .. id .. "/events")
 end
 """
 
@@ -65,10 +77,71 @@ class Result:
     req_s: float
     p50_ms: float
     p99_ms: float
+    costs: Costs | None = None
 
     @property
     def events_s(self) -> float:
         return self.req_s * 5
+
+
+@dataclass
+class Costs:
+    """Per batch, over one measured run."""
+
+    pg_cpu_us: float
+    app_cpu_us: float
+    transactions: float
+    statements: float | None  # None: pg_stat_statements is not loaded
+    wal_bytes: float
+    load_cpu_us: float  # wrk's, to predict a run with the load on the database's core
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL process on this machine, by pid."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm in {"postgres", "postmaster"}:
+                out[int(entry.name)] = cpu_s(int(entry.name))
+    return out
+
+
+async def _pg_counters(db_url: str) -> tuple[int, int, int | None]:
+    """(WAL position in bytes, committed transactions, statements executed or None)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    from sessionmood_server.storage.postgres import parse_postgres_url
+
+    conn = await asyncpg.connect(parse_postgres_url(db_url)[0])
+    try:
+        wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+        xacts = await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        statements = None
+        with contextlib.suppress(asyncpg.PostgresError):
+            statements = await conn.fetchval(
+                "SELECT sum(calls)::bigint FROM pg_stat_statements s JOIN pg_roles r "
+                "ON r.oid = s.userid WHERE s.dbid = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())"
+            )
+        return int(wal), int(xacts), None if statements is None else int(statements)
+    finally:
+        await conn.close()
 
 
 def free_port() -> int:
@@ -80,8 +153,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def servers(db_url: str, n: int) -> Iterator[list[str]]:
-    """``n`` production-style replicas (no demo, no access log) on one database."""
+def servers(
+    db_url: str, n: int, pin: list[str] | None = None
+) -> Iterator[tuple[list[str], list[int]]]:
+    """``n`` production-style replicas (no demo, no access log) on one database;
+    ``pin``: a command prefix (``taskset -c 1``) to run them with."""
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     env = {
@@ -93,7 +169,8 @@ def servers(db_url: str, n: int) -> Iterator[list[str]]:
     try:
         for _ in range(n):
             port = free_port()
-            cmd = [PY, "-m", "sessionmood_server", "serve", "--port", str(port), "--no-demo"]
+            cmd = [*(pin or []), PY, "-m", "sessionmood_server", "serve", "--port", str(port)]
+            cmd.append("--no-demo")
             procs.append(
                 subprocess.Popen(
                     [*cmd, "--log-level", "warning"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
@@ -102,7 +179,7 @@ def servers(db_url: str, n: int) -> Iterator[list[str]]:
             urls.append(f"http://127.0.0.1:{port}")
         for url, proc in zip(urls, procs, strict=True):
             wait_healthy(url, proc)
-        yield urls
+        yield urls, [p.pid for p in procs]
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -147,21 +224,35 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    urls: list[str], key: str, seconds: float, sessions: int, prefix: str
+    urls: list[str],
+    key: str,
+    seconds: float,
+    sessions: int,
+    prefix: str,
+    affinity: bool,
+    pin: list[str] | None = None,
 ) -> tuple[float, float, float]:
-    """Run one wrk per URL at once (splitting -t2 -c64); summed req/s, worst p50/p99."""
-    threads, conns = (2, 64) if len(urls) == 1 else (1, 64 // len(urls))
+    """Run one wrk per URL at once (splitting -t2 -c64); summed req/s, worst p50/p99.
+
+    ``affinity``: replica i gets the sessions whose number is i modulo the
+    replicas; otherwise every replica works all sessions (from different
+    starting points, so not in lockstep)."""
+    n = len(urls)
+    threads, conns = (2, 64) if n == 1 else (1, 64 // n)
     procs = []
     scripts = []
     for i, url in enumerate(urls):
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-            # Different start offsets: the replicas work the same sessions, not in lockstep.
-            start = i * (sessions // len(urls))
+            share, step, first = (sessions // n, n, i) if affinity else (sessions, 1, 0)
             f.write(
-                WRK_LUA.format(key=key, body=BODY5, prefix=prefix, sessions=sessions, start=start)
-            )
+                WRK_LUA.format(
+                    key=key, body=BODY5, prefix=prefix, share=share, step=step, first=first,
+                    start=0 if affinity else i * (sessions // n),
+                )
+            )  # fmt: skip
         scripts.append(f.name)
-        cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", f.name]
+        cmd = [*(pin or []), "wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency"]
+        cmd += ["-s", f.name]
         procs.append(subprocess.Popen([*cmd, url], stdout=subprocess.PIPE, text=True))
     total, p50, p99 = 0.0, 0.0, 0.0
     for proc in procs:
@@ -178,15 +269,59 @@ def wrk(
     return total, p50, p99
 
 
-def measure(label: str, db_url: str, replicas: int, seconds: float, sessions: int) -> Result:
-    with servers(db_url, replicas) as urls:
+def pin_postgres(cores: str) -> None:
+    """Move every PostgreSQL process (and so the backends it forks) to ``cores``."""
+    for pid in postgres_cpu():
+        subprocess.run(["taskset", "-a", "-p", "-c", cores, str(pid)], capture_output=True)
+
+
+def measure(
+    label: str,
+    db_url: str,
+    replicas: int,
+    seconds: float,
+    sessions: int,
+    affinity: bool = True,
+    pinned: bool = False,
+) -> Result:
+    """One run. ``pinned``: PostgreSQL and wrk on core 0, the replica on core 1."""
+    postgres = db_url.startswith("postgres")
+    app_pin, load_pin = (["taskset", "-c", "1"], ["taskset", "-c", "0"]) if pinned else (None, None)
+    with servers(db_url, replicas, app_pin) as (urls, pids):
         key = pro_key(urls[0])
         # Warm-up opens every session once (the quota and new-session path);
         # the measured run is then the steady state: visitors sending more batches.
-        wrk(urls, key, seconds, sessions, "s")
-        req_s, p50, p99 = wrk(urls, key, seconds, sessions, "s")
-    print(f"{label}: {req_s:.0f} req/s = {req_s * 5:.0f} events/s", flush=True)
-    return Result(label, req_s, p50, p99)
+        wrk(urls, key, seconds, sessions, "s", affinity, load_pin)
+        app0 = sum(cpu_s(p) for p in pids)
+        pg0 = postgres_cpu() if postgres else {}
+        counters0 = asyncio.run(_pg_counters(db_url)) if postgres else None
+        load0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once waited for
+        req_s, p50, p99 = wrk(urls, key, seconds, sessions, "s", affinity, load_pin)
+        load1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        counters1 = asyncio.run(_pg_counters(db_url)) if postgres else None
+        pg1 = postgres_cpu() if postgres else {}
+        app1 = sum(cpu_s(p) for p in pids)
+    costs = None
+    if counters0 is not None and counters1 is not None:
+        batches = req_s * seconds
+        # Processes that ended during the run are lost; PostgreSQL's pool
+        # connections and background processes live through it.
+        pg_s = sum(t - pg0.get(pid, 0.0) for pid, t in pg1.items())
+        statements = None
+        if counters0[2] is not None and counters1[2] is not None:
+            statements = (counters1[2] - counters0[2]) / batches
+        costs = Costs(
+            pg_cpu_us=pg_s / batches * 1e6,
+            app_cpu_us=(app1 - app0) / batches * 1e6,
+            transactions=(counters1[1] - counters0[1]) / batches,
+            statements=statements,
+            wal_bytes=(counters1[0] - counters0[0]) / batches,
+            load_cpu_us=(load1.ru_utime + load1.ru_stime - load0.ru_utime - load0.ru_stime)
+            / batches
+            * 1e6,
+        )
+    print(f"{label}: {req_s:.0f} req/s = {req_s * 5:.0f} events/s {costs or ''}", flush=True)
+    return Result(label, req_s, p50, p99, costs)
 
 
 async def _drop_schema(url: str, schema: str) -> None:
@@ -217,30 +352,71 @@ def main() -> int:
     )
     tmp = Path(tempfile.mkdtemp(prefix="sm-replicas-"))
     results = [measure("SQLite, 1 process", f"sqlite:///{tmp / 'bench.db'}", 1, seconds, sessions)]
-    for n in (1, 2):
+    runs = [
+        ("PostgreSQL, 1 replica", 1, True),
+        ("PostgreSQL, 2 replicas, sessions hashed to replicas", 2, True),
+        ("PostgreSQL, 2 replicas, every session through both", 2, False),
+    ]
+    for label, n, affinity in runs:
         schema = "bench_" + secrets.token_hex(4)
         sep = "&" if "?" in pg else "?"
         try:
             results.append(
-                measure(
-                    f"PostgreSQL, {n} replica{'s' if n > 1 else ''}",
-                    f"{pg}{sep}schema={schema}",
-                    n,
-                    seconds,
-                    sessions,
-                )
+                measure(label, f"{pg}{sep}schema={schema}", n, seconds, sessions, affinity)
             )
         finally:
             asyncio.run(_drop_schema(pg, schema))
+    check = ""
+    one_costs = results[1].costs
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2 and one_costs is not None:
+        # The capacity model's check: the database (with wrk) on core 0, one
+        # replica on core 1; whichever core saturates first sets the rate.
+        schema = "bench_" + secrets.token_hex(4)
+        sep = "&" if "?" in pg else "?"
+        pin_postgres("0")
+        try:
+            pinned = measure(
+                "PostgreSQL, 1 replica, pinned", f"{pg}{sep}schema={schema}", 1, seconds,
+                sessions, pinned=True,
+            )  # fmt: skip
+        finally:
+            pin_postgres(f"0-{(os.cpu_count() or 2) - 1}")
+            asyncio.run(_drop_schema(pg, schema))
+        c = one_costs
+        by_app, by_db = 1e6 / c.app_cpu_us, 1e6 / (c.pg_cpu_us + c.load_cpu_us)
+        check = (
+            "\nCapacity check (`taskset`: PostgreSQL and wrk on core 0, the replica on core 1): "
+            f"predicted from the 1-replica costs above min({by_app:,.0f} replica-core, "
+            f"{by_db:,.0f} database-core) = {min(by_app, by_db):,.0f} batches/s; "
+            f"measured {pinned.req_s:,.0f} batches/s "
+            f"({pinned.req_s / min(by_app, by_db):.2f} of the prediction).\n"
+        )
+        print(check)
     base = results[0].events_s
-    header = "| backend | events/s | req/s (5 events) | vs SQLite | p50 ms | p99 ms |\n"
-    header += "|---|---|---|---|---|---|\n"
+    one = results[1].events_s
+    header = (
+        "| backend | events/s | req/s (5 events) | vs SQLite | vs 1 replica | p50 ms | p99 ms |\n"
+    )
+    header += "|---|---|---|---|---|---|---|\n"
     table = header + "".join(
         f"| {r.label} | {r.events_s:,.0f} | {r.req_s:,.0f} | {r.events_s / base:.2f} | "
-        f"{r.p50_ms:.1f} | {r.p99_ms:.1f} |\n"
+        + (f"{r.events_s / one:.2f}" if r.costs else "-")
+        + f" | {r.p50_ms:.1f} | {r.p99_ms:.1f} |\n"
         for r in results
     )
+    costs = (
+        "| per batch (5 events) | PostgreSQL CPU µs | replica CPU µs | transactions | "
+        "statements | WAL bytes |\n|---|---|---|---|---|---|\n"
+    )
+    costs += "".join(
+        f"| {r.label} | {c.pg_cpu_us:.0f} | {c.app_cpu_us:.0f} | {c.transactions:.2f} | "
+        + ("n/a" if c.statements is None else f"{c.statements:.2f}")
+        + f" | {c.wal_bytes:,.0f} |\n"
+        for r in results
+        if (c := r.costs) is not None
+    )
     print(table)
+    print(costs)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     Path(a.out).write_text(
         "# Replicas benchmark\n\n"
@@ -248,7 +424,12 @@ def main() -> int:
         + f"Measured {when} on {os.cpu_count()} cores (servers, PostgreSQL 15 and wrk all on "
         f"this machine), {seconds} s per run, POST batches of 5 events over {sessions:,} "
         "sessions, wrk -t2 -c64 in total (two replicas: one wrk -t1 -c32 per replica, "
-        "run at once). Reproduce: `.venv/bin/python bench/replicas.py`.\n\n" + table
+        "run at once). Reproduce: `.venv/bin/python bench/replicas.py`.\n\n"
+        + table
+        + "\nWhat one batch costs, from the measured runs (CPU from `/proc/<pid>/stat` of every "
+        "PostgreSQL process and of the replicas; WAL from `pg_current_wal_lsn()`; "
+        "transactions from `pg_stat_database`; statements from `pg_stat_statements` "
+        "when loaded):\n\n" + costs + check
     )
     return 0
 

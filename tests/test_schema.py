@@ -80,7 +80,7 @@ def test_the_migration_files_are_found_in_version_order() -> None:
     sqlite_versions = [v for v, _ in load_migrations("sessionmood_server.storage.sqlite")]
     postgres_versions = [v for v, _ in load_migrations("sessionmood_server.storage.postgres")]
     assert sqlite_versions == [1, 2, 3, 4, 5, 6, 8]  # 7 is PostgreSQL's only
-    assert postgres_versions == [1, 4, 6, 7, 8]
+    assert postgres_versions == [1, 4, 6, 7, 8, 9]  # 9: row versions, PostgreSQL only
     assert sqlite_schema.MIGRATIONS[0][1].lstrip().startswith("CREATE TABLE tenants")
 
 

@@ -33,6 +33,13 @@ from sessionmood_server.keys import display_prefix, hash_key
 from sessionmood_server.outbox import webhook_payload
 from sessionmood_server.scoring import StoredSession, apply_batch, event_rows
 from sessionmood_server.storage import shared
+from sessionmood_server.storage.postgres.appender import Appender
+from sessionmood_server.storage.postgres.cached import (
+    READ_SQL,
+    Cached,
+    SessionStates,
+    append_cached,
+)
 from sessionmood_server.storage.postgres.listener import CHANGES_CHANNEL, KEYS_CHANNEL, Listener
 from sessionmood_server.storage.postgres.locks import LocalLocks, lock_key, locked_transaction
 from sessionmood_server.storage.postgres.queries import (
@@ -92,6 +99,16 @@ def parse_postgres_url(url: str) -> tuple[str, str, int, int]:
     return dsn, schema, pool_min, pool_max
 
 
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's own rollback of an
+    open transaction. The default (``RESET ALL; UNLISTEN *; CLOSE ALL;
+    pg_advisory_unlock_all()``) is one more round trip and transaction for every
+    use of a connection, i.e. for every batch (half the database's transactions
+    under POST load, by bench/replicas.py). Nothing here leaves session state
+    behind: settings are fixed at connect, advisory locks are transaction-scoped,
+    LISTEN has its own connection and no cursor outlives its statement."""
+
+
 class _Rollback(Exception):
     """Raised inside a transaction to undo it and still return ``result``."""
 
@@ -116,6 +133,8 @@ class PostgresStorage(Notifications):
             lost_note=f"; keys cached {KEY_CACHE_FALLBACK_TTL_S:.1f}s meanwhile",
         )
         self._session_locks = LocalLocks()
+        self._states = SessionStates()
+        self._appender = Appender(self._conn)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -129,6 +148,7 @@ class PostgresStorage(Notifications):
             min_size=self._pool_min,
             max_size=self._pool_max,
             server_settings=settings,
+            reset=_keep_session,
         )
         await self._listener.start()
         # Unlike SQLite, delivery leases are NOT reset here: other replicas may
@@ -255,16 +275,31 @@ class PostgresStorage(Notifications):
             locks.insert(0, lock_key("batch", self._schema, batch.tenant_id, batch.batch_id))
         try:
             async with self._session_locks.hold(session_key):
-                result, changed = await self._append(locks, batch)
+                fast = await append_cached(
+                    self._appender,
+                    self._read_session,
+                    self._states,
+                    batch,
+                    (locks[0] if len(locks) > 1 else None, session_key),
+                )
+                if fast is not None:
+                    return fast
+                result, changed, entry = await self._append(locks, batch)
+                if entry is not None:  # committed: later batches can take the fast path
+                    self._states.put((batch.tenant_id, batch.session_id), entry)
         except _Rollback as refused:
             return refused.result
         if changed:
             self._wake_local(batch.tenant_id)
         return result
 
+    async def _read_session(self, tenant_id: int, session_id: str) -> Any:
+        async with self._conn() as conn:
+            return await conn.fetchrow(READ_SQL, tenant_id, session_id)
+
     async def _append(
         self, locks: list[int], batch: records.Batch
-    ) -> tuple[records.AppendResult, bool]:
+    ) -> tuple[records.AppendResult, bool, Cached | None]:
         tenant_id, session_id, events, batch_id = (
             batch.tenant_id, batch.session_id, batch.events, batch.batch_id,
         )  # fmt: skip
@@ -284,26 +319,26 @@ class PostgresStorage(Notifications):
                 seen = shared.seen_batch(
                     session_id, batch.fingerprint, row[0], row[1], row[7], orjson.loads
                 )
-                return seen, False
+                return seen, False, None
             new = row[2] is None
             refused = shared.refuse_batch(
                 None if new else row[3], len(events), batch.max_events, batch.admit_new
             )
             if refused is not None:
-                return refused, False
+                return refused, False, None
             counted = bool(row[6])
             provisional = new and quota.provisional
             # A provisional session is counted by its next batch; until then it
             # is only refused when the month is already used up.
             used = (row[8] or 0) if provisional else 0
             if not counted and shared.month_full(quota, used):
-                return records.AppendResult("quota"), False
+                return records.AppendResult("quota"), False, None
             stored = None if new else StoredSession(engine.loads(row[2]), row[3], row[4], row[5])
             b = apply_batch(session_id, stored, events, batch.policy)
             verdict, out, response = b.folded.verdict, b.folded, b.response
             rows = event_rows(events, b.total - len(events) + 1)
             # Events, session, pages and the idempotency record: one round trip.
-            await c.execute(
+            version = await c.fetchval(
                 "WITH ev AS (INSERT INTO events (tenant_id, session_id, seq, type, ts, "
                 "received_at, fields) SELECT $1::bigint, $2::text, x.seq, x.type, x.ts, "
                 "$3::float8, x.fields "
@@ -325,7 +360,8 @@ class PostgresStorage(Notifications):
                 "mood = excluded.mood, confidence = excluded.confidence, "
                 "signals = excluded.signals, suggested_action = excluded.suggested_action, "
                 "event_count = excluded.event_count, updated_at = excluded.updated_at, "
-                "last_url = excluded.last_url",
+                "last_url = excluded.last_url, version = nextval('session_versions') "
+                "RETURNING version",
                 tenant_id,
                 session_id,
                 now,
@@ -357,7 +393,8 @@ class PostgresStorage(Notifications):
                     c, tenant_id, session_id, b.previous, verdict.mood, verdict.confidence,
                     b.signals, b.action, out.last_url, now,
                 )  # fmt: skip
-            return records.AppendResult("stored", response, b.changed), b.changed
+            entry = Cached(version, out.state, b.total, out.last_url, verdict.mood)
+            return records.AppendResult("stored", response, b.changed), b.changed, entry
 
     @staticmethod
     async def _count_session_month(
@@ -484,6 +521,7 @@ class PostgresStorage(Notifications):
     async def delete_session(self, tenant_id: int, session_id: str) -> bool:
         async with self._tx(self._session_lock(tenant_id, session_id)) as c:
             n = await c.fetchval(ERASE_SQL.format(extra=""), [tenant_id], [session_id])
+        self._states.drop((tenant_id, session_id))
         return bool(n)
 
     async def mood_counts(self, tenant_id: int) -> records.MoodCounts:
@@ -743,6 +781,8 @@ class PostgresStorage(Notifications):
             mine = [victims[r[0] - 1] for r in got]
             if not mine:
                 return 0
+            for victim in mine:
+                self._states.drop((victim[0], victim[1]))
             # Re-checked under the locks: a batch may have just revived a session.
             n = await c.fetchval(
                 ERASE_SQL.format(

@@ -1,0 +1,169 @@
+"""Group commit for the PostgreSQL fast path: the cached batches of concurrent
+requests go to the database together, in one call of ``sm_append_cached``
+(``migrations/009.sql``): one round trip, one transaction, one commit flush
+for the whole group.
+
+At most ``IN_FLIGHT`` groups are at the database at once; whatever arrives
+meanwhile waits and forms the next group, so groups grow with the load and
+a lone request goes at once. Each caller is answered only after the commit
+that holds its batch (a 200 still means stored). If a group fails as a whole
+(a deadlock victim, a lost connection), each of its batches is sent again on
+its own, so only a batch that fails alone fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+log = logging.getLogger("sessionmood.storage")
+
+IN_FLIGHT = 4  # groups at the database at once, per replica
+MAX_GROUP = 256  # batches per call
+
+APPEND_SQL = (
+    "SELECT o_batch, o_status, o_version, o_state, o_count, o_last_url, o_mood "
+    "FROM sm_append_cached($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+    "$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+)
+
+
+class Folded(NamedTuple):
+    """One batch folded on a cached state, everything ``sm_append_cached`` writes."""
+
+    tenant_id: int
+    session_id: str
+    version: int  # of the row the batch was folded on
+    batch_lock: int | None
+    session_lock: int
+    batch_id: str | None
+    fingerprint: str | None
+    response: str | None  # stored for replays when the batch has an id
+    month: str
+    state: str
+    mood: str
+    confidence: float
+    action: str
+    total: int
+    last_url: str | None
+    now: float
+    events: list[tuple[int, str, float, str | None]]  # (seq, type, ts, fields)
+    pages: Mapping[str, str]
+    signals: list[str]
+
+
+def _arguments(group: list[Folded]) -> list[Any]:
+    ev_batch: list[int] = []
+    seqs: list[int] = []
+    types: list[str] = []
+    ts: list[float] = []
+    fields: list[str | None] = []
+    page_batch: list[int] = []
+    urls: list[str] = []
+    moods: list[str] = []
+    signal_batch: list[int] = []
+    signals: list[str] = []
+    for k, f in enumerate(group, start=1):
+        for seq, type_, t, extra in f.events:
+            ev_batch.append(k)
+            seqs.append(seq)
+            types.append(type_)
+            ts.append(float(t))
+            fields.append(extra)
+        for url, mood in f.pages.items():
+            page_batch.append(k)
+            urls.append(url)
+            moods.append(mood)
+        signal_batch += [k] * len(f.signals)
+        signals += f.signals
+    columns = [list(c) for c in zip(*(f[:16] for f in group), strict=True)]
+    return [
+        *columns, ev_batch, seqs, types, ts, fields, page_batch, urls, moods, signal_batch,
+        signals,
+    ]  # fmt: skip
+
+
+class Appender:
+    """Queues folded batches and sends them to the database in groups."""
+
+    def __init__(self, acquire: Callable[[], Any]) -> None:
+        self._acquire = acquire  # a pooled connection, as an async context manager
+        self._queue: list[tuple[Folded, asyncio.Future[Any]]] = []
+        self._in_flight = 0
+
+    async def append(self, folded: Folded) -> Any:
+        """The batch's result row once its group has committed (or failed)."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((folded, fut))
+        if self._in_flight < IN_FLIGHT:
+            self._in_flight += 1
+            asyncio.get_running_loop().call_soon(self._start)
+        return await fut
+
+    def _start(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._drain())
+        task.add_done_callback(_log_crash)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                await self._send(self._take())
+        finally:
+            self._in_flight -= 1
+
+    def _take(self) -> list[tuple[Folded, asyncio.Future[Any]]]:
+        """The next group: queued batches, but one per session and per batch id
+        (the function stores a group's events and ids after its checks, so a
+        second batch of either would not see the first); the rest wait."""
+        group: list[tuple[Folded, asyncio.Future[Any]]] = []
+        rest: list[tuple[Folded, asyncio.Future[Any]]] = []
+        sessions: set[tuple[int, str]] = set()
+        ids: set[tuple[int, str]] = set()
+        for item in self._queue:
+            f = item[0]
+            session = (f.tenant_id, f.session_id)
+            batch = (f.tenant_id, f.batch_id) if f.batch_id is not None else None
+            if len(group) >= MAX_GROUP or session in sessions or batch in ids:
+                rest.append(item)
+                continue
+            sessions.add(session)
+            if batch is not None:
+                ids.add(batch)
+            group.append(item)
+        self._queue = rest
+        # Session locks in key order: see the lock order in the function.
+        group.sort(key=lambda item: item[0].session_lock)
+        return group
+
+    async def _send(self, group: list[tuple[Folded, asyncio.Future[Any]]]) -> None:
+        try:
+            async with self._acquire() as conn:
+                rows = await conn.fetch(APPEND_SQL, *_arguments([f for f, _ in group]))
+        except Exception as exc:
+            if len(group) == 1:
+                _answer(group[0][1], None, exc)
+                return
+            log.warning("group of %d batches failed (%r); sending each alone", len(group), exc)
+            for item in group:
+                await self._send([item])
+            return
+        for row in rows:
+            _answer(group[row[0] - 1][1], row, None)
+
+
+def _answer(fut: asyncio.Future[Any], row: Any, error: BaseException | None) -> None:
+    if fut.done():  # the request went away; its batch is stored all the same
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(row)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        if task.exception() is not None:
+            log.error("appender crashed", exc_info=task.exception())

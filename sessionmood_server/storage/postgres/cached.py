@@ -1,0 +1,139 @@
+"""The PostgreSQL backend's fast path for a batch: a per-replica cache of
+session states, validated at commit by the row's version.
+
+A replica keeps the engine state of the sessions it wrote last, with the
+``version`` their row had then (``migrations/009.sql``: every write draws a
+new one from a sequence, so a version is never reused). A batch for a cached
+session is folded here, without reading anything, and stored through the
+appender (``appender.py``): one call of ``sm_append_cached`` for the batches
+of every request waiting at that moment, one transaction, the same advisory
+locks as the full path. If another replica has written the session since, the
+call writes nothing and returns the row as it is now; the batch is folded again
+on that and sent again. So any replica can still take any batch: affinity (a
+load balancer hashing by session id) only raises the hit rate. Anything the
+fast path does not decide (a new session, a seen batch id, a session not yet
+counted this month, a mood change with its outbox rows, a refusal) goes to
+the full path in ``storage.py``, which refreshes the cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+import orjson
+
+from sessionmood_server import engine, records
+from sessionmood_server.scoring import StoredSession, apply_batch, event_rows
+from sessionmood_server.storage import shared
+from sessionmood_server.storage.postgres.appender import Appender, Folded
+
+# Sessions whose state a replica keeps: a few KB each. Busy sites have far
+# more open sessions than this; the ones sending batches now are what counts.
+CACHE_SESSIONS = 20_000
+# Folds against a row that keeps moving (two replicas writing one session at
+# once) before the full path, which waits for the lock instead, takes over.
+ATTEMPTS = 3
+
+READ_SQL = (
+    "SELECT version, state, event_count, last_url, mood FROM sessions "
+    "WHERE tenant_id = $1 AND session_id = $2"
+)
+
+
+class Cached(NamedTuple):
+    """A session as its row stood at ``version``."""
+
+    version: int
+    state: engine.State  # never folded into: folds take a copy
+    event_count: int
+    last_url: str | None
+    mood: str
+
+
+class SessionStates:
+    """Least recently written sessions go first once ``limit`` are kept."""
+
+    def __init__(self, limit: int = CACHE_SESSIONS) -> None:
+        self._limit = limit
+        self._entries: OrderedDict[tuple[int, str], Cached] = OrderedDict()
+
+    def get(self, key: tuple[int, str]) -> Cached | None:
+        return self._entries.get(key)
+
+    def put(self, key: tuple[int, str], entry: Cached) -> None:
+        entries = self._entries
+        entries[key] = entry
+        entries.move_to_end(key)
+        if len(entries) > self._limit:
+            entries.popitem(last=False)
+
+    def drop(self, key: tuple[int, str]) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _from_row(row: Any, offset: int = 0) -> Cached:
+    version, state, count, last_url, mood = (row[offset + i] for i in range(5))
+    return Cached(version, engine.loads(state), count, last_url, mood)
+
+
+async def append_cached(
+    appender: Appender,
+    read: Callable[[int, str], Awaitable[Any]],
+    states: SessionStates,
+    batch: records.Batch,
+    locks: tuple[int | None, int],
+) -> records.AppendResult | None:
+    """Store ``batch`` through the cache; None: the full path must take it.
+
+    ``read`` fetches the session's row (``READ_SQL``) when this replica does
+    not hold it. ``locks`` are the batch id's advisory lock (None without one)
+    and the session's. Runs with the session's local lock held
+    (``LocalLocks``), so batches of one session from this replica come here
+    one at a time.
+    """
+    key = (batch.tenant_id, batch.session_id)
+    entry = states.get(key)
+    if entry is None:
+        # Not held here: one plain read (no transaction, no lock) instead of
+        # the full path's; the write checks that it is still current.
+        row = await read(batch.tenant_id, batch.session_id)
+        if row is None:
+            return None  # a new session: the quota and admission checks
+        entry = _from_row(row)
+    events = batch.events
+    for _ in range(ATTEMPTS):
+        if shared.refuse_batch(entry.event_count, len(events), batch.max_events, None):
+            break
+        stored = StoredSession(entry.state.copy(), entry.event_count, entry.last_url, entry.mood)
+        b = apply_batch(batch.session_id, stored, events, batch.policy)
+        if b.changed:
+            break  # the mood change, its outbox rows and NOTIFY: the full path
+        verdict, out = b.folded.verdict, b.folded
+        response = b.response
+        row = await appender.append(
+            Folded(
+                batch.tenant_id, batch.session_id, entry.version, locks[0], locks[1],
+                batch.batch_id, batch.fingerprint,
+                orjson.dumps(response).decode() if batch.batch_id is not None else None,
+                batch.quota.month, engine.dumps(out.state), verdict.mood, verdict.confidence,
+                b.action, b.total, out.last_url, batch.now,
+                event_rows(events, b.total - len(events) + 1), b.page_moods, b.signals,
+            )
+        )  # fmt: skip
+        status = row[1]
+        if status == 0:
+            states.put(key, Cached(row[2], out.state, b.total, out.last_url, verdict.mood))
+            return records.AppendResult("stored", response)
+        if status != 1:
+            break
+        entry = _from_row(row, 2)  # another replica wrote it: fold again on its row
+    states.drop(key)
+    return None

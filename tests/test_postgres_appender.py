@@ -1,0 +1,98 @@
+"""Group commit on PostgreSQL: concurrent cached batches share one call, and a
+group that fails is sent again batch by batch, so only a bad batch fails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from sessionmood_server.records import Batch
+from sessionmood_server.storage.postgres.appender import Appender, Folded
+from sessionmood_server.storage.postgres.locks import lock_key
+from tests.test_postgres import MONTH, NOW, _fetch, _tenant, fresh_schema, storages
+
+pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
+
+CLICK = [{"type": "click", "ts": NOW}]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_concurrent_batches_of_many_sessions_share_calls_and_all_land() -> None:
+    async with fresh_schema() as url, storages(url, 1) as (store,):
+        t = await _tenant(store, "pro")
+        sessions = [f"s{i}" for i in range(40)]
+        for sid in sessions:  # open them (the full path), so the next ones are cached
+            await store.append_events(Batch(t, sid, CLICK, None, MONTH, NOW))
+        calls = 0
+        acquire = store._conn
+
+        def counting() -> Any:
+            nonlocal calls
+            calls += 1
+            return acquire()
+
+        store._appender._acquire = counting
+        results = await asyncio.gather(
+            *(
+                store.append_events(Batch(t, sid, CLICK * 2, f"b-{sid}", MONTH, NOW))
+                for sid in sessions
+            )
+        )
+        assert all(r.status == "stored" for r in results)
+        assert all(r.response is not None and r.response["total_events"] == 3 for r in results)
+        # One call per group, not per batch: groups formed while others were out.
+        assert 1 <= calls < len(sessions) // 2
+        rows = await _fetch(url, "SELECT count(*), count(DISTINCT session_id) FROM events")
+        assert tuple(rows[0]) == (3 * len(sessions), len(sessions))
+        stored_ids = await _fetch(url, "SELECT count(*) FROM batches")
+        assert stored_ids[0][0] == len(sessions)
+
+
+async def test_a_failing_group_is_sent_again_batch_by_batch() -> None:
+    async with fresh_schema() as url, storages(url, 1) as (store,):
+        t = await _tenant(store, "pro")
+        for sid in ("good", "bad"):
+            await store.append_events(Batch(t, sid, CLICK, None, MONTH, NOW))
+        versions = dict(
+            (r[0], r[1]) for r in await _fetch(url, "SELECT session_id, version FROM sessions")
+        )
+        held = store._states.get((t, "good"))
+        assert held is not None
+
+        def folded(sid: str, url_: str) -> Folded:
+            return Folded(
+                t, sid, versions[sid], None, lock_key("session", "x", t, sid), None, None, None,
+                MONTH.month, '{"v": 2}', "neutral", 0.1, "none", 2, url_, NOW,
+                [(2, "page_view", NOW + 1, None)], {url_: "neutral"}, ["insufficient_data"],
+            )  # fmt: skip
+
+        sent: list[int] = []
+
+        @contextlib.asynccontextmanager
+        async def acquire() -> AsyncIterator[Any]:
+            async with store._conn() as conn:
+                sent.append(1)
+                yield conn
+
+        appender = Appender(acquire)
+        # PostgreSQL refuses a NUL in text: that batch's group fails as a whole.
+        good, bad = await asyncio.gather(
+            appender.append(folded("good", "/ok")),
+            appender.append(folded("bad", "/bad\x00")),
+            return_exceptions=True,
+        )
+        assert len(sent) == 3  # the group, then each batch alone
+        assert not isinstance(good, BaseException) and good[1] == 0
+        assert isinstance(bad, Exception)
+        rows = await _fetch(
+            url, "SELECT session_id, count(*) FROM events GROUP BY session_id ORDER BY 1"
+        )
+        assert [tuple(r) for r in rows] == [("bad", 1), ("good", 2)]
