@@ -21,7 +21,7 @@ import svix.webhooks
 
 from sessionmood_client import verify_webhook
 from tests.conftest import BACKENDS, LiveServer, backend_servers, free_port
-from tests.test_webhooks import FRUSTRATED
+from tests.test_webhooks import _frustrate, _subscribe
 
 ENV = {"SESSIONMOOD_ALLOW_PRIVATE_WEBHOOKS": "1", "SESSIONMOOD_WEBHOOK_RETRY_BASE_S": "0.2"}
 
@@ -68,21 +68,6 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def _subscribe(server: LiveServer, key: str, url: str) -> dict[str, Any]:
-    r = httpx.post(server.base_url + "/v1/webhooks", json={"url": url}, headers={"X-Api-Key": key})
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def _frustrate(server: LiveServer, key: str, sid: str) -> None:
-    r = httpx.post(
-        f"{server.base_url}/v1/sessions/{sid}/events",
-        json={"events": FRUSTRATED},
-        headers={"X-Api-Key": key},
-    )
-    assert r.json()["current_mood"] == "frustrated"
 
 
 def _deliveries(server: LiveServer, key: str, hook_id: str) -> list[dict[str, Any]]:
