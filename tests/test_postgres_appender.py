@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sessionmood_server.records import Batch
-from sessionmood_server.storage.postgres.appender import Appender, Folded
+from sessionmood_server.storage.postgres.appender import GROUP_SHARE, IN_FLIGHT, Appender, Folded
 from sessionmood_server.storage.postgres.locks import lock_key
 from tests.test_postgres import MONTH, NOW, _fetch, _tenant, fresh_schema, storages
 
@@ -54,6 +54,51 @@ async def test_concurrent_batches_of_many_sessions_share_calls_and_all_land() ->
         assert tuple(rows[0]) == (3 * len(sessions), len(sessions))
         stored_ids = await _fetch(url, "SELECT count(*) FROM batches")
         assert stored_ids[0][0] == len(sessions)
+
+
+async def test_a_queue_goes_out_in_shares_that_overlap_not_in_one_convoy() -> None:
+    """64 batches queued at once (wrk's 64 connections): the first group must not
+    take them all, or the replica idles while the database folds one long group
+    and then the other way round. Each group is a share, several are at the
+    database at the same time, and every batch lands."""
+    async with fresh_schema() as url, storages(url, 1) as (store,):
+        t = await _tenant(store, "pro")
+        sessions = [f"q{i}" for i in range(4 * GROUP_SHARE)]
+        for sid in sessions:
+            await store.append_events(Batch(t, sid, CLICK, None, MONTH, NOW))
+        sizes: list[int] = []
+        at_once = most_at_once = 0
+        acquire = store._conn
+
+        @contextlib.asynccontextmanager
+        async def watching() -> AsyncIterator[Any]:
+            nonlocal at_once, most_at_once
+            async with acquire() as conn:
+
+                class Watched:  # the appender only calls fetch
+                    async def fetch(self, sql: str, *args: Any) -> Any:
+                        nonlocal at_once, most_at_once
+                        sizes.append(len(args[0]))  # p_tenant: one element per batch
+                        at_once += 1
+                        most_at_once = max(most_at_once, at_once)
+                        try:
+                            return await conn.fetch(sql, *args)
+                        finally:
+                            at_once -= 1
+
+                yield Watched()
+
+        store._appender._acquire = watching
+        results = await asyncio.gather(
+            *(store.append_events(Batch(t, sid, CLICK, None, MONTH, NOW)) for sid in sessions)
+        )
+        assert [r.status for r in results] == ["stored"] * len(sessions), sizes
+        assert sum(sizes) == len(sessions)
+        assert max(sizes) <= GROUP_SHARE
+        assert len(sizes) >= len(sessions) // GROUP_SHARE
+        assert 2 <= most_at_once <= IN_FLIGHT
+        rows = await _fetch(url, "SELECT count(*) FROM events")
+        assert rows[0][0] == 2 * len(sessions)
 
 
 async def test_a_failing_group_is_sent_again_batch_by_batch() -> None:
