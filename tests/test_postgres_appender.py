@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from sessionmood_server.records import Batch
@@ -78,7 +79,8 @@ async def test_a_queue_goes_out_in_shares_that_overlap_not_in_one_convoy() -> No
                 class Watched:  # the appender only calls fetch
                     async def fetch(self, sql: str, *args: Any) -> Any:
                         nonlocal at_once, most_at_once
-                        sizes.append(len(args[0]))  # p_tenant: one element per batch
+                        # p_tenant, one number per batch: {7,7,7}
+                        sizes.append(len(args[0].strip("{}").split(",")))
                         at_once += 1
                         most_at_once = max(most_at_once, at_once)
                         try:
@@ -99,6 +101,36 @@ async def test_a_queue_goes_out_in_shares_that_overlap_not_in_one_convoy() -> No
         assert 2 <= most_at_once <= IN_FLIGHT
         rows = await _fetch(url, "SELECT count(*) FROM events")
         assert rows[0][0] == 2 * len(sessions)
+
+
+AWKWARD = ['"quoted"', "back\\slash\\", "{braces,commas}", "NULL", " spaced ", "é€😀", ""]
+
+
+async def test_text_with_quotes_backslashes_braces_and_null_lands_unchanged() -> None:
+    """The arrays go as text literals: every character a value may hold must
+    come out as it went in, and the string "NULL" must stay a string."""
+    async with fresh_schema() as url, storages(url, 1) as (store,):
+        t = await _tenant(store, "pro")
+        await store.append_events(Batch(t, "odd", CLICK, None, MONTH, NOW))
+        version = (await _fetch(url, "SELECT version FROM sessions"))[0][0]
+        fields = [orjson.dumps({"message": v}).decode() for v in AWKWARD]
+        state = '{"v": 2, "odd": ' + orjson.dumps(AWKWARD).decode() + "}"
+        page = "/p?" + "".join(AWKWARD)
+        row = await store._appender.append(
+            Folded(
+                t, "odd", version, None, lock_key("session", "x", t, "odd"), None, None, None,
+                MONTH.month, state, "neutral", 0.25, "none", 1 + len(AWKWARD), page, NOW,
+                [(2 + i, "error", NOW + i, f) for i, f in enumerate(fields)],
+                {page: "neutral"}, ["insufficient_data"],
+            )
+        )  # fmt: skip
+        assert row[1] == 0
+        stored = await _fetch(url, "SELECT state, last_url FROM sessions")
+        assert tuple(stored[0]) == (state, page)
+        events = await _fetch(url, "SELECT fields FROM events WHERE seq >= 2 ORDER BY seq")
+        assert [orjson.loads(r[0]) for r in events] == [{"message": v} for v in AWKWARD]
+        pages = await _fetch(url, "SELECT url FROM page_moods ORDER BY updated_at DESC")
+        assert pages[0][0] == page
 
 
 async def test_a_failing_group_is_sent_again_batch_by_batch() -> None:
