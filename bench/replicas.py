@@ -325,6 +325,19 @@ def measure(
     return Result(label, req_s, p50, p99, costs)
 
 
+def settle(pids: list[int], limit_s: float = 30.0) -> None:
+    """Wait until the servers and PostgreSQL are idle (under a tenth of a core
+    for half a second): work one run leaves behind (autovacuum after a burst of
+    inserts, a checkpoint) must not land in the next run of the other server."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = sum(postgres_cpu().values()) + sum(cpu_s(p) for p in pids)
+        time.sleep(0.5)
+        after = sum(postgres_cpu().values()) + sum(cpu_s(p) for p in pids)
+        if after - before < 0.05:
+            return
+
+
 def interleaved(
     sqlite_url: str, pg_url: str, rounds: int, seconds: float, sessions: int
 ) -> list[tuple[float, float]]:
@@ -332,7 +345,7 @@ def interleaved(
     up at once and measured in turn (the first alternating), so both see the
     same machine: on shared cores the CPU available drifts by tens of percent
     between runs a minute apart, more than the ratio this checks."""
-    with servers(sqlite_url, 1) as (lite, _), servers(pg_url, 1) as (replica, _):
+    with servers(sqlite_url, 1) as (lite, pids), servers(pg_url, 1) as (replica, more):
         keys = {lite[0]: pro_key(lite[0]), replica[0]: pro_key(replica[0])}
         for url in (lite[0], replica[0]):  # open every session: the steady state follows
             wrk([url], keys[url], seconds, sessions, "s", True)
@@ -340,6 +353,7 @@ def interleaved(
         for i in range(rounds):
             got: dict[str, float] = {}
             for url in (lite[0], replica[0]) if i % 2 == 0 else (replica[0], lite[0]):
+                settle(pids + more)
                 got[url] = wrk([url], keys[url], seconds, sessions, "s", True)[0]
             pairs.append((got[lite[0]], got[replica[0]]))
             print(f"round {i + 1}: SQLite {pairs[-1][0]:.0f}, PostgreSQL {pairs[-1][1]:.0f} req/s")
