@@ -57,7 +57,7 @@ APPEND_SQL = (
 
 
 def _numbers(xs: Sequence[float | int | None]) -> str:
-    return "{" + ",".join("NULL" if x is None else repr(x) for x in xs) + "}"
+    return "{" + ",".join(["NULL" if x is None else repr(x) for x in xs]) + "}"
 
 
 def _texts(xs: Sequence[str | None]) -> str:
@@ -66,8 +66,10 @@ def _texts(xs: Sequence[str | None]) -> str:
     return (
         "{"
         + ",".join(
-            "NULL" if x is None else '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
-            for x in xs
+            [
+                "NULL" if x is None else '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for x in xs
+            ]
         )
         + "}"
     )
