@@ -484,9 +484,9 @@ async def _stall_run(port: int, events: int, urls: int) -> list[tuple[str, str]]
         if status != 200:
             raise RuntimeError(f"filling the big session: {status} {body[:200]!r}")
     for start in range(0, urls, 1000):
-        pages = [{"type": "page_view", "url": f"/p/{i}"} for i in range(start, start + 1000)]
+        views = [{"type": "page_view", "url": f"/p/{i}"} for i in range(start, start + 1000)]
         status, body = await c.request(
-            "POST", "/v1/sessions/pages/events", json.dumps({"events": pages}), h
+            "POST", "/v1/sessions/pages/events", json.dumps({"events": views}), h
         )
         if status != 200:
             raise RuntimeError(f"filling the pages: {status} {body[:200]!r}")

@@ -151,7 +151,8 @@ def main() -> None:
     ap.add_argument("--engine-at", metavar="REV", help="score the engine of this git revision")
     args = ap.parse_args()
     if args.engine_at:
-        from engine_bench import load_engine_at  # bench/ is on sys.path when run as a script
+        # bench/ is on sys.path when this runs as a script.
+        from engine_bench import load_engine_at  # type: ignore[import-not-found,unused-ignore]
 
         global engine
         engine = load_engine_at(args.engine_at)

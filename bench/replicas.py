@@ -361,7 +361,7 @@ def interleaved(
 
 
 async def _drop_schema(url: str, schema: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     from sessionmood_server.storage.postgres import parse_postgres_url
 
@@ -466,11 +466,11 @@ def main() -> int:
         "statements | WAL bytes |\n|---|---|---|---|---|---|\n"
     )
     costs += "".join(
-        f"| {r.label} | {c.pg_cpu_us:.0f} | {c.app_cpu_us:.0f} | {c.transactions:.2f} | "
-        + ("n/a" if c.statements is None else f"{c.statements:.2f}")
-        + f" | {c.wal_bytes:,.0f} |\n"
+        f"| {r.label} | {rc.pg_cpu_us:.0f} | {rc.app_cpu_us:.0f} | {rc.transactions:.2f} | "
+        + ("n/a" if rc.statements is None else f"{rc.statements:.2f}")
+        + f" | {rc.wal_bytes:,.0f} |\n"
         for r in results
-        if (c := r.costs) is not None
+        if (rc := r.costs) is not None
     )
     print(table)
     print(costs)
