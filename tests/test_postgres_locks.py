@@ -109,6 +109,26 @@ async def test_a_waiter_cancelled_just_after_the_handoff_passes_the_lock_on() ->
     assert len(locks) == 0
 
 
+async def test_a_waiter_cancelled_just_before_the_release_is_skipped_cleanly() -> None:
+    """Cancelled while queued, and the holder releases before it runs: the
+    release skips it, and it ends with its CancelledError, not another error."""
+    locks = LocalLocks()
+
+    async def waiter() -> None:
+        async with locks.hold(1):
+            raise AssertionError("a cancelled waiter got the lock")
+
+    async with locks.hold(1):
+        gone = asyncio.create_task(waiter())
+        await asyncio.sleep(0)  # queued
+        gone.cancel()  # its future is cancelled; it has not run yet
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert len(locks) == 0
+    async with asyncio.timeout(1), locks.hold(1):
+        pass
+
+
 def test_lock_keys_are_stable_signed_64_bit_and_differ_by_part() -> None:
     a = lock_key("session", "public", 1, "s1")
     assert a == lock_key("session", "public", 1, "s1")

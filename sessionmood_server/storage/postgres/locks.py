@@ -117,7 +117,7 @@ class _Held:
         except BaseException:
             if fut.done() and not fut.cancelled():
                 self._release()  # handed the lock, then cancelled: pass it on
-            else:
+            elif fut in waiters:  # a release may have dropped it already
                 waiters.remove(fut)
             raise
 
