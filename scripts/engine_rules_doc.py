@@ -46,6 +46,11 @@ def _condition(r: engine.Rule) -> str:
         parts.append(
             "until any deliberate action" if cancel == _ACTIVE else "until " + ", ".join(cancel)
         )
+    if r.same_spot:
+        parts.append(
+            f"two of the latest {engine.SPOT_MEMORY} at one spot (one `target`, or"
+            f" {engine.SAME_SPOT_PX:g} px)"
+        )
     if r.after:
         parts.append(f"within {r.within_s:g} s of the latest {' or '.join(r.after)}")
     return "; ".join(parts) or "-"

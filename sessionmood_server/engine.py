@@ -113,6 +113,9 @@ class Rule:
     # of these types ("the visitor's latest click was followed by an error").
     after: tuple[str, ...] = ()
     within_s: float = 0.0
+    # "Again at the same spot": the rule holds (decaying from the newer of the
+    # two) while two of its latest ``SPOT_MEMORY`` matches came at one spot.
+    same_spot: bool = False
     ongoing: bool = False
     suspends: bool | None = None  # None: cues suspend, patterns do not
     # Where the cue and its threshold come from (shown in docs/engine.md).
@@ -131,6 +134,11 @@ FAST_SCROLL_PX_S = 2000.0
 # once and a failed request answers within its round trip; a background poll
 # failing seconds later is not the visitor's action failing.
 ERROR_CLICK_S = 1.5
+# Two clicks this close (viewport px) without an element descriptor are on
+# the same control (PostHog's rage radius); with ``target`` the descriptors decide.
+SAME_SPOT_PX = 30.0
+# How many of a ``same_spot`` rule's newest matches are compared.
+SPOT_MEMORY = 3
 
 # Frustration and confusion fade over about a minute: a visitor who rage-clicked
 # ten minutes ago (10 half-lives) and has worked calmly since is not frustrated.
@@ -169,13 +177,20 @@ RULES: tuple[Rule, ...] = (
          "Flinging the page at thousands of px/s is frantic searching, not reading.",
          field="speed", lo=FAST_SCROLL_PX_S,
          source="landing page: scroll -> frustrated (fast); 2000 px/s is ours"),
-    Rule("dead_click_detected", ("click",), _SLOW, 0.0, 2.0,
+    Rule("repeated_dead_click", ("click",), _SLOW, 0.0, 1.0,
          {"frustrated": 2.5},
-         "Clicks on something that looks interactive with no response (tracker's dead flag):"
-         " one may be a false alarm, two are a visitor stuck.",
+         "A control that did not answer, clicked again (two of the latest three dead"
+         " clicks on one spot): the visitor keeps trying what fails.",
+         field="dead", equals=True, same_spot=True,
+         source="API reference: frustrated = repeated failed actions; Sentry: rage ="
+                " repeated dead clicks on one element"),
+    Rule("dead_click_detected", ("click",), _SLOW, 0.0, 3.0,
+         {"frustrated": 2.1},
+         "Clicks on interactive-looking things that got no response: a cue, not a verdict."
+         " Two on different controls stay under the floor; a third or another sign tips it.",
          field="dead", equals=True,
-         source="tracker.js dead flag (PostHog, Sentry dead clicks); API reference:"
-                " frustrated = repeated failed actions"),
+         source="tracker.js dead flag (PostHog, Sentry dead clicks: an issue to look at,"
+                " not a visitor's state)"),
     Rule("error_click_detected", ("error",), _SLOW, 0.0, 1.0,
          {"frustrated": 0.8},
          "The newest error came within 1.5 s of the latest click: that click failed (Datadog's"
@@ -299,15 +314,22 @@ for _i, _r in enumerate(RULES):
 # guard slot holding the newest event of the types that cancel (``unless_after``)
 # or anchor (``after``) each of them.
 _LATEST: tuple[int, ...] = tuple(i for i, r in enumerate(RULES) if r.unless_after or r.after)
-_IS_LATEST = tuple(i in _LATEST for i in range(_N_RULES))
+# ``same_spot`` rules keep, instead of a count, the newer ts of their newest
+# pair of matches at one spot (and the matches themselves in ``State.spots``).
+_SPOT_RULES: tuple[int, ...] = tuple(i for i, r in enumerate(RULES) if r.same_spot)
+_IS_LATEST = tuple(i in _LATEST or i in _SPOT_RULES for i in range(_N_RULES))
 _N_GUARDS = len(_LATEST)
+_SPOT_SLOT = {i: n for n, i in enumerate(_SPOT_RULES)}
+# Matcher kinds: what a matching event does to its rule's slot in ``acc``.
+_COUNT, _NEWEST, _SPOT = 0, 1, 2
 _REQUIRES: tuple[int, ...] = tuple(
     -1 if r.requires is None else _SIGNAL_INDEX[r.requires] for r in RULES
 )
 assert all(not (r.unless_after and r.after) for r in RULES), "one guard per rule"
+assert not any(r.same_spot and (r.unless_after or r.after) for r in RULES), "spot rules: no guard"
 
-# event type -> tuple of (rule index, field, lo, hi, equals, when_missing, inv_tau, latest)
-_Matcher = tuple[int, str | None, float, float, str | bool | None, bool, float, bool]
+# event type -> tuple of (rule index, field, lo, hi, equals, when_missing, inv_tau, kind)
+_Matcher = tuple[int, str | None, float, float, str | bool | None, bool, float, int]
 _BY_TYPE: dict[str, tuple[_Matcher, ...]] = {}
 _GUARDS_BY_TYPE: dict[str, tuple[int, ...]] = {}
 for _i, _r in enumerate(RULES):
@@ -315,7 +337,7 @@ for _i, _r in enumerate(RULES):
         _BY_TYPE[_t] = (
             *_BY_TYPE.get(_t, ()),
             (_i, _r.field, _r.lo, _r.hi, _r.equals, _r.when_missing, _INV_TAU[_i],
-             _IS_LATEST[_i]),
+             _SPOT if _r.same_spot else _NEWEST if _IS_LATEST[_i] else _COUNT),
         )  # fmt: skip
 for _g, _i in enumerate(_LATEST):
     for _t in RULES[_i].unless_after or RULES[_i].after:
@@ -337,7 +359,8 @@ _MOOD_OF: tuple[int, ...] = tuple(
 assert all(r.weights[MOODS[_MOOD_OF[i]]] > 0 for i, r in enumerate(RULES)), "every rule pushes"
 _SUSPENDS = tuple(not r.ongoing if r.suspends is None else r.suspends for r in RULES)
 # verdict runs on every batch, so _evaluate reads each rule's numbers from one
-# flat tuple: (index, 1/tau, at, full - at, guard slot or -1, latest event's
+# flat tuple: (index, 1/tau, at, full - at, guard slot (-1 none, -2 a spot
+# rule's unguarded newest ts), latest event's
 # allowed lag behind the guard event (inf for ``unless_after``, -1 for plain
 # rules), required rule or -1, weights, mood, ongoing, suspends). A rule may
 # only require one listed before it, so one pass in table order sees every
@@ -352,7 +375,7 @@ _RULE_ROWS: tuple[_Row, ...] = tuple(
         _INV_TAU[i],
         r.at,
         r.full - r.at,
-        _GUARD_OF.get(i, -1),
+        _GUARD_OF.get(i, -2 if r.same_spot else -1),
         r.within_s if r.after else math.inf if r.unless_after else -1.0,
         _REQUIRES[i],
         _WEIGHTS[i],
@@ -367,6 +390,47 @@ assert all(j < i for i, j in enumerate(_REQUIRES)), "a rule must require an earl
 _NONE = -1.0  # "no such event yet" for timestamps (validated ts are >= 0)
 
 
+class Spot(NamedTuple):
+    """One match of a ``same_spot`` rule: when, and where (its element descriptor
+    when the tracker sent one, else its viewport point)."""
+
+    ts: float
+    x: float | None
+    y: float | None
+    target: str | None
+
+    def key(self) -> tuple[float, float, float, str]:
+        """A total order: the newest matches win, ties broken by content."""
+        inf = -math.inf
+        x, y = self.x, self.y
+        return (self.ts, inf if x is None else x, inf if y is None else y, self.target or "")
+
+
+def _same_spot(a: Spot, b: Spot) -> bool:
+    if a.target is not None and b.target is not None:
+        return a.target == b.target
+    if a.x is None or a.y is None or b.x is None or b.y is None:
+        return False  # no point to compare (a keyboard click): not known to be one control
+    return math.hypot(a.x - b.x, a.y - b.y) <= SAME_SPOT_PX
+
+
+def _remember(spots: list[Spot], event: Mapping[str, Any], t: float) -> float:
+    """Keep the ``SPOT_MEMORY`` newest matches (by ``Spot.key``, so which ones
+    are kept never depends on arrival order) and return the newer ts of the
+    newest pair at one spot among them, or ``_NONE``."""
+    x, y, target = event.get("x"), event.get("y"), event.get("target")
+    spot = Spot(t, None if x is None else float(x), None if y is None else float(y), target)
+    spots.append(spot)
+    spots.sort(key=Spot.key, reverse=True)
+    del spots[SPOT_MEMORY:]
+    pair = _NONE
+    for i, a in enumerate(spots):
+        for b in spots[i + 1 :]:
+            if _same_spot(a, b):
+                pair = max(pair, a.ts)  # spots are newest first: a is the newer
+    return pair
+
+
 class Verdict(NamedTuple):
     """A session's mood and why. A named tuple: one is built per batch."""
 
@@ -378,7 +442,8 @@ class Verdict(NamedTuple):
 
 @dataclass(slots=True)
 class State:
-    """Fixed-size engine state: two numbers per rule, one per guard, three scalars."""
+    """Fixed-size engine state: two numbers per rule, one per guard, three scalars,
+    and ``SPOT_MEMORY`` remembered matches per ``same_spot`` rule."""
 
     n: int = 0  # events folded so far
     t_max: float = 0.0  # newest ts seen ("now" for the verdict)
@@ -392,17 +457,17 @@ class State:
     # before the first match). Which phase is newer needs no finer clock, and
     # small exact integers keep the saved state short and its round trip exact.
     last: list[int | None] = field(default_factory=lambda: [None] * _N_RULES)
+    # Per ``same_spot`` rule: its newest ``SPOT_MEMORY`` matches, newest first.
+    spots: list[list[Spot]] = field(default_factory=lambda: [[] for _ in _SPOT_RULES])
 
     def copy(self) -> State:
         """An independent copy (``fold`` mutates its state in place)."""
-        return State(self.n, self.t_max, self.ref, self.acc[:], self.guard[:], self.last[:])
+        spots = [s[:] for s in self.spots]
+        return State(self.n, self.t_max, self.ref, self.acc[:], self.guard[:], self.last[:], spots)
 
 
 def _fresh_acc() -> list[float]:
-    acc = [0.0] * _N_RULES
-    for i in _LATEST:
-        acc[i] = _NONE
-    return acc
+    return [_NONE if latest else 0.0 for latest in _IS_LATEST]
 
 
 def new_state() -> State:
@@ -449,7 +514,7 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
     acc, last = state.acc, state.last
     dt = t - state.ref  # <= _REBASE_SPAN, so exp cannot overflow
     t_ms = int(t * 1000.0 + 0.5) - int(state.ref * 1000.0 + 0.5)  # _ms(t) - _ms(ref), inline
-    for i, fname, lo, hi, eq, when_missing, inv_tau, latest in matchers:
+    for i, fname, lo, hi, eq, when_missing, inv_tau, kind in matchers:
         if fname is not None:
             v = event.get(fname)
             if v is None:
@@ -460,14 +525,21 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
                     continue
             elif not lo <= v < hi:
                 continue
-        x = last[i]
-        if x is None or t_ms > x:
-            last[i] = t_ms
-        if latest:
+        if kind == _COUNT:
+            acc[i] += math.exp(dt * inv_tau)
+        elif kind == _NEWEST:
             if t > acc[i]:
                 acc[i] = t
         else:
-            acc[i] += math.exp(dt * inv_tau)
+            # The rule's evidence is its newest pair, recomputed from the kept
+            # matches: it may end when newer matches push one of the pair out.
+            pair = _remember(state.spots[_SPOT_SLOT[i]], event, t)
+            acc[i] = pair
+            last[i] = None if pair == _NONE else _ms(pair) - _ms(state.ref)
+            continue
+        x = last[i]
+        if x is None or t_ms > x:
+            last[i] = t_ms
     return state
 
 
@@ -506,10 +578,12 @@ def _evaluate(state: State) -> tuple[list[float], list[float], dict[int, _Suspen
     newer: list[tuple[float, int, int]] = []  # suspending rules: (strength, newest, mood)
     for i, k, at, span, g, lag, req, weights, mood, ongoing, suspends in _RULE_ROWS:
         a = acc[i]
-        if g < 0:
+        if g == -1:
             v = a * exp(-dt * k) if a else 0.0
         elif a == _NONE:
             continue
+        elif g == -2:  # a same_spot rule: decaying from its newest pair
+            v = exp(-(t_max - a) * k)
         else:
             # unless_after: no cancelling event newer than the match (lag inf);
             # after: the match came at most ``lag`` after the anchoring event.
@@ -611,15 +685,17 @@ def verdict(state: State) -> Verdict:
 
 def dumps(state: State) -> str:
     """Compact JSON; floats in shortest round-trip form, so ``loads(dumps(s))`` is exact."""
+    spots = state.spots
     return orjson.dumps(
         {
-            "v": 2,
+            "v": 3,
             "n": state.n,
             "t": state.t_max,
             "r": state.ref,
             "a": state.acc,
             "g": state.guard,
             "l": state.last,
+            "s": [[list(x) for x in kept] for kept in spots] if any(spots) else spots,
         }
     ).decode()
 
@@ -629,10 +705,24 @@ def loads(data: str) -> State:
     acc = [float(x) for x in d["a"]]
     guard = [float(x) for x in d.get("g", ())]
     last: list[int | None] = d.get("l", [])  # ints and nulls, as dumps wrote them
-    if len(acc) != _N_RULES or len(guard) != _N_GUARDS or len(last) != _N_RULES:
+    raw: list[list[list[Any]]] = d.get("s", ())
+    spots = [[Spot(*x) for x in kept] for kept in raw] if any(raw) else [[] for _ in raw]
+    if (
+        len(acc) != _N_RULES
+        or len(guard) != _N_GUARDS
+        or len(last) != _N_RULES
+        or len(spots) != len(_SPOT_RULES)
+    ):
         # Saved under a different rule table: the counts cannot be mapped, so
         # start the evidence afresh but keep the event count and clock.
         acc, guard, last = _fresh_acc(), [_NONE] * _N_GUARDS, [None] * _N_RULES
+        spots = [[] for _ in _SPOT_RULES]
     return State(
-        n=int(d["n"]), t_max=float(d["t"]), ref=float(d["r"]), acc=acc, guard=guard, last=last
+        n=int(d["n"]),
+        t_max=float(d["t"]),
+        ref=float(d["r"]),
+        acc=acc,
+        guard=guard,
+        last=last,
+        spots=spots,
     )

@@ -45,7 +45,12 @@ def ev(kind: str, t: float, **fields: Any) -> Event:
 _coord = st.floats(-1e6, 1e6, allow_nan=False)
 _dur = st.floats(0, 1e9, allow_nan=False)
 _FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
-    "click": {"x": _coord, "y": _coord, "dead": st.booleans()},
+    "click": {
+        "x": _coord,
+        "y": _coord,
+        "dead": st.booleans(),
+        "target": st.sampled_from(["#pay", "#coupon"]),
+    },
     "rage_click": {"x": _coord, "y": _coord},
     "scroll": {
         "speed": st.floats(0, 1e7, allow_nan=False),
@@ -469,14 +474,52 @@ def test_a_rage_burst_among_fast_clicks_is_frustrated_not_decisive() -> None:
         assert v.signals[0] == "rage_click_detected"
 
 
-def test_two_dead_clicks_frustrate_one_is_not_enough() -> None:
-    # Peers' users report false dead clicks (audio buttons, copy to clipboard),
-    # so one alone names no mood; a second one is a visitor stuck.
+def test_dead_clicks_on_different_controls_are_a_cue_not_a_verdict() -> None:
+    # Peers' users report false dead clicks (audio buttons, copy to clipboard)
+    # and peers flag dead clicks as something to look at, not a visitor's
+    # state: one or two on different controls name no frustration.
     start = [ev("page_view", 0), ev("scroll", 2, speed=300, direction="down"), ev("click", 4)]
-    assert mood_of([*start, ev("click", 6, dead=True)]).mood == "neutral"
-    v = mood_of([*start, ev("click", 6, dead=True), ev("click", 8, dead=True)])
-    assert v.mood == "frustrated" and v.signals[0] == "dead_click_detected"
+    assert mood_of([*start, ev("click", 6, x=100, y=100, dead=True)]).mood == "neutral"
+    apart = [ev("click", 6, x=100, y=100, dead=True), ev("click", 8, x=400, y=120, dead=True)]
+    assert mood_of([*start, *apart]).mood != "frustrated"
+    # Element descriptors decide over points: two controls side by side.
+    named = [
+        ev("click", 6, x=100, y=100, dead=True, target="#pay"),
+        ev("click", 8, x=104, y=100, dead=True, target="#coupon"),
+    ]
+    assert mood_of([*start, *named]).mood != "frustrated"
+    # Keyboard clicks carry no point: not known to be one control.
+    keys = [ev("click", 6, dead=True), ev("click", 8, dead=True)]
+    assert mood_of([*start, *keys]).mood != "frustrated"
+
+
+def test_dead_clicks_repeated_on_one_control_or_with_other_signs_frustrate() -> None:
+    start = [ev("page_view", 0), ev("scroll", 2, speed=300, direction="down"), ev("click", 4)]
+    # The same control again (within 30 px, or the same descriptor).
+    again = [ev("click", 6, x=100, y=100, dead=True), ev("click", 9, x=110, y=104, dead=True)]
+    v = mood_of([*start, *again])
+    assert v.mood == "frustrated" and v.signals[0] == "repeated_dead_click"
     assert v.suggested_action == "show_live_chat"
+    named = [
+        ev("click", 6, x=100, y=100, dead=True, target="#pay"),
+        ev("click", 9, x=300, y=500, dead=True, target="#pay"),  # scrolled in between
+    ]
+    assert mood_of([*start, *named]).signals[0] == "repeated_dead_click"
+    # Another control between the two is still a repetition (the latest three count).
+    between = [*again[:1], ev("click", 7, x=500, y=300, dead=True), again[1]]
+    assert mood_of([*start, *between]).mood == "frustrated"
+    # Dead clicks on two controls plus a fling, or plus the visitor's click failing.
+    apart = [ev("click", 6, x=100, y=100, dead=True), ev("click", 8, x=400, y=120, dead=True)]
+    fling = mood_of([*start, *apart, ev("scroll", 9, speed=3000, direction="down")])
+    assert fling.mood == "frustrated", fling
+    failed = mood_of([*start, *apart, ev("click", 9, x=600, y=40), ev("error", 9.5)])
+    assert failed.mood == "frustrated", failed
+    # A third dead click within the minute is repeated failure too.
+    third = mood_of([*start, *apart, ev("click", 10, x=700, y=400, dead=True)])
+    assert third.mood == "frustrated"
+    # A repeat long ago has faded like any other cue.
+    late = mood_of([*start, *again, *(ev("click", 300 + 5 * i, x=9, y=9) for i in range(8))])
+    assert late.mood != "frustrated"
 
 
 def test_dead_clicks_are_not_fast_direct_interaction() -> None:

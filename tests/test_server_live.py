@@ -136,9 +136,10 @@ def test_dead_clicks_are_stored_and_exported_on_every_backend(
     assert exported["event_count"] == 4
     assert [e.get("dead") for e in exported["events"]] == [None, True, False, None]
     assert "dead" not in exported["events"][0] and "dead" not in exported["events"][3]
-    # A second dead click: the visitor is stuck, and the mood says so.
+    # A second dead click on the same control: the visitor is stuck, and the mood says so.
     more = [{"type": "click", "x": 10, "y": 20, "dead": True, "ts": t + 6}]
     r = httpx.post(path + "/events", json={"events": more}, headers=h)
     assert r.json()["current_mood"] == "frustrated"
     mood = httpx.get(path + "/mood", headers=h).json()
-    assert mood["signals"][0] == "dead_click_detected" and mood["event_count"] == 5
+    assert mood["signals"][:2] == ["repeated_dead_click", "dead_click_detected"]
+    assert mood["event_count"] == 5
