@@ -1,4 +1,4 @@
-"""The rule table of docs/engine.md, generated from ``engine.RULES``.
+"""The rule table of docs/engine.md, generated from ``rules.RULES``.
 
 Usage::
 
@@ -20,14 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sessionmood_server import engine  # noqa: E402
+from sessionmood_server import rules  # noqa: E402
 
 DOC = ROOT / "docs" / "engine.md"
 BEGIN, END = "<!-- rules:begin -->", "<!-- rules:end -->"
-_ACTIVE = set(engine.RULES[engine._SIGNAL_INDEX["long_idle"]].unless_after)
+_ACTIVE = set(rules.ACTIVE)
 
 
-def _condition(r: engine.Rule) -> str:
+def _condition(r: rules.Rule) -> str:
     parts = []
     if r.field is not None:
         if r.equals is not None:
@@ -48,15 +48,15 @@ def _condition(r: engine.Rule) -> str:
         )
     if r.same_spot:
         parts.append(
-            f"two of the latest {engine.SPOT_MEMORY} at one spot (one `target`, or"
-            f" {engine.SAME_SPOT_PX:g} px)"
+            f"two of the latest {rules.SPOT_MEMORY} at one spot (one `target`, or"
+            f" {rules.SAME_SPOT_PX:g} px)"
         )
     if r.after:
         parts.append(f"within {r.within_s:g} s of the latest {' or '.join(r.after)}")
     return "; ".join(parts) or "-"
 
 
-def _role(r: engine.Rule) -> str:
+def _role(r: rules.Rule) -> str:
     """Cues suspend older patterns unless marked otherwise; patterns only if marked."""
     suspends = (not r.ongoing) if r.suspends is None else r.suspends
     if r.ongoing:
@@ -71,7 +71,7 @@ def render() -> str:
         " | source | why |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in engine.RULES:
+    for r in rules.RULES:
         weights = ", ".join(f"{m} {w:+g}" for m, w in r.weights.items())
         lines.append(
             f"| `{r.signal}` | {', '.join(r.events)} | {_condition(r)} | {r.half_life_s:g} s"

@@ -41,8 +41,10 @@ strength 1) therefore replaces the older pattern however long it lasted,
 while weaker newer evidence (one pause) only weakens it. Newest-``ts`` maxima,
 like decayed sums, do not depend on arrival order.
 
-The rules, their thresholds and the reason for each live in :data:`RULES`;
-``docs/engine.md`` documents them row by row.
+The rules, their thresholds and the reason for each live in
+:mod:`sessionmood_server.rules`; ``docs/engine.md`` documents them row by row.
+This module compiles that table once, at import, into the flat views the hot
+path reads.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from sessionmood_client.types import DEFAULT_ACTIONS, MOODS, MoodLabel, SuggestedAction
+from sessionmood_server.rules import RULES, SAME_SPOT_PX, SPOT_MEMORY, Rule
 
 __all__ = [
     "MIN_EVENTS",
@@ -72,221 +75,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One row of the rule table: which events count, how fast they fade, what they mean.
-
-    An event counts when its type is in ``events`` and, if ``field`` is set, its
-    value lies in ``[lo, hi)`` (or equals ``equals`` for string and boolean
-    fields). Events without the field count only if ``when_missing`` is true: the
-    API reference defines ``input_pause``, ``hover`` and ``idle`` as already past
-    a client-side threshold, so a bare one is still a hesitation.
-
-    A rule's *mood* is the one it pushes hardest. ``ongoing`` rules are patterns
-    that hold only while they go on: a newer match of a ``suspends`` rule of
-    mood X scales their evidence for other moods than X (and their
-    counter-evidence) by ``1 - that rule's strength``. Cues suspend by default,
-    patterns do not (their events are everyday activity) unless they are a
-    phase of their own.
-    """
-
-    signal: str
-    events: tuple[str, ...]
-    half_life_s: float
-    at: float  # decayed count where the rule starts to fire
-    full: float  # decayed count where it fires fully (strength 1)
-    weights: Mapping[MoodLabel, float]
-    reason: str
-    field: str | None = None
-    lo: float = -math.inf
-    hi: float = math.inf
-    equals: str | bool | None = None
-    when_missing: bool = False
-    # Conjunction: strength is scaled by the strength of the rule with this signal.
-    requires: str | None = None
-    # "Nothing since": instead of a decayed count, track the newest matching
-    # event; the rule holds (decaying from that event) only while no event of
-    # these types is newer.
-    unless_after: tuple[str, ...] = ()
-    # "Right after": track the newest matching event; the rule holds (decaying
-    # from it) only while it came at most ``within_s`` after the newest event
-    # of these types ("the visitor's latest click was followed by an error").
-    after: tuple[str, ...] = ()
-    within_s: float = 0.0
-    # "Again at the same spot": the rule holds (decaying from the newer of the
-    # two) while two of its latest ``SPOT_MEMORY`` matches came at one spot.
-    same_spot: bool = False
-    ongoing: bool = False
-    suspends: bool | None = None  # None: cues suspend, patterns do not
-    # Where the cue and its threshold come from (shown in docs/engine.md).
-    source: str = ""
-
-
-# Thresholds from the landing page: input_pause >= 2.5 s and hover >= 2 s are
-# hesitation, idle >= 10 s is disengagement.
-INPUT_HESITATION_MS = 2500.0
-HOVER_HESITATION_MS = 2000.0
-LONG_IDLE_MS = 10_000.0
-# Reading scrolls run at a few hundred px/s; thousands is flinging the page.
-FAST_SCROLL_PX_S = 2000.0
-# An error this soon after a click is that click's failure ("error click",
-# Datadog: a click right before a JS error). A handler that throws does so at
-# once and a failed request answers within its round trip; a background poll
-# failing seconds later is not the visitor's action failing.
-ERROR_CLICK_S = 1.5
-# Two clicks this close (viewport px) without an element descriptor are on
-# the same control (PostHog's rage radius); with ``target`` the descriptors decide.
-SAME_SPOT_PX = 30.0
-# How many of a ``same_spot`` rule's newest matches are compared.
-SPOT_MEMORY = 3
-
-# Frustration and confusion fade over about a minute: a visitor who rage-clicked
-# ten minutes ago (10 half-lives) and has worked calmly since is not frustrated.
-_SLOW = 60.0
-# Pace and engagement patterns describe what the visitor is doing *now*.
-_MEDIUM = 30.0
-# "Fast, direct" is about the last few seconds only.
-_FAST = 3.0
-
-# Anything the visitor does on purpose; a blur with none of these after it is
-# a form left behind.
-_ACTIVE = (
-    "click", "rage_click", "scroll", "input_pause", "backtrack", "back_nav",
-    "page_view", "error", "hover", "focus",
-)  # fmt: skip
-
-# fmt: off
-RULES: tuple[Rule, ...] = (
-    # --- frustrated -------------------------------------------------------
-    Rule("rage_click_detected", ("rage_click",), _SLOW, 0.0, 1.5,
-         {"frustrated": 6.0, "decisive": -4.0},
-         "Several rapid clicks on one spot: the strongest cue. The burst's own clicks"
-         " are not fast, direct interaction, so it cancels that pace too.",
-         source="landing page: rage_click -> frustrated (strong signal)"),
-    Rule("repeated_errors", ("error",), _SLOW, 1.0, 2.0,
-         {"frustrated": 6.0, "confused": -1.5},
-         "Two or more recent errors: the visitor keeps failing, past mere confusion"
-         " (landing page: 1 error -> confused, 2+ -> frustrated).",
-         source="landing page: error -> frustrated (2+)"),
-    Rule("error_encountered", ("error",), _SLOW, 0.0, 1.0,
-         {"confused": 2.0, "frustrated": 1.0},
-         "A single error leaves the visitor unsure what happened (landing page: 1 -> confused).",
-         source="landing page: error -> confused (1)"),
-    Rule("fast_scroll", ("scroll",), _MEDIUM, 0.0, 2.0,
-         {"frustrated": 1.5, "confused": 0.5},
-         "Flinging the page at thousands of px/s is frantic searching, not reading.",
-         field="speed", lo=FAST_SCROLL_PX_S,
-         source="landing page: scroll -> frustrated (fast); 2000 px/s is ours"),
-    Rule("repeated_dead_click", ("click",), _SLOW, 0.0, 1.0,
-         {"frustrated": 2.5},
-         "A control that did not answer, clicked again (two of the latest three dead"
-         " clicks on one spot): the visitor keeps trying what fails.",
-         field="dead", equals=True, same_spot=True,
-         source="API reference: frustrated = repeated failed actions; Sentry: rage ="
-                " repeated dead clicks on one element"),
-    Rule("dead_click_detected", ("click",), _SLOW, 0.0, 3.0,
-         {"frustrated": 2.1},
-         "Clicks on interactive-looking things that got no response: a cue, not a verdict."
-         " Two on different controls stay under the floor; a third or another sign tips it.",
-         field="dead", equals=True,
-         source="tracker.js dead flag (PostHog, Sentry dead clicks: an issue to look at,"
-                " not a visitor's state)"),
-    Rule("error_click_detected", ("error",), _SLOW, 0.0, 1.0,
-         {"frustrated": 0.8},
-         "The newest error came within 1.5 s of the latest click: that click failed (Datadog's"
-         " error click). Tips one error to frustrated only with another frustration cue.",
-         after=("click", "rage_click"), within_s=ERROR_CLICK_S,
-         source="Datadog error click; 1.5 s is ours"),
-    Rule("back_navigation", ("back_nav",), _SLOW, 0.0, 1.0,
-         {"confused": 2.0, "frustrated": 0.6},
-         "Pressing back means the page was not what the visitor expected.",
-         source="API reference: back_nav -> frustrated, confused"),
-    # --- confused ---------------------------------------------------------
-    Rule("high_page_churn", ("page_view",), _SLOW, 2.0, 4.0,
-         {"confused": 2.0, "browsing": -1.5},
-         "Many page views *with* back navigation is hunting, not relaxed exploring.",
-         requires="back_navigation",
-         source="landing page: page_view -> confused (4+, high churn)"),
-    Rule("backtrack_detected", ("backtrack",), _SLOW, 0.0, 2.0,
-         {"confused": 3.0},
-         "Reversing up the page is re-reading: the content did not answer the question.",
-         source="landing page: backtrack -> confused"),
-    Rule("backtrack_detected", ("scroll",), _SLOW, 0.0, 2.0,
-         {"confused": 2.0},
-         "An upward scroll is a scroll reversal, the same cue as backtrack.",
-         field="direction", equals="up",
-         source="API reference: confused = scroll reversals"),
-    Rule("hover_hesitation", ("hover",), _SLOW, 0.0, 2.0,
-         {"confused": 3.5},
-         "Hovering >= 2 s without clicking is hesitation over what an element does.",
-         field="duration_ms", lo=HOVER_HESITATION_MS, when_missing=True,
-         source="landing page: hover -> hesitation; 2 s is ours"),
-    Rule("input_hesitation", ("input_pause",), _SLOW, 0.0, 2.0,
-         {"confused": 3.5, "frustrated": 0.3},
-         "Stopping >= 2.5 s mid-field: the visitor does not know what to enter (landing page).",
-         field="duration_ms", lo=INPUT_HESITATION_MS, when_missing=True,
-         source="landing page: input_pause -> confused (>= 2.5 s)"),
-    # --- decisive ---------------------------------------------------------
-    Rule("fast_direct_interactions", ("click", "focus", "page_view"), _FAST, 2.5, 4.5,
-         {"decisive": 4.0, "focused": -1.0, "browsing": -1.0},
-         "Clicks, focuses and navigations about a second apart or faster: no hesitation,"
-         " which is neither relaxed browsing nor steady task work. Dead clicks do not count.",
-         field="dead", equals=False, when_missing=True, ongoing=True, suspends=True,
-         source="landing page: click -> decisive (rapid bursts)"),
-    # --- browsing ---------------------------------------------------------
-    Rule("multi_page_browse", ("page_view",), _SLOW, 1.0, 3.5,
-         {"browsing": 3.0, "focused": -1.0},
-         "Several page views in the last minute is exploring, not one task"
-         " (landing page: 2+ -> browsing).",
-         ongoing=True, suspends=True,
-         source="landing page: page_view -> browsing (2+)"),
-    Rule("casual_hover", ("hover",), _MEDIUM, 0.0, 2.0,
-         {"browsing": 1.0},
-         "Brief hovers are looking around, not hesitating.",
-         field="duration_ms", hi=HOVER_HESITATION_MS, ongoing=True,
-         source="landing page: hover -> browsing"),
-    Rule("moderate_scroll", ("scroll",), _MEDIUM, 0.0, 3.0,
-         {"browsing": 1.2, "focused": 0.5},
-         "Steady scrolling is reading: relaxed exploring, or part of a task; never distress.",
-         field="speed", hi=FAST_SCROLL_PX_S, when_missing=True, ongoing=True,
-         source="API reference: scroll -> browsing; landing page: focused (steady)"),
-    # --- disengaged -------------------------------------------------------
-    Rule("long_idle", ("idle",), _SLOW, 0.0, 1.0,
-         {"disengaged": 6.0},
-         "No activity for >= 10 s: attention has drifted (landing page: idle >= 10 s),"
-         " until the visitor is back (any deliberate action since).",
-         field="duration_ms", lo=LONG_IDLE_MS, when_missing=True, unless_after=_ACTIVE,
-         source="landing page: idle -> disengaged (>= 10 s)"),
-    Rule("short_idle", ("idle",), _SLOW, 0.0, 2.0,
-         {"disengaged": 1.5},
-         "Repeated short lapses in activity hint at drifting attention.",
-         field="duration_ms", hi=LONG_IDLE_MS,
-         source="API reference: idle -> disengaged"),
-    Rule("form_abandoned", ("blur",), _SLOW, 0.0, 1.0,
-         {"disengaged": 1.0},
-         "A blur with no deliberate action since is a form left behind (blur without re-focus)."
-         " Every blur starts out like this, so it suspends no pattern.",
-         unless_after=_ACTIVE, suspends=False,
-         source="API reference: blur -> possibly abandoned"),
-    # --- focused ----------------------------------------------------------
-    Rule("steady_interaction_pattern", ("click",), _MEDIUM, 1.0, 4.0,
-         {"focused": 2.0, "decisive": 0.5, "browsing": 0.3},
-         "Clicks sustained over half a minute are task work (dead clicks are not).",
-         field="dead", equals=False, when_missing=True, ongoing=True,
-         source="landing page: focused = steady, task-oriented"),
-    Rule("steady_interaction_pattern", ("focus", "blur"), _MEDIUM, 1.0, 4.0,
-         {"focused": 2.0, "decisive": 0.3},
-         "Moving in and out of form fields is sustained form completion.",
-         ongoing=True, suspends=True,
-         source="API reference: focused = sustained form interaction"),
-    Rule("steady_interaction_pattern", ("input_pause",), _MEDIUM, 0.0, 2.0,
-         {"focused": 1.0},
-         "Pauses under 2.5 s while typing are ordinary typing rhythm.",
-         field="duration_ms", hi=INPUT_HESITATION_MS, ongoing=True,
-         source="landing page: confused only from 2.5 s"),
-)
-# fmt: on
-
 # Fewer events than this is "insufficient data" whatever they are (API
 # reference: neutral below ~3-5 events; landing page: neutral under ~3).
 MIN_EVENTS = 3
@@ -297,95 +85,174 @@ CONFIDENCE_TEMPERATURE = 1.0
 # Event count at which the "enough data" factor reaches 1 - 1/e (~0.63).
 VOLUME_EVENTS = 3.0
 
-# --- precomputed views of the table (fold is the hot path) ---------------
 
-_N_RULES = len(RULES)
-_INV_TAU: tuple[float, ...] = tuple(math.log(2.0) / r.half_life_s for r in RULES)
-_MAX_INV_TAU = max(_INV_TAU)
-# Move the anchor when the newest event is this many (fastest) time constants
-# ahead of it: exp(40) ~ 2e17 is far from overflow, and rebasing is rare.
-_REBASE_SPAN = 40.0 / _MAX_INV_TAU
+# --- the table compiled into the views fold and verdict read (the hot path) --
+
+
+class _Matcher(NamedTuple):
+    """What one rule asks of an event of one of its types (``fold``'s inner loop)."""
+
+    rule: int
+    field: str | None
+    lo: float
+    hi: float
+    equals: str | bool | None
+    when_missing: bool
+    inv_tau: float
+    kind: int  # _COUNT, _NEWEST or _SPOT: what a match does to the rule's slot
+
+
+class _Row(NamedTuple):
+    """One rule as ``_evaluate`` reads it."""
+
+    rule: int
+    inv_tau: float
+    at: float
+    span: float  # full - at
+    guard: int  # its guard slot, or _PLAIN (a decayed count) or _SPOT_TS (a same_spot rule)
+    lag: float  # how long after its guard event a match may come: inf for unless_after
+    requires: int  # the rule whose strength scales this one's, or -1
+    weights: tuple[tuple[int, float], ...]  # (mood index, weight)
+    mood: int  # the mood it pushes hardest
+    ongoing: bool
+    suspends: bool
+
+
+class _Pusher(NamedTuple):
+    """A rule that pushes a mood (for the verdict's signals)."""
+
+    rule: int
+    signal: str
+    weight: float
+
+
+# The hot loops unpack these records' values from exact tuples: CPython
+# unpacks an exact tuple in one specialised step, a NamedTuple through the
+# iterator protocol (verdict took 20 % longer). The aliases list the fields in
+# the records' order; tests/test_rules.py checks they agree.
+_MatcherValues = tuple[int, str | None, float, float, str | bool | None, bool, float, int]
+_RowValues = tuple[
+    int, float, float, float, int, float, int, tuple[tuple[int, float], ...], int, bool, bool
+]
+_PusherValues = tuple[int, str, float]
+_SuspensionValues = tuple[float, float, int, float]
+
+# Matcher kinds: what a matching event does to its rule's slot in ``acc``.
+_COUNT, _NEWEST, _SPOT = 0, 1, 2
+# Row guards that are not guard slots.
+_PLAIN, _SPOT_TS = -1, -2
 _MOOD_INDEX = {m: i for i, m in enumerate(MOODS)}
 _NEUTRAL = _MOOD_INDEX["neutral"]
-_SIGNAL_INDEX: dict[str, int] = {}
-for _i, _r in enumerate(RULES):
-    _SIGNAL_INDEX.setdefault(_r.signal, _i)
-# Rules tracking "newest matching event" rather than a decayed count, and the
-# guard slot holding the newest event of the types that cancel (``unless_after``)
-# or anchor (``after``) each of them.
-_LATEST: tuple[int, ...] = tuple(i for i, r in enumerate(RULES) if r.unless_after or r.after)
+
+
+def _values(record: Any) -> Any:
+    """A record's values as an exact tuple (see the aliases above)."""
+    return tuple(record)
+
+
+def _check(rules: tuple[Rule, ...]) -> None:
+    """What the compiled views rely on (raised, not asserted: ``-O`` keeps it)."""
+    signals = [r.signal for r in rules]
+    for i, r in enumerate(rules):
+        if (r.unless_after and r.after) or (r.same_spot and (r.unless_after or r.after)):
+            raise ValueError(f"{r.signal}: one guard per rule, none for same_spot")
+        if r.requires is not None and r.requires not in signals[:i]:
+            raise ValueError(f"{r.signal}: a rule may only require one listed before it")
+        if r.weights[max(r.weights, key=lambda m: r.weights[m])] <= 0:
+            raise ValueError(f"{r.signal}: every rule pushes some mood")
+
+
+def _matchers(
+    rules: tuple[Rule, ...], inv_tau: tuple[float, ...]
+) -> dict[str, tuple[_MatcherValues, ...]]:
+    """Event type -> the rules that watch it, in table order."""
+    by_type: dict[str, list[_Matcher]] = {}
+    for i, r in enumerate(rules):
+        guarded = bool(r.unless_after or r.after)
+        kind = _SPOT if r.same_spot else _NEWEST if guarded else _COUNT
+        for etype in r.events:
+            m = _Matcher(i, r.field, r.lo, r.hi, r.equals, r.when_missing, inv_tau[i], kind)
+            by_type.setdefault(etype, []).append(m)
+    return {etype: tuple(_values(m) for m in ms) for etype, ms in by_type.items()}
+
+
+def _guards_by_type(
+    rules: tuple[Rule, ...], guarded: tuple[int, ...]
+) -> dict[str, tuple[int, ...]]:
+    """Event type -> the guard slots it moves (newest cancelling/anchoring event)."""
+    by_type: dict[str, list[int]] = {}
+    for slot, i in enumerate(guarded):
+        for etype in rules[i].unless_after or rules[i].after:
+            by_type.setdefault(etype, []).append(slot)
+    return {etype: tuple(slots) for etype, slots in by_type.items()}
+
+
+def _rows(
+    rules: tuple[Rule, ...], inv_tau: tuple[float, ...], guarded: tuple[int, ...]
+) -> tuple[_Row, ...]:
+    first_of: dict[str, int] = {}
+    for i, r in enumerate(rules):
+        first_of.setdefault(r.signal, i)
+    slot_of = {i: slot for slot, i in enumerate(guarded)}
+    rows = []
+    for i, r in enumerate(rules):
+        rows.append(
+            _Row(
+                rule=i,
+                inv_tau=inv_tau[i],
+                at=r.at,
+                span=r.full - r.at,
+                guard=slot_of.get(i, _SPOT_TS if r.same_spot else _PLAIN),
+                lag=r.within_s if r.after else math.inf,
+                requires=-1 if r.requires is None else first_of[r.requires],
+                weights=tuple((_MOOD_INDEX[m], w) for m, w in r.weights.items()),
+                mood=_MOOD_INDEX[max(r.weights, key=lambda m: r.weights[m])],
+                ongoing=r.ongoing,
+                # Cues suspend older patterns unless marked otherwise; patterns only if marked.
+                suspends=not r.ongoing if r.suspends is None else r.suspends,
+            )
+        )
+    return tuple(rows)
+
+
+def _pushers(rows: tuple[_Row, ...]) -> tuple[tuple[_PusherValues, ...], ...]:
+    """Per mood: the rules that push it (positive weight), in table order."""
+    return tuple(
+        tuple(
+            _values(_Pusher(row.rule, RULES[row.rule].signal, w))
+            for row in rows
+            for m, w in row.weights
+            if m == k and w > 0
+        )
+        for k in range(len(MOODS))
+    )
+
+
+_check(RULES)
+_N_RULES = len(RULES)
+_INV_TAU: tuple[float, ...] = tuple(math.log(2.0) / r.half_life_s for r in RULES)
+# Move the anchor when the newest event is this many (fastest) time constants
+# ahead of it: exp(40) ~ 2e17 is far from overflow, and rebasing is rare.
+_REBASE_SPAN = 40.0 / max(_INV_TAU)
+# Rules tracking "newest matching event" rather than a decayed count, each with
+# a guard slot holding the newest event of the types that cancel
+# (``unless_after``) or anchor (``after``) it.
+_GUARDED: tuple[int, ...] = tuple(i for i, r in enumerate(RULES) if r.unless_after or r.after)
+_N_GUARDS = len(_GUARDED)
 # ``same_spot`` rules keep, instead of a count, the newer ts of their newest
 # pair of matches at one spot (and the matches themselves in ``State.spots``).
 _SPOT_RULES: tuple[int, ...] = tuple(i for i, r in enumerate(RULES) if r.same_spot)
-_IS_LATEST = tuple(i in _LATEST or i in _SPOT_RULES for i in range(_N_RULES))
-_N_GUARDS = len(_LATEST)
 _SPOT_SLOT = {i: n for n, i in enumerate(_SPOT_RULES)}
-# Matcher kinds: what a matching event does to its rule's slot in ``acc``.
-_COUNT, _NEWEST, _SPOT = 0, 1, 2
-_REQUIRES: tuple[int, ...] = tuple(
-    -1 if r.requires is None else _SIGNAL_INDEX[r.requires] for r in RULES
-)
-assert all(not (r.unless_after and r.after) for r in RULES), "one guard per rule"
-assert not any(r.same_spot and (r.unless_after or r.after) for r in RULES), "spot rules: no guard"
+# Rules whose slot in ``acc`` holds a ts, not a decayed count.
+_HOLDS_TS = tuple(i in _GUARDED or i in _SPOT_RULES for i in range(_N_RULES))
+_BY_TYPE = _matchers(RULES, _INV_TAU)
+_GUARDS_BY_TYPE = _guards_by_type(RULES, _GUARDED)
+# verdict runs on every batch: one pass over these in table order sees every
+# required rule's final strength (a rule only requires an earlier one).
+_ROWS = _rows(RULES, _INV_TAU, _GUARDED)
+_RULE_ROWS: tuple[_RowValues, ...] = tuple(_values(row) for row in _ROWS)
+_PUSHERS = _pushers(_ROWS)
 
-# event type -> tuple of (rule index, field, lo, hi, equals, when_missing, inv_tau, kind)
-_Matcher = tuple[int, str | None, float, float, str | bool | None, bool, float, int]
-_BY_TYPE: dict[str, tuple[_Matcher, ...]] = {}
-_GUARDS_BY_TYPE: dict[str, tuple[int, ...]] = {}
-for _i, _r in enumerate(RULES):
-    for _t in _r.events:
-        _BY_TYPE[_t] = (
-            *_BY_TYPE.get(_t, ()),
-            (_i, _r.field, _r.lo, _r.hi, _r.equals, _r.when_missing, _INV_TAU[_i],
-             _SPOT if _r.same_spot else _NEWEST if _IS_LATEST[_i] else _COUNT),
-        )  # fmt: skip
-for _g, _i in enumerate(_LATEST):
-    for _t in RULES[_i].unless_after or RULES[_i].after:
-        _GUARDS_BY_TYPE[_t] = (*_GUARDS_BY_TYPE.get(_t, ()), _g)
-# Per rule: (mood index, weight) pairs, so verdict avoids dict lookups.
-_WEIGHTS: tuple[tuple[tuple[int, float], ...], ...] = tuple(
-    tuple((_MOOD_INDEX[m], w) for m, w in r.weights.items()) for r in RULES
-)
-# Per mood: (rule index, signal, weight) of the rules that push it, in rule order.
-_PUSHERS: tuple[tuple[tuple[int, str, float], ...], ...] = tuple(
-    tuple((i, r.signal, w) for i, r in enumerate(RULES) for m, w in _WEIGHTS[i] if m == k and w > 0)
-    for k in range(len(MOODS))
-)
-# Currentness: each rule's mood (the one it pushes hardest), and whether it is
-# a pattern and whether its newer matches suspend patterns of other moods.
-_MOOD_OF: tuple[int, ...] = tuple(
-    _MOOD_INDEX[max(r.weights, key=lambda m: r.weights[m])] for r in RULES
-)
-assert all(r.weights[MOODS[_MOOD_OF[i]]] > 0 for i, r in enumerate(RULES)), "every rule pushes"
-_SUSPENDS = tuple(not r.ongoing if r.suspends is None else r.suspends for r in RULES)
-# verdict runs on every batch, so _evaluate reads each rule's numbers from one
-# flat tuple: (index, 1/tau, at, full - at, guard slot (-1 none, -2 a spot
-# rule's unguarded newest ts), latest event's
-# allowed lag behind the guard event (inf for ``unless_after``, -1 for plain
-# rules), required rule or -1, weights, mood, ongoing, suspends). A rule may
-# only require one listed before it, so one pass in table order sees every
-# requirement's final strength.
-_GUARD_OF = {i: g for g, i in enumerate(_LATEST)}
-_Row = tuple[
-    int, float, float, float, int, float, int, tuple[tuple[int, float], ...], int, bool, bool
-]
-_RULE_ROWS: tuple[_Row, ...] = tuple(
-    (
-        i,
-        _INV_TAU[i],
-        r.at,
-        r.full - r.at,
-        _GUARD_OF.get(i, -2 if r.same_spot else -1),
-        r.within_s if r.after else math.inf if r.unless_after else -1.0,
-        _REQUIRES[i],
-        _WEIGHTS[i],
-        _MOOD_OF[i],
-        r.ongoing,
-        _SUSPENDS[i],
-    )
-    for i, r in enumerate(RULES)
-)
-assert all(j < i for i, j in enumerate(_REQUIRES)), "a rule must require an earlier one"
 
 _NONE = -1.0  # "no such event yet" for timestamps (validated ts are >= 0)
 
@@ -467,7 +334,7 @@ class State:
 
 
 def _fresh_acc() -> list[float]:
-    return [_NONE if latest else 0.0 for latest in _IS_LATEST]
+    return [_NONE if latest else 0.0 for latest in _HOLDS_TS]
 
 
 def new_state() -> State:
@@ -483,7 +350,7 @@ def _rebase(state: State, new_ref: float) -> None:
     dt = new_ref - state.ref
     shift = _ms(state.ref) - _ms(new_ref)
     for i in range(_N_RULES):
-        if acc[i] and not _IS_LATEST[i]:
+        if acc[i] and not _HOLDS_TS[i]:
             acc[i] *= math.exp(-dt * _INV_TAU[i])
         x = last[i]
         if x is not None:
@@ -543,19 +410,26 @@ def fold(state: State, event: Mapping[str, Any]) -> State:
     return state
 
 
-# A pattern's suspension: its unsuspended strength and the two strongest newer
-# suspending rules of distinct moods, as (strength, mood, strength).
-_Suspension = tuple[float, float, int, float]
+class _Suspension(NamedTuple):
+    """How newer cues suspended a pattern: its unsuspended strength and the two
+    strongest newer suspending rules of distinct moods."""
+
+    strength: float
+    first: float  # the strongest newer suspending rule's strength...
+    first_mood: int  # ...and its mood (-1: none)
+    second: float  # the strongest newer one of another mood than ``first_mood``
 
 
-def _toward(sus: _Suspension, mood: int) -> float:
+def _toward(sus: _SuspensionValues, mood: int) -> float:
     """A suspended pattern's strength as evidence for ``mood`` (positive weights):
     a newer phase of ``mood`` itself does not suspend evidence for ``mood``."""
     s, s1, m1, s2 = sus
     return s * (1.0 - (s1 if m1 != mood else s2))
 
 
-def _evaluate(state: State) -> tuple[list[float], list[float], dict[int, _Suspension]]:
+def _evaluate(
+    state: State,
+) -> tuple[list[float], list[float], dict[int, _SuspensionValues]]:
     """Each rule's strength in [0, 1] at ``t_max``, each mood's score, and how
     each pattern was suspended.
 
@@ -574,15 +448,15 @@ def _evaluate(state: State) -> tuple[list[float], list[float], dict[int, _Suspen
     strengths = [0.0] * _N_RULES
     sc = [0.0] * len(MOODS)
     last = state.last
-    patterns: list[tuple[int, int, float]] = []  # (rule, mood, strength)
+    patterns: list[tuple[int, int, float, tuple[tuple[int, float], ...]]] = []
     newer: list[tuple[float, int, int]] = []  # suspending rules: (strength, newest, mood)
     for i, k, at, span, g, lag, req, weights, mood, ongoing, suspends in _RULE_ROWS:
         a = acc[i]
-        if g == -1:
+        if g == _PLAIN:
             v = a * exp(-dt * k) if a else 0.0
         elif a == _NONE:
             continue
-        elif g == -2:  # a same_spot rule: decaying from its newest pair
+        elif g == _SPOT_TS:  # decaying from its newest pair at one spot
             v = exp(-(t_max - a) * k)
         else:
             # unless_after: no cancelling event newer than the match (lag inf);
@@ -604,7 +478,7 @@ def _evaluate(state: State) -> tuple[list[float], list[float], dict[int, _Suspen
         if suspends and (t := last[i]) is not None:  # a rule with strength has matched
             newer.append((s, t, mood))
         if ongoing:  # scored below, once currentness has scaled it
-            patterns.append((i, mood, s))
+            patterns.append((i, mood, s, weights))
         else:
             for m, w in weights:
                 sc[m] += s * w
@@ -614,8 +488,8 @@ def _evaluate(state: State) -> tuple[list[float], list[float], dict[int, _Suspen
     # strengths, so they do not depend on the order of the rules. Strongest
     # first: the first newer one, or the first of another mood than that, counts.
     newer.sort(reverse=True)
-    suspended: dict[int, _Suspension] = {}
-    for i, mood, s in patterns:
+    suspended: dict[int, _SuspensionValues] = {}  # (see _Suspension)
+    for i, mood, s, weights in patterns:
         newest = last[i]
         s1 = s2 = 0.0
         m1 = -1
@@ -630,7 +504,7 @@ def _evaluate(state: State) -> tuple[list[float], list[float], dict[int, _Suspen
         suspended[i] = (s, s1, m1, s2)
         other, own = s * (1.0 - s1), s * (1.0 - s2)  # for moods other than m1; for m1
         strengths[i] = own if mood == m1 else other
-        for k, w in _WEIGHTS[i]:
+        for k, w in weights:
             sc[k] += (own if (k if w > 0 else mood) == m1 else other) * w
     return strengths, sc, suspended
 
