@@ -74,6 +74,7 @@ __all__ = [
     "EventInput",
     "ModelT",
     "RequestSpec",
+    "StreamLink",
     "TimeInput",
     "decode_body",
     "format_time",
@@ -607,3 +608,47 @@ class BaseClient(Generic[HttpClientT]):
             self.max_retries,
             why,
         )
+
+
+class StreamLink(Generic[HttpClientT]):
+    """All a mood stream sees of its client: the connection it sends on, the
+    request that (re)opens the stream, and the client's retry decisions. The
+    stream touches nothing else of the client, so either can change inside."""
+
+    def __init__(self, client: BaseClient[HttpClientT]) -> None:
+        self._client: BaseClient[HttpClientT] = client
+        self.http: HttpClientT = client._http
+
+    @property
+    def max_retries(self) -> int:
+        return self._client.max_retries
+
+    @property
+    def max_retry_after(self) -> float:
+        return self._client.MAX_RETRY_AFTER
+
+    def open_request(self, last_event_id: str | None) -> httpx.Request:
+        """``GET /v1/stream/moods``, resuming after ``last_event_id``."""
+        return self._client._build_request(self._client._stream_moods_spec(last_event_id))
+
+    def delay_after_error(
+        self, error: APIConnectionError, retries_done: int, floor: float
+    ) -> float | None:
+        """Seconds before reconnecting after a transport error, or None to give up."""
+        return self._client._retry_delay_after_error(error, retries_done, floor=floor)
+
+    def delay_after_end(
+        self, request: httpx.Request, retries_done: int, floor: float
+    ) -> float | None:
+        """Seconds before reopening a stream the server ended, or None to give up."""
+        return self._client._retry_delay_after_end_of_stream(request, retries_done, floor=floor)
+
+    def delay_after_response(
+        self, response: httpx.Response, retries_done: int, floor: float
+    ) -> float | None:
+        """Seconds before retrying after this (read) answer, or None to keep it."""
+        return self._client._retry_delay_after_response(response, retries_done, floor=floor)
+
+    def status_error(self, response: httpx.Response) -> APIStatusError:
+        """The exception a (read) error answer raises."""
+        return self._client._make_status_error(response, decode_body(response))

@@ -22,6 +22,7 @@ from ._base import (
     EventInput,
     ModelT,
     RequestSpec,
+    StreamLink,
     TimeInput,
     translate_httpx_errors,
 )
@@ -230,7 +231,8 @@ class SessionMoodClient(BaseClient[httpx.Client]):
         and resumes by itself (``max_retries`` attempts per disconnect); use it in
         a ``with`` block or ``close()`` it. See ``MoodStream``.
         """
-        return MoodStream(self, last_event_id)
+        # The clock is looked up at each wait, so a patched one applies.
+        return MoodStream(StreamLink(self), lambda s: self._sleep(s), last_event_id)
 
     def create_webhook(self, url: str, moods: Sequence[MoodLabel] | None = None) -> WebhookCreated:
         """Have mood changes POSTed to ``url`` (only to ``moods``, if given; growth/pro plans).
@@ -440,7 +442,7 @@ class AsyncSessionMoodClient(BaseClient[httpx.AsyncClient]):
         with the next change, or right after ``last_event_id``; reconnects and
         resumes by itself. Use ``async with`` or ``aclose()``. See ``AsyncMoodStream``.
         """
-        return AsyncMoodStream(self, last_event_id)
+        return AsyncMoodStream(StreamLink(self), lambda s: self._sleep(s), last_event_id)
 
     async def create_webhook(
         self, url: str, moods: Sequence[MoodLabel] | None = None

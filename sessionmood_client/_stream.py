@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import httpx
 from pydantic import ValidationError
 
-from ._base import BaseClient, decode_body, translate_httpx_errors
+from ._base import StreamLink, translate_httpx_errors
 from ._exceptions import APIConnectionError, APIResponseValidationError
 from .types import MoodChange
-
-if TYPE_CHECKING:
-    from ._client import AsyncSessionMoodClient, SessionMoodClient
 
 __all__ = ["AsyncMoodStream", "MoodStream", "SSEDecoder", "ServerSentEvent"]
 
@@ -148,8 +145,8 @@ class _MoodStreamBase:
     EVENT_TYPE = "mood.changed"
     CONTENT_TYPE = "text/event-stream"
 
-    def __init__(self, client: BaseClient[Any], last_event_id: int | str | None) -> None:
-        self._base = client
+    def __init__(self, link: StreamLink[Any], last_event_id: int | str | None) -> None:
+        self._link = link
         self._decoder = SSEDecoder(_event_id(last_event_id))
         self._last_event_id = self._decoder.last_event_id
         self._closed = False
@@ -166,11 +163,11 @@ class _MoodStreamBase:
     def _new_request(self) -> httpx.Request:
         self._decoder.reset()
         self._last_event_id = self._decoder.last_event_id
-        return self._base._build_request(self._base._stream_moods_spec(self._last_event_id))
+        return self._link.open_request(self._last_event_id)
 
     def _floor(self) -> float:
         retry_ms = self._decoder.retry_ms
-        return 0.0 if retry_ms is None else min(retry_ms / 1000, self._base.MAX_RETRY_AFTER)
+        return 0.0 if retry_ms is None else min(retry_ms / 1000, self._link.max_retry_after)
 
     def _accepts(self, response: httpx.Response) -> bool:
         content_type = response.headers.get("content-type", "")
@@ -185,22 +182,20 @@ class _MoodStreamBase:
                 response=response,
                 body=None,
             )
-        delay = self._base._retry_delay_after_response(response, retries_done, floor=self._floor())
+        delay = self._link.delay_after_response(response, retries_done, self._floor())
         if delay is None:
-            raise self._base._make_status_error(response, decode_body(response))
+            raise self._link.status_error(response)
         return delay
 
     def _delay_after_error(self, error: APIConnectionError, retries_done: int) -> float | None:
-        return self._base._retry_delay_after_error(error, retries_done, floor=self._floor())
+        return self._link.delay_after_error(error, retries_done, self._floor())
 
     def _delay_after_end(self, request: httpx.Request, retries_done: int) -> float:
-        delay = self._base._retry_delay_after_end_of_stream(
-            request, retries_done, floor=self._floor()
-        )
+        delay = self._link.delay_after_end(request, retries_done, self._floor())
         if delay is None:
             raise APIConnectionError(
                 "The server ended the mood stream and no reconnect is left "
-                f"(max_retries={self._base.max_retries}).",
+                f"(max_retries={self._link.max_retries}).",
                 request=request,
             )
         return delay
@@ -230,9 +225,15 @@ class MoodStream(_MoodStreamBase):
     a ``with`` block; closing from another thread also ends a blocked ``next()``.
     """
 
-    def __init__(self, client: SessionMoodClient, last_event_id: int | str | None = None) -> None:
-        super().__init__(client, last_event_id)
-        self._client = client
+    def __init__(
+        self,
+        link: StreamLink[httpx.Client],
+        sleep: Callable[[float], None],
+        last_event_id: int | str | None = None,
+    ) -> None:
+        super().__init__(link, last_event_id)
+        self._http = link.http
+        self._sleep = sleep
         self._response: httpx.Response | None = None
         self._changes = self._run()
 
@@ -274,7 +275,7 @@ class MoodStream(_MoodStreamBase):
             request = self._new_request()
             try:
                 with translate_httpx_errors(request):
-                    response = self._client._http.send(request, stream=True)
+                    response = self._http.send(request, stream=True)
                 self._response = response
                 if self._accepts(response):
                     retries_done = 0  # connected: the next drop gets max_retries afresh
@@ -295,7 +296,7 @@ class MoodStream(_MoodStreamBase):
                 delay = maybe
             finally:
                 self._close_response()
-            self._client._sleep(delay)
+            self._sleep(delay)
             retries_done += 1
 
 
@@ -307,10 +308,14 @@ class AsyncMoodStream(_MoodStreamBase):
     """
 
     def __init__(
-        self, client: AsyncSessionMoodClient, last_event_id: int | str | None = None
+        self,
+        link: StreamLink[httpx.AsyncClient],
+        sleep: Callable[[float], Awaitable[None]],
+        last_event_id: int | str | None = None,
     ) -> None:
-        super().__init__(client, last_event_id)
-        self._client = client
+        super().__init__(link, last_event_id)
+        self._http = link.http
+        self._sleep = sleep
         self._response: httpx.Response | None = None
         self._changes = self._run()
 
@@ -350,7 +355,7 @@ class AsyncMoodStream(_MoodStreamBase):
             request = self._new_request()
             try:
                 with translate_httpx_errors(request):
-                    response = await self._client._http.send(request, stream=True)
+                    response = await self._http.send(request, stream=True)
                 self._response = response
                 if self._accepts(response):
                     retries_done = 0  # connected: the next drop gets max_retries afresh
@@ -372,5 +377,5 @@ class AsyncMoodStream(_MoodStreamBase):
                 delay = maybe
             finally:
                 await self._close_response()
-            await self._client._sleep(delay)
+            await self._sleep(delay)
             retries_done += 1

@@ -16,15 +16,30 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Protocol, Self
 
 from ._base import EventInput, quote_session_id
 from ._exceptions import SessionMoodError
 from .types import Event, EventType, PostEventsResponse, event_adapter
 
-if TYPE_CHECKING:
-    from ._client import AsyncSessionMoodClient, SessionMoodClient
+
+class EventSender(Protocol):
+    """What a tracker needs of its client (``SessionMoodClient`` has it)."""
+
+    def send_events(
+        self, session_id: str, events: Sequence[EventInput], *, batch_id: str | None = None
+    ) -> PostEventsResponse: ...
+
+
+class AsyncEventSender(Protocol):
+    """What an async tracker needs of its client (``AsyncSessionMoodClient`` has it)."""
+
+    async def send_events(
+        self, session_id: str, events: Sequence[EventInput], *, batch_id: str | None = None
+    ) -> PostEventsResponse: ...
+
 
 __all__ = ["AsyncEventTracker", "EventTracker"]
 
@@ -97,7 +112,7 @@ class EventTracker(_TrackerBase):
     events, on ``flush()``, and when the ``with`` block exits.
     """
 
-    def __init__(self, client: SessionMoodClient, session_id: str, *, max_batch: int = 50) -> None:
+    def __init__(self, client: EventSender, session_id: str, *, max_batch: int = 50) -> None:
         super().__init__(session_id, max_batch=max_batch)
         self._client = client
 
@@ -148,9 +163,7 @@ class AsyncEventTracker(_TrackerBase):
     coroutines and it is used with ``async with``.
     """
 
-    def __init__(
-        self, client: AsyncSessionMoodClient, session_id: str, *, max_batch: int = 50
-    ) -> None:
+    def __init__(self, client: AsyncEventSender, session_id: str, *, max_batch: int = 50) -> None:
         super().__init__(session_id, max_batch=max_batch)
         self._client = client
 
