@@ -196,3 +196,67 @@ def test_the_installed_server_serves_the_demo_shop_and_the_docs_assets(served: s
     assert r.text == page.replace("{{SESSIONMOOD_PUBLISHABLE_KEY}}", m.group(1))
     # Swagger UI's own files, from its package in the fresh environment.
     assert httpx.get(served + "/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+# -- the examples, in an environment with only the server extra ------------------
+# What `make run` installs (`pip install -e '.[server]'`) and what docs/deploy.md
+# installs: neither has the dev extra (pytest, Playwright). Every example must
+# run there.
+
+
+def _example(venv: Path, name: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [venv / "bin" / "python", ROOT / "examples" / name, *args],
+        env={**_clean_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=venv.parent,
+    )
+
+
+@pytest.mark.parametrize("name", ["backend_sync.py", "backend_async.py"])
+def test_the_backend_examples_run_with_the_server_extra_only(
+    installed: Path, served: str, name: str
+) -> None:
+    done = _example(installed, name, SESSIONMOOD_BASE_URL=served)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_stream_example_runs_with_the_server_extra_only(installed: Path, served: str) -> None:
+    # A revoked-looking key: the example starts, reaches the server and says why it stops.
+    done = _example(
+        installed,
+        "stream_moods.py",
+        SESSIONMOOD_BASE_URL=served,
+        SESSIONMOOD_API_KEY="sm_" + "0" * 48,
+    )
+    assert done.returncode == 1 and done.stderr.startswith("error:"), done.stdout + done.stderr
+
+
+def test_the_webhook_receiver_runs_with_the_server_extra_only(installed: Path) -> None:
+    port = free_port()
+    log_path = installed.parent / "receiver.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [installed / "bin" / "uvicorn", "--app-dir", ROOT / "examples",
+             "webhook_receiver:app", "--port", str(port)],
+            env={**_clean_env(), "SESSIONMOOD_WEBHOOK_SECRET": "whsec_" + "00" * 24},
+            cwd=installed.parent, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/sessionmood", content=b"{}")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+        # Unsigned: refused, as it must be.
+        assert r.status_code == 400 and r.text.startswith("rejected:"), r.text
+    finally:
+        proc.terminate()
+        proc.wait(10)
