@@ -1,6 +1,7 @@
 """A backend deciding what to do for a visitor's session (sync client).
 
-Start a server (``sessionmood serve``), then::
+Start a server (``sessionmood serve``, or ``make run``), then, with ``make run``'s
+environment (``.venv/bin/python``) or any with ``pip install sessionmood``::
 
     SESSIONMOOD_API_KEY=sm_... python examples/backend_sync.py
 

@@ -1,6 +1,7 @@
 """Follow every mood change of your sessions as it happens (Server-Sent Events).
 
-Start a server (``sessionmood serve``), then::
+Start a server (``sessionmood serve``, or ``make run``), then, with ``make run``'s
+environment (``.venv/bin/python``) or any with ``pip install sessionmood``::
 
     SESSIONMOOD_API_KEY=sm_... python examples/stream_moods.py [LAST_EVENT_ID]
 

@@ -5,9 +5,10 @@ Create a webhook (growth or pro plan) and keep its secret::
     python -c "from sessionmood_client import SessionMoodClient as C; \\
         print(C().create_webhook('https://your.host/sessionmood').secret)"
 
-then run this app (``pip install starlette uvicorn``)::
+then run this app (Starlette and uvicorn come with ``sessionmood[server]``, so
+``make run``'s ``.venv/bin`` has them)::
 
-    SESSIONMOOD_WEBHOOK_SECRET=whsec_... uvicorn examples.webhook_receiver:app --port 9000
+    SESSIONMOOD_WEBHOOK_SECRET=whsec_... uvicorn --app-dir examples webhook_receiver:app --port 9000
 
 Deliveries follow Standard Webhooks, so any of its libraries (``standardwebhooks``,
 ``svix``) verifies them as well as ``verify_webhook`` does. They are

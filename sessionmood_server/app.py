@@ -53,10 +53,22 @@ from sessionmood_server.settings import Settings
 from sessionmood_server.storage import Storage, open_storage
 
 log = logging.getLogger("sessionmood")
-ROOT_DIR = Path(__file__).resolve().parent.parent
-STATIC_DIR = ROOT_DIR / "static"
-DEMO_DIR = ROOT_DIR / "examples" / "demo_site"
-DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
+PACKAGE_DIR = Path(__file__).resolve().parent
+ROOT_DIR = PACKAGE_DIR.parent
+
+
+def _shipped(name: str, in_checkout: Path) -> Path:
+    """A directory the wheel ships inside this package, mapped there from its
+    place in the repository (``package-dir`` in pyproject.toml); in a checkout
+    or an editable install, where the package is the repository's own
+    directory, that place itself."""
+    inside = PACKAGE_DIR / name
+    return inside if inside.is_dir() else in_checkout
+
+
+STATIC_DIR = _shipped("static", ROOT_DIR / "static")
+DEMO_DIR = _shipped("demo", ROOT_DIR / "examples" / "demo_site")
+DASHBOARD_DIR = PACKAGE_DIR / "dashboard"
 
 
 def _redirect(to: str) -> Any:

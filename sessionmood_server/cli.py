@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit
 
+from sessionmood_client import __version__ as VERSION
 from sessionmood_client.types import PLANS
 from sessionmood_server.http.request_id import request_id
 from sessionmood_server.keys import PLANS as PLAN_INFO
@@ -130,17 +131,37 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def port_number(text: str) -> int:
+    """``--port``: a TCP port, 1-65535. (The socket layer would take 99999 as
+    99999 - 65536 and listen there, while the banner said 99999.)"""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: ports are 1-65535")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sessionmood", description="SessionMood server and admin CLI")
+    p = argparse.ArgumentParser(
+        prog="sessionmood",
+        description="SessionMood server and admin CLI",
+        epilog="Try it: sessionmood serve --demo (then open the printed links). "
+        "Help on a command: sessionmood COMMAND --help",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     p.add_argument(
         "--database-url",
         help="overrides SESSIONMOOD_DATABASE_URL (default sqlite:///./sessionmood.db)",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    # Not required: a bare ``sessionmood`` prints this help (commands listed)
+    # instead of argparse's "the following arguments are required".
+    sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port_number, default=8000, help="1-65535 (default 8000)")
     serve.add_argument(
         "--public-url",
         help="where people reach this server, e.g. http://192.168.1.20:8000 when serving "
@@ -194,7 +215,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         settings = Settings.from_env(database_url=args.database_url)
         storage = open_storage(settings.database_url)
@@ -273,6 +298,19 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def free_port_near(host: str, port: int, tries: int = 20) -> int | None:
+    """A port to suggest instead of a busy one: the first of the next few that
+    can be bound right now (as ``bind`` would), else any free one."""
+    candidates = [*range(port + 1, min(port + tries, 65535) + 1), 0]
+    for candidate in candidates:
+        try:
+            with bind(host, candidate) as sock:
+                return int(sock.getsockname()[1])
+        except (PortInUse, OSError):
+            continue
+    return None
+
+
 async def _purge(storage: Storage, as_of: float | None) -> int:
     from sessionmood_server.services.retention import purge_expired
 
@@ -322,11 +360,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         sock = bind(args.host, args.port)
     except PortInUse:
+        other = free_port_near(args.host, args.port)
         print(
             f"sessionmood: port {args.port} on {args.host} is already in use "
             "(another SessionMood, or another server). Nothing was changed.\n"
-            f"  Use another port: make run PORT={args.port + 1}  or  "
-            f"sessionmood serve --port {args.port + 1}",
+            + (
+                f"  Port {other} is free: make run PORT={other}  or  "
+                f"sessionmood serve --port {other}"
+                if other is not None
+                else "  Use another port: make run PORT=...  or  sessionmood serve --port ..."
+            ),
             file=sys.stderr,
         )
         return 2

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from sessionmood_server.app import create_app
 from sessionmood_server.settings import Settings
+from tests import database
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
@@ -121,9 +122,9 @@ def _start_live(tmp: Path, name: str, **env: str) -> LiveServer:
     return server
 
 
-# Storage backends a live-server test runs on. PostgreSQL runs when
-# SESSIONMOOD_TEST_DATABASE_URL is set (each server group on a schema of its
-# own), skips saying so otherwise, and fails with SESSIONMOOD_REQUIRE_POSTGRES=1.
+# Storage backends a live-server test runs on. PostgreSQL runs on the database
+# of tests/database.py (each server group on a schema of its own), skips saying
+# why when there is none, and fails then with SESSIONMOOD_REQUIRE_POSTGRES=1.
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -245,3 +246,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     main thread for the rest of the session, after which asyncio.run() (the CLI,
     anyio tests) cannot start one."""
     items.sort(key=lambda item: "tests/e2e/" in item.nodeid.replace("\\", "/"))
+    # The PostgreSQL tests' database, found or started now (before any test
+    # runs, and only when some will use it) and removed at the end of the run.
+    if any(item.get_closest_marker("postgres") for item in items):
+        config.add_cleanup(database.release)
+        database.database()
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    found = database._found
+    if found is None:
+        return []
+    return [
+        f"PostgreSQL tests: {found.how}" if found.url else f"PostgreSQL tests: none, {found.how}"
+    ]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Every PostgreSQL test skipped for want of a database, under one line of
+    the summary (``-ra`` prints one per test location otherwise)."""
+    report = yield
+    longrepr = report.longrepr
+    if (
+        report.skipped
+        and call.excinfo is not None
+        and isinstance(longrepr, tuple)
+        and str(longrepr[2]).removeprefix("Skipped: ").startswith(database.SKIP_PREFIX)
+    ):
+        # Where the skip was raised (postgres_url), not each test's own place.
+        ours = [e for e in call.excinfo.traceback if "_pytest" not in Path(e.path).parts]
+        report.longrepr = (str(ours[-1].path), ours[-1].lineno + 1, longrepr[2])
+    return report

@@ -4,9 +4,9 @@ Malformed and hostile requests over real sockets: every one must get a clear
 JSON 4xx (never a 5xx, a hang or a dropped connection), the server must keep
 serving everybody else, never log an unhandled error, lose nothing it stored
 before, and its memory must not grow with what it refuses. Everything that
-reaches storage runs on every backend (SQLite, and PostgreSQL when
-SESSIONMOOD_TEST_DATABASE_URL is set), as do unusual but valid inputs, which
-must be stored exactly.
+reaches storage runs on every backend (SQLite, and PostgreSQL when the suite
+has one: tests/database.py), as do unusual but valid inputs, which must be
+stored exactly.
 """
 
 from __future__ import annotations

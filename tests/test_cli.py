@@ -171,3 +171,54 @@ def test_serve_demo_prints_the_local_demo_key(tmp_path: Path) -> None:
         assert httpx.get(server.base_url + "/demo/").status_code == 200
     finally:
         server.stop()
+
+
+def test_bare_command_prints_help_with_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sessionmood")
+    for command in ("serve", "purge", "keys"):
+        assert f"    {command} " in out, out
+    assert "sessionmood serve --demo" in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from sessionmood_client import __version__
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sessionmood {__version__}"
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "-1", "eighty"])
+def test_ports_out_of_range_are_refused(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before, 99999 was announced as 99999 and bound as 99999 - 65536.
+    with pytest.raises(SystemExit) as exit:
+        main(["serve", "--port", port])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --port:" in err
+    assert "ports are 1-65535" in err or "is not a port number" in err
+
+
+def test_the_suggested_port_is_free() -> None:
+    import socket
+
+    from sessionmood_server.cli import free_port_near
+
+    # A busy port whose next one is busy too: the suggestion skips it.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with socket.socket() as next_busy:
+            try:
+                next_busy.bind(("127.0.0.1", port + 1))
+                next_busy.listen()
+            except OSError:
+                pass  # taken by someone else already: busy all the same
+            suggested = free_port_near("127.0.0.1", port)
+            assert suggested is not None and suggested not in (port, port + 1)
+            with socket.socket() as check:  # and it can be bound
+                check.bind(("127.0.0.1", suggested))

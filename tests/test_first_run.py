@@ -3,9 +3,11 @@ the public URL drives printed links and the demo's allowed origin; JSON logs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -41,11 +43,25 @@ def test_a_second_demo_on_a_busy_port_changes_nothing(tmp_path: Path) -> None:
     first.start()
     try:
         key = _demo_key(tmp_path / "first.log")
-        second = _serve("--demo", "--port", str(first.port), env={"SESSIONMOOD_DATABASE_URL": db})
-        assert second.returncode == 2
-        assert f"port {first.port}" in second.stderr and "already in use" in second.stderr
-        assert f"make run PORT={first.port + 1}" in second.stderr
-        assert f"--port {first.port + 1}" in second.stderr
+        # The next port is busy too: the hint must name one that is free.
+        with socket.socket() as next_busy:
+            with contextlib.suppress(OSError):  # already taken: busy all the same
+                next_busy.bind(("127.0.0.1", first.port + 1))
+                next_busy.listen()
+            second = _serve(
+                "--demo", "--port", str(first.port), env={"SESSIONMOOD_DATABASE_URL": db}
+            )
+            assert second.returncode == 2
+            assert f"port {first.port}" in second.stderr and "already in use" in second.stderr
+            m = re.search(
+                r"Port (\d+) is free: make run PORT=(\d+)  or  .*--port (\d+)", second.stderr
+            )
+            assert m is not None, second.stderr
+            assert len(set(m.groups())) == 1
+            suggested = int(m.group(1))
+            assert suggested not in (first.port, first.port + 1)
+            with socket.socket() as check:
+                check.bind(("127.0.0.1", suggested))
         # Nothing claimed to listen, no demo banner, and the first demo's key still works.
         assert "listening on" not in second.stdout and "Dashboard" not in second.stdout
         r = httpx.get(first.base_url + "/v1/usage", headers={"X-Api-Key": key})

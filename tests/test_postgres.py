@@ -1,7 +1,8 @@
 """PostgreSQL backend specifics: what the contract suite cannot see from one process.
 
-Run with ``SESSIONMOOD_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test``;
-each test works in a schema of its own and drops it afterwards.
+The database is ``SESSIONMOOD_TEST_DATABASE_URL``, else one the suite finds or
+starts itself (``tests/database.py``); each test works in a schema of its own
+and drops it afterwards.
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ import pytest
 
 from sessionmood_server.keys import hash_key, new_key
 from sessionmood_server.records import Attempt, Batch, Quota, WebhookRecord
-
-POSTGRES_HOW = "set SESSIONMOOD_TEST_DATABASE_URL=postgresql://user@host:5432/db to run"
+from tests.database import REQUIRE_VAR, SKIP_PREFIX, database
 
 
 def postgres_url() -> str:
     """The test database, or skip (fail when SESSIONMOOD_REQUIRE_POSTGRES=1, as in CI)."""
-    url = os.environ.get("SESSIONMOOD_TEST_DATABASE_URL", "")
-    if url:
-        return url
-    if os.environ.get("SESSIONMOOD_REQUIRE_POSTGRES") == "1":
-        pytest.fail("SESSIONMOOD_REQUIRE_POSTGRES=1 but SESSIONMOOD_TEST_DATABASE_URL is unset")
-    pytest.skip(POSTGRES_HOW)
+    found = database()
+    if found.url is not None:
+        return found.url
+    if os.environ.get(REQUIRE_VAR) == "1":
+        pytest.fail(f"{REQUIRE_VAR}=1 but there is no PostgreSQL: {found.how}")
+    pytest.skip(SKIP_PREFIX + found.how)
 
 
 def with_schema(url: str, schema: str) -> str:

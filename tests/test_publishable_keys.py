@@ -98,6 +98,29 @@ def test_key_in_query_only_for_publishable(client: TestClient, auth: dict[str, s
     assert "URL" in r.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        # Secret keys, well-formed or not (the reference's own sm_live_… examples).
+        ("sm_" + "0" * 48, "secret keys must not be sent in URLs"),
+        ("sm_live_xxxxxxxxxxxx", "secret keys must not be sent in URLs"),
+        ("SM_bad", "secret keys must not be sent in URLs"),
+        # A publishable key cut short, mistyped or in capitals is not a secret.
+        ("pk_bad", "invalid publishable key"),
+        ("pk_" + "0" * 47, "invalid publishable key"),
+        ("PK_" + "0" * 48, "invalid publishable key"),
+        ("whatever", "?key= takes a publishable key"),
+    ],
+)
+def test_a_malformed_key_in_the_query_says_what_is_wrong(
+    client: TestClient, key: str, says: str
+) -> None:
+    r = client.post("/v1/sessions/q/events", params={"key": key}, json=EVENTS)
+    assert r.status_code == 401, r.text
+    assert r.json()["error"] == "Unauthorized" and says in r.json()["message"]
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
 def test_preflight_and_cors_headers(client: TestClient) -> None:
     r = client.options(
         "/v1/sessions/x/events",

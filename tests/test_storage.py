@@ -20,8 +20,8 @@ NOW = 1_795_000_000.0
 
 
 def _backends() -> list[Any]:
-    # Always listed: without SESSIONMOOD_TEST_DATABASE_URL the postgres runs skip
-    # and say how to enable them (or fail, with SESSIONMOOD_REQUIRE_POSTGRES=1).
+    # Always listed: without a database (tests/database.py) the postgres runs
+    # skip and say why (or fail, with SESSIONMOOD_REQUIRE_POSTGRES=1).
     return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 

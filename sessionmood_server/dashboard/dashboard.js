@@ -162,11 +162,16 @@
   }
 
   // Horizontal bars, one per mood, in a fixed order so the eye learns where to look.
+  // The chart is as many units wide as its box has pixels (up to 560), so its text is
+  // drawn at its font size: a fixed 560 units squeezed onto a phone drew 8 px labels.
+  let lastMoods = null, drawnWidth = 0;
+  const chartWidth = box => Math.max(260, Math.min(560, Math.round(box.clientWidth) || 560));
   function renderDistribution(moods) {
     const box = $('[data-dist-chart]');
+    lastMoods = moods;
     const counts = Object.fromEntries(moods.mood_distribution.map(d => [d.mood, d]));
     const max = Math.max(1, ...moods.mood_distribution.map(d => d.count));
-    const W = 560, row = 34, labelW = 92, valueW = 86, barW = W - labelW - valueW;
+    const W = drawnWidth = chartWidth(box), row = 34, labelW = 92, valueW = 86, barW = W - labelW - valueW;
     const summary = MOODS.map(m => m + ' ' + (counts[m] ? counts[m].count : 0)).join(', ');
     const chart = svg('svg', {
       viewBox: '0 0 ' + W + ' ' + MOODS.length * row, class: 'bars', role: 'img',
@@ -364,6 +369,10 @@
     });
     $('[data-sign-out]').addEventListener('click', () => signOut(''));
     $('[data-range]').addEventListener('change', refresh);
+    // A phone turned sideways, a window resized: redraw at the new width.
+    addEventListener('resize', () => {
+      if (lastMoods && chartWidth($('[data-dist-chart]')) !== drawnWidth) renderDistribution(lastMoods);
+    });
     let stored = null;
     try { stored = sessionStorage.getItem(KEY_STORE); } catch (_) {}
     if (stored) signIn(stored);

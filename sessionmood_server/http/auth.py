@@ -16,7 +16,7 @@ from sessionmood_server.http.errors import (
 from sessionmood_server.http.validation import (
     check_session_id,
 )
-from sessionmood_server.keys import hash_key, key_kind
+from sessionmood_server.keys import PUBLISHABLE_PREFIX, SECRET_PREFIX, hash_key, key_kind
 from sessionmood_server.records import KeyRecord
 from sessionmood_server.settings import Settings
 from sessionmood_server.storage import Storage
@@ -30,8 +30,20 @@ async def authenticate(
     if query_key is not None:
         # Only for beacons, which cannot set headers; a secret key in a URL
         # ends up in logs and histories, so it is refused outright.
-        if key_kind(query_key) != "publishable":
+        kind = key_kind(query_key)
+        looks = query_key.strip()[:3].lower()
+        if kind == "secret" or (kind is None and looks == SECRET_PREFIX):
             raise unauthorized("secret keys must not be sent in URLs: use X-Api-Key")
+        if kind is None:
+            # A publishable key cut short or mistyped is what this usually is:
+            # say so, rather than blame a secret key nobody sent.
+            raise unauthorized(
+                "invalid publishable key: a pk_ key is pk_ and 48 hex characters, "
+                "as POST /v1/keys/publishable returned it"
+                if looks == PUBLISHABLE_PREFIX
+                else "invalid key: ?key= takes a publishable key (pk_...); "
+                "send secret keys (sm_...) in X-Api-Key"
+            )
         raw = query_key
     if raw is None:
         auth = request.headers.get("authorization")

@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, Page, expect
 from sessionmood_server.storage.shared import DEMO_CUSTOMER
 from tests.conftest import ROOT
 from tests.e2e.test_demo import (
+    CLIPPED,
     DOCS_IMG,
     UPDATE_DOCS_IMG,
     Console,
@@ -325,6 +326,56 @@ def test_moods_by_page_reads_well_on_a_phone(tmp_path: Path, page: Page, console
                     expect(cell).to_be_visible()
                     label = cell.evaluate("c => getComputedStyle(c, '::before').content")
                     assert cell.get_attribute("data-mood") in label
+    finally:
+        demo.server.stop()
+
+
+# The size each text of the distribution chart is drawn at on screen: its font
+# size in the SVG's units times the SVG's scale.
+DRAWN_FONT_SIZES = """svg => [...svg.querySelectorAll('text')].map(t =>
+    [t.textContent, parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a])"""
+
+
+@pytest.mark.e2e
+def test_distribution_and_live_feed_read_well_on_a_phone(
+    tmp_path: Path, page: Page, console: Console
+) -> None:
+    demo = start_demo(tmp_path)  # a server of its own
+    try:
+        rng = random.Random(5)
+        seed(demo, 12, rng)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(demo.dashboard_url)
+        chart = page.get_by_test_id("mood-distribution").locator("svg.bars")
+        expect(chart).to_be_visible()
+        sizes = chart.evaluate(DRAWN_FONT_SIZES)
+        assert len(sizes) == 2 * 7  # a label and a value per mood
+        assert [(text, size) for text, size in sizes if size < 12] == []
+        # Labels stay clear of their bars, values inside the chart.
+        overlaps = chart.evaluate(
+            """svg => [...svg.querySelectorAll('g')].flatMap(g => {
+                const [label, track] = [g.querySelector('.label'), g.querySelector('.track')];
+                const [l, t, s] = [label, track, svg].map(e => e.getBoundingClientRect());
+                const v = g.querySelector('.value').getBoundingClientRect();
+                return (l.right > t.left ? [label.textContent] : [])
+                    .concat(v.right > s.right + 0.5 ? [g.dataset.mood + ' value'] : []);
+            })"""
+        )
+        assert overlaps == []
+        # Mood changes arrive while the dashboard is open: long ids, long pages.
+        feed = page.get_by_test_id("live-feed").locator("li")
+        send(demo, "a-rather-long-session-identifier-0123456789", [
+            {"type": "page_view", "url": "/demo/" + "a-very-long-path/" * 6},
+            *[{"type": "rage_click", "x": 5, "y": 5} for _ in range(3)],
+            {"type": "error", "message": "x"}, {"type": "error", "message": "x"},
+        ])  # fmt: skip
+        seed(demo, 5, rng)
+        expect(feed).to_have_count(6, timeout=15_000)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        feed_box = page.locator("[data-feed]")
+        assert feed_box.evaluate("f => f.scrollWidth <= f.clientWidth"), "the feed scrolls sideways"
+        for i in range(feed.count()):
+            assert feed.nth(i).evaluate(CLIPPED) == [], feed.nth(i).inner_text()
     finally:
         demo.server.stop()
 

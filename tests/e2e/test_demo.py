@@ -390,6 +390,40 @@ def test_the_mood_badge_is_always_in_sight_and_never_covers_a_label(
     assert problems == []
 
 
+# Every element inside ``root`` that is cut off: wider than its own box
+# (scrollWidth > clientWidth) or reaching outside ``root``'s box.
+CLIPPED = """root => {
+    const box = root.getBoundingClientRect(), out = [];
+    for (const e of [root, ...root.querySelectorAll('*')]) {
+        const r = e.getBoundingClientRect();
+        if (!r.width) continue;
+        const what = (e.className || e.tagName) + ' ' + JSON.stringify(e.textContent.slice(0, 40));
+        if (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).display !== 'inline') {
+            out.push(what + ': ' + e.scrollWidth + ' wide in ' + e.clientWidth);
+        }
+        if (r.left < box.left - 0.5 || r.right > box.right + 0.5) {
+            out.push(what + ': ' + [r.left, r.right, 'outside', box.left, box.right].join(' '));
+        }
+    }
+    return out;
+}"""
+
+
+@pytest.mark.e2e
+def test_the_mood_badge_shows_its_signals_whole_on_a_phone(
+    demo: Demo, page: Page, console: Console
+) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    frustrated_checkout(page, demo)
+    badge = page.get_by_test_id("mood-badge")
+    signals = badge.locator(".signal")
+    expect(signals).to_have_count(2)  # the two the badge shows, the longest names there are
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    assert badge.evaluate(CLIPPED) == []
+    box = badge.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+
+
 @pytest.mark.e2e
 def test_idle_shopper_gets_the_exit_offer(
     demo: Demo, page: Page, console: Console, output_path: str
