@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from sessionmood_client.types import MOODS, MoodLabel
+from sessionmood_server.limits import Admission
 from sessionmood_server.records import AppendResult, KeyRecord, MoodCounts, Quota
 from sessionmood_server.storage.protocols import ChangeListener
 
@@ -88,14 +89,17 @@ def refuse_batch(
     stored_events: int | None,
     batch_events: int,
     max_events: int,
-    admit_new: Callable[[], bool] | None,
+    admission: Admission | None,
 ) -> AppendResult | None:
     """A refusal before anything is written (``stored_events`` None: a new
-    session), or None: the session's cap, then the new-session limits."""
+    session), or None: the session's cap, then the new-session limits (asked
+    only for a new session, inside the caller's transaction)."""
     if max_events and (stored_events or 0) + batch_events > max_events:
         return AppendResult("full")
-    if stored_events is None and admit_new is not None and not admit_new():
-        return AppendResult("limited")
+    if stored_events is None and admission is not None:
+        wait = admission.wait()
+        if wait:
+            return AppendResult("limited", retry_after=wait)
     return None
 
 

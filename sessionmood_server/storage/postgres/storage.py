@@ -322,7 +322,7 @@ class PostgresStorage(Notifications):
                 return seen, False, None
             new = row[2] is None
             refused = shared.refuse_batch(
-                None if new else row[3], len(events), batch.max_events, batch.admit_new
+                None if new else row[3], len(events), batch.max_events, batch.admission
             )
             if refused is not None:
                 return refused, False, None

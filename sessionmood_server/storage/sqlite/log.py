@@ -115,7 +115,7 @@ def append(c: sqlite3.Connection, cache: SessionCache, batch: Batch) -> tuple[Ap
         prev_batch = None if row is None else row[4]
     refused = shared.refuse_batch(
         None if stored is None else stored.event_count, len(events), batch.max_events,
-        batch.admit_new,
+        batch.admission,
     )  # fmt: skip
     if refused is not None:
         return refused, False
