@@ -19,7 +19,7 @@ import heapq
 import ipaddress
 import math
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +108,25 @@ def admit(buckets: Sequence[tuple[RateLimiter, Hashable]], now: float) -> float:
     for lim, key in buckets:
         lim.take(key, now)
     return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """May a batch open a new session? One from each of ``buckets``, taken
+    only when all allow it (``admit``), at the time ``clock`` tells.
+
+    Storage asks (``wait``) inside the batch's transaction, and only when the
+    batch would open a new session: batches for open sessions never spend
+    from these buckets. A refusal stores nothing and answers ``limited``
+    with the seconds to wait in ``AppendResult.retry_after``.
+    """
+
+    buckets: Sequence[tuple[RateLimiter, Hashable]]
+    clock: Callable[[], float]
+
+    def wait(self) -> float:
+        """0 if admitted (one taken from every bucket), else the seconds to wait."""
+        return admit(self.buckets, self.clock())
 
 
 def client_source(host: str | None) -> str:

@@ -6,12 +6,13 @@ all speak them without importing each other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sessionmood_client.types import MoodLabel, Plan, SuggestedAction
 from sessionmood_server.keys import KeyKind
+from sessionmood_server.limits import Admission
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +66,9 @@ class Batch:
     ``policy`` (learned from feedback) overrides the engine's suggested action
     per mood in everything written. ``fingerprint`` identifies the batch's
     events: a batch id seen before with another one is a ``mismatch``.
-    ``max_events`` (0: none) caps the session's events. ``admit_new`` is
-    called, inside the transaction, only when the batch would open a new
-    session; False refuses it (``limited``).
+    ``max_events`` (0: none) caps the session's events. ``admission`` (None:
+    any batch may open a session) is asked, inside the transaction, only when
+    the batch would open a new session; a wait refuses it (``limited``).
     """
 
     tenant_id: int
@@ -79,7 +80,7 @@ class Batch:
     policy: Mapping[MoodLabel, SuggestedAction] | None = None
     fingerprint: str | None = None
     max_events: int = 0
-    admit_new: Callable[[], bool] | None = None
+    admission: Admission | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +110,16 @@ class AppendResult:
     (opening this session would pass the plan's limit), ``conflict`` (the batch
     id was used for another session), ``mismatch`` (the batch id was used with
     other events), ``full`` (the session would pass ``max_events``) or
-    ``limited`` (``admit_new`` refused to open a new session). Nothing is
-    stored unless the status is ``stored``; ``mood_changed`` says whether a
-    stored batch changed the session's mood (for metrics).
+    ``limited`` (``Batch.admission`` refused to open a new session: retry
+    after ``retry_after`` seconds). Nothing is stored unless the status is
+    ``stored``; ``mood_changed`` says whether a stored batch changed the
+    session's mood (for metrics).
     """
 
     status: Literal["stored", "replayed", "quota", "conflict", "mismatch", "full", "limited"]
     response: dict[str, Any] = field(default_factory=dict)
     mood_changed: bool = False
+    retry_after: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sessionmood_server.keys import hash_key, new_key
+from sessionmood_server.limits import Admission, Rate, RateLimiter
 from sessionmood_server.records import Attempt, Batch, Feedback, Quota, WebhookRecord
 from sessionmood_server.storage import Storage, StorageURLError, open_storage
 from sessionmood_server.storage.sqlite import parse_sqlite_url
@@ -612,26 +613,29 @@ async def test_a_session_holds_at_most_max_events(store: Storage) -> None:
     assert big.status == "full" and await store.get_session(t, "big") is None
 
 
-async def test_admit_new_is_asked_only_for_new_sessions(store: Storage) -> None:
+async def test_admission_is_asked_only_for_new_sessions(store: Storage) -> None:
     t = await _tenant(store)
-    asked: list[bool] = []
+    asked: list[float] = []
 
-    def no() -> bool:
-        asked.append(False)
-        return False
+    def clock() -> float:  # read once per question asked
+        asked.append(NOW)
+        return 0.0
+
+    spent = RateLimiter(Rate(1, 3600))
+    spent.take("k", 0.0)
+    no = Admission(((spent, "k"),), clock)
 
     await store.append_events(Batch(t, "open", [_ev()], None, MONTH, NOW))
-    res = await store.append_events(Batch(t, "open", [_ev()], None, MONTH, NOW, admit_new=no))
+    res = await store.append_events(Batch(t, "open", [_ev()], None, MONTH, NOW, admission=no))
     assert res.status == "stored" and asked == []
-    res = await store.append_events(Batch(t, "new", [_ev()], "b-new", MONTH, NOW, admit_new=no))
-    assert res.status == "limited" and asked == [False]
+    res = await store.append_events(Batch(t, "new", [_ev()], "b-new", MONTH, NOW, admission=no))
+    assert res.status == "limited" and asked == [NOW] and res.retry_after == 3600
     assert await store.get_session(t, "new") is None
     assert await store.month_usage(t, "2026-11") == 1
     # refused batches leave no idempotency record: a retry may succeed later
-    res = await store.append_events(
-        Batch(t, "new", [_ev()], "b-new", MONTH, NOW, admit_new=lambda: True)
-    )
-    assert res.status == "stored"
+    yes = Admission(((RateLimiter(Rate(1, 3600)), "k"),), clock)
+    res = await store.append_events(Batch(t, "new", [_ev()], "b-new", MONTH, NOW, admission=yes))
+    assert res.status == "stored" and res.retry_after == 0 and len(asked) == 2
 
 
 async def test_export_in_pages(store: Storage) -> None:

@@ -39,8 +39,8 @@ from sessionmood_server.http.validation import (
 )
 from sessionmood_server.keys import PLANS as PLAN_INFO
 from sessionmood_server.learning import LEARNED_SIGNAL, apply_policy
-from sessionmood_server.limits import admit, client_source
-from sessionmood_server.records import Batch, Feedback, KeyRecord, Quota
+from sessionmood_server.limits import Admission, client_source
+from sessionmood_server.records import AppendResult, Batch, Feedback, KeyRecord, Quota
 from sessionmood_server.services.metrics import METRICS
 
 _SEQ = re.compile(r"[0-9]{1,18}")  # an export cursor
@@ -55,9 +55,8 @@ async def post_events(api: Api, request: Request) -> Response:
         body, request.headers.get("idempotency-key"), api.settings.max_batch_events, now
     )
     plan = PLAN_INFO[key.plan]
-    month, reset_at = month_bounds(now)
+    month, _ = month_bounds(now)
     public = key.kind == "publishable"
-    refused: list[float] = []
     result = await api.storage.append_events(
         Batch(
             key.tenant_id,
@@ -69,85 +68,100 @@ async def post_events(api: Api, request: Request) -> Response:
             await api.policies.get(key.tenant_id),
             fingerprint=fingerprint,
             max_events=api.max_session_events,
-            admit_new=_new_session_admitter(api, request, key, refused)
-            if public and api.limits_on
-            else None,
+            admission=_admission(api, request, key) if public and api.limits_on else None,
         )
     )
-    if result.status == "limited":
-        raise too_many(
-            "too many new sessions from this address, origin or publishable key; "
-            "sessions already open keep working",
-            refused[0],
-        )
-    if result.status == "full":
-        raise ApiError(
-            429,
-            "Session event limit reached",
-            # Waiting does not make room: only erasing the session does.
-            headers={"Retry-After": "3600", "X-Should-Retry": "false"},
-            field="events",
-            limit=api.max_session_events,
-            message=f"a session holds at most {api.max_session_events} events; start a new session",
-        )
-    if result.status == "mismatch":
-        raise ApiError(
-            409,
-            "Idempotency key reused",
-            headers={"X-Should-Retry": "false"},
-            field="batch_id",
-            message="this batch_id was already used with other events; "
-            "use a new batch_id for a new batch",
-        )
-    if result.status == "quota":
-        raise ApiError(
-            429,
-            "Rate limit exceeded",
-            headers={"Retry-After": str(max(1, int(reset_at.timestamp() - now)))},
-            plan=key.plan,
-            limit=plan.monthly_sessions,
-            reset_at=iso(reset_at.timestamp()),
-        )
-    if result.status == "conflict":
-        raise ApiError(
-            409,
-            "Idempotency key reused",
-            # Permanent: retrying the same batch id cannot succeed.
-            headers={"X-Should-Retry": "false"},
-            field="batch_id",
-            message="this batch_id was already used for another session",
-        )
-    headers = REPLAYED if result.status == "replayed" else NO_STORE
-    if result.status == "stored":
+    status = result.status
+    if status == "stored":
         mood = result.response["current_mood"] if result.mood_changed else None
         METRICS.batch(len(events), mood)
+    elif status != "replayed":
+        raise _REFUSALS[status](api, key, result, now)
     # Built by storage in the PostEventsResponse shape (tests check it); no
     # second validation on the hottest path.
-    return JSONResponse(result.response, headers=headers)
+    return JSONResponse(result.response, headers=REPLAYED if status == "replayed" else NO_STORE)
 
 
-def _new_session_admitter(
-    api: Api, request: Request, key: KeyRecord, refused: list[float]
-) -> Callable[[], bool]:
-    """For ``append_events``: may this publishable-key batch open a new session?
-    Appends the seconds to wait to ``refused`` when not."""
+def _admission(api: Api, request: Request, key: KeyRecord) -> Admission:
+    """For ``append_events``: the buckets a publishable-key batch that opens a
+    new session takes one from (per address, per origin, per key)."""
     source = client_source(request.client.host if request.client else None)
     origin = request.headers.get("origin") or ""
+    return Admission(
+        (
+            (api.new_by_source, (key.key_hash, source)),
+            (api.new_by_origin, (key.key_hash, origin)),
+            (api.new_by_key, key.key_hash),
+        ),
+        time.monotonic,
+    )
 
-    def admit_new() -> bool:
-        wait = admit(
-            [
-                (api.new_by_source, (key.key_hash, source)),
-                (api.new_by_origin, (key.key_hash, origin)),
-                (api.new_by_key, key.key_hash),
-            ],
-            time.monotonic(),
-        )
-        if wait:
-            refused.append(wait)
-        return not wait
 
-    return admit_new
+# -- what a refused batch answers: one function per AppendResult status ------------
+
+
+def _limited(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
+    return too_many(
+        "too many new sessions from this address, origin or publishable key; "
+        "sessions already open keep working",
+        result.retry_after,
+    )
+
+
+def _full(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
+    return ApiError(
+        429,
+        "Session event limit reached",
+        # Waiting does not make room: only erasing the session does.
+        headers={"Retry-After": "3600", "X-Should-Retry": "false"},
+        field="events",
+        limit=api.max_session_events,
+        message=f"a session holds at most {api.max_session_events} events; start a new session",
+    )
+
+
+def _mismatch(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
+    return ApiError(
+        409,
+        "Idempotency key reused",
+        headers={"X-Should-Retry": "false"},
+        field="batch_id",
+        message="this batch_id was already used with other events; "
+        "use a new batch_id for a new batch",
+    )
+
+
+def _quota(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
+    _, next_month = month_bounds(now)
+    reset_at = next_month.timestamp()
+    return ApiError(
+        429,
+        "Rate limit exceeded",
+        headers={"Retry-After": str(max(1, int(reset_at - now)))},
+        plan=key.plan,
+        limit=PLAN_INFO[key.plan].monthly_sessions,
+        reset_at=iso(reset_at),
+    )
+
+
+def _conflict(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
+    return ApiError(
+        409,
+        "Idempotency key reused",
+        # Permanent: retrying the same batch id cannot succeed.
+        headers={"X-Should-Retry": "false"},
+        field="batch_id",
+        message="this batch_id was already used for another session",
+    )
+
+
+_REFUSALS: dict[str, Callable[[Api, KeyRecord, AppendResult, float], ApiError]] = {
+    "limited": _limited,
+    "full": _full,
+    "mismatch": _mismatch,
+    "quota": _quota,
+    "conflict": _conflict,
+}
 
 
 async def get_mood(api: Api, request: Request) -> Response:

@@ -19,7 +19,8 @@ class StorageURLError(ValueError):
 
 def open_storage(url: str) -> Storage:
     """A backend for ``url`` (not yet opened: call ``await storage.open()``)."""
-    scheme = url.split(":", 1)[0].lower()
+    scheme, _, _ = url.partition(":")
+    scheme = scheme.lower()
     if scheme == "sqlite":
         from sessionmood_server.storage.sqlite import SQLiteStorage
 

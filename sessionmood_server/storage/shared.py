@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.resources
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, TypeVar
 
 from sessionmood_client.types import MOODS, MoodLabel
+from sessionmood_server.limits import Admission
 from sessionmood_server.records import AppendResult, KeyRecord, MoodCounts, Quota
 from sessionmood_server.storage.protocols import ChangeListener
 
@@ -34,7 +36,8 @@ SESSION_TABLES = (
     "session_months",
 )
 
-# A key row: the key's columns, then its tenant's (api_keys k JOIN tenants t).
+# A key row: the key's columns, then its tenant's (api_keys k JOIN tenants t),
+# named as ``KeyRecord``'s fields.
 KEY_COLUMNS = (
     "k.key_hash, k.prefix, k.tenant_id, k.kind, t.plan, t.customer, t.email, "
     "k.created_at, k.revoked_at, k.allowed_origins"
@@ -44,22 +47,38 @@ SELECT_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.
 # Reads without ``since``/``until`` cover all time.
 FOREVER = 1e18
 
+# A row as both drivers hand it out: read by column name (``sqlite3.Row``,
+# asyncpg's ``Record``), never by position.
+Row = Any
+R = TypeVar("R")
 
-def key_record(row: Sequence[Any], origins: Iterable[str]) -> KeyRecord:
+
+def key_record(row: Row, origins: Iterable[str]) -> KeyRecord:
     """A ``KeyRecord`` from a ``KEY_COLUMNS`` row; ``origins`` is its last column
     as the backend decodes it."""
     return KeyRecord(
-        key_hash=row[0],
-        prefix=row[1],
-        tenant_id=row[2],
-        kind=row[3],
-        plan=row[4],
-        customer=row[5],
-        email=row[6],
-        created_at=row[7],
-        revoked_at=row[8],
+        key_hash=row["key_hash"],
+        prefix=row["prefix"],
+        tenant_id=row["tenant_id"],
+        kind=row["kind"],
+        plan=row["plan"],
+        customer=row["customer"],
+        email=row["email"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
         allowed_origins=tuple(origins),
     )
+
+
+_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+
+
+def record_from(cls: type[R], row: Row) -> R:
+    """A record (a dataclass) from a row whose columns are named as its fields."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    return cls(**{name: row[name] for name in names})
 
 
 def window(since: float | None, until: float | None) -> tuple[float, float]:
@@ -88,14 +107,17 @@ def refuse_batch(
     stored_events: int | None,
     batch_events: int,
     max_events: int,
-    admit_new: Callable[[], bool] | None,
+    admission: Admission | None,
 ) -> AppendResult | None:
     """A refusal before anything is written (``stored_events`` None: a new
-    session), or None: the session's cap, then the new-session limits."""
+    session), or None: the session's cap, then the new-session limits (asked
+    only for a new session, inside the caller's transaction)."""
     if max_events and (stored_events or 0) + batch_events > max_events:
         return AppendResult("full")
-    if stored_events is None and admit_new is not None and not admit_new():
-        return AppendResult("limited")
+    if stored_events is None and admission is not None:
+        wait = admission.wait()
+        if wait:
+            return AppendResult("limited", retry_after=wait)
     return None
 
 
@@ -113,27 +135,33 @@ def delivery_update(
     return status, None if delivered else next_attempt_at, now if delivered else None
 
 
-def mood_counts(rows: Iterable[Sequence[Any]]) -> MoodCounts:
-    """``MoodCounts`` from (mood, sessions, sessions with feedback) rows."""
+def mood_counts(rows: Iterable[Row]) -> MoodCounts:
+    """``MoodCounts`` from (mood, sessions, with_feedback) rows."""
     by_mood = dict.fromkeys(MOODS, 0)
     total = feedback = 0
-    for mood, n, fb in rows:
-        by_mood[mood] = n
+    for row in rows:
+        n = row["sessions"]
+        by_mood[row["mood"]] = n
         total += n
-        feedback += fb or 0
+        feedback += row["with_feedback"] or 0
     return MoodCounts(total, feedback, by_mood)
+
+
+def _busiest_first(page: tuple[str, dict[MoodLabel, int]]) -> tuple[int, str]:
+    url, moods = page
+    return -sum(moods.values()), url
 
 
 def busiest_first(pages: dict[str, dict[MoodLabel, int]]) -> dict[str, dict[MoodLabel, int]]:
     """``page_moods``' order: most sessions first, ties by URL (code point order)."""
-    return dict(sorted(pages.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])))
+    return dict(sorted(pages.items(), key=_busiest_first))
 
 
-def page_moods(rows: Iterable[Sequence[Any]]) -> dict[str, dict[MoodLabel, int]]:
+def page_moods(rows: Iterable[Row]) -> dict[str, dict[MoodLabel, int]]:
     """``page_moods``' answer from (url, mood, sessions) rows."""
     out: dict[str, dict[MoodLabel, int]] = {}
-    for url, mood, n in rows:
-        out.setdefault(url, {})[mood] = n
+    for row in rows:
+        out.setdefault(row["url"], {})[row["mood"]] = row["sessions"]
     return busiest_first(out)
 
 

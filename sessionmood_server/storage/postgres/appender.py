@@ -48,8 +48,11 @@ _PARAMS = (
     ("int", "N"), ("text", "T"), ("text", "T"),
     ("int", "N"), ("text", "T"),
 )  # fmt: skip
+# A row per batch: its place in the group (1-based), its status (0 stored,
+# 1 the row moved on: then the row as it is now, named as cached.READ_SQL's).
 APPEND_SQL = (
-    "SELECT o_batch, o_status, o_version, o_state, o_count, o_last_url, o_mood "
+    "SELECT o_batch AS batch, o_status AS status, o_version AS version, o_state AS state, "
+    "o_count AS event_count, o_last_url AS last_url, o_mood AS mood "
     "FROM sm_append_cached("
     + ", ".join(f"${i}::text::{t}[]" for i, (t, _) in enumerate(_PARAMS, start=1))
     + ")"
@@ -172,7 +175,7 @@ class Appender:
         ids: set[tuple[int, str]] = set()
         limit = min(MAX_GROUP, max(GROUP_SHARE, -(-len(self._queue) // IN_FLIGHT)))
         for item in self._queue:
-            f = item[0]
+            f, _ = item
             session = (f.tenant_id, f.session_id)
             batch = (f.tenant_id, f.batch_id) if f.batch_id is not None else None
             if len(group) >= limit or session in sessions or batch in ids:
@@ -184,7 +187,7 @@ class Appender:
             group.append(item)
         self._queue = rest
         # Session locks in key order: see the lock order in the function.
-        group.sort(key=lambda item: item[0].session_lock)
+        group.sort(key=_session_lock)
         return group
 
     async def _send(self, group: list[tuple[Folded, asyncio.Future[Any]]]) -> None:
@@ -193,14 +196,21 @@ class Appender:
                 rows = await conn.fetch(APPEND_SQL, *_arguments([f for f, _ in group]))
         except Exception as exc:
             if len(group) == 1:
-                _answer(group[0][1], None, exc)
+                [(_, fut)] = group
+                _answer(fut, None, exc)
                 return
             log.warning("group of %d batches failed (%r); sending each alone", len(group), exc)
             for item in group:
                 await self._send([item])
             return
         for row in rows:
-            _answer(group[row[0] - 1][1], row, None)
+            _, fut = group[row["batch"] - 1]
+            _answer(fut, row, None)
+
+
+def _session_lock(item: tuple[Folded, asyncio.Future[Any]]) -> int:
+    folded, _ = item
+    return folded.session_lock
 
 
 def _answer(fut: asyncio.Future[Any], row: Any, error: BaseException | None) -> None:

@@ -13,7 +13,8 @@ on that and sent again. So any replica can still take any batch: affinity (a
 load balancer hashing by session id) only raises the hit rate. Anything the
 fast path does not decide (a new session, a seen batch id, a session not yet
 counted this month, a mood change with its outbox rows, a refusal) goes to
-the full path in ``storage.py``, which refreshes the cache.
+the full path (``log.append``, in the transaction ``storage.py`` opens), which
+refreshes the cache.
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ class SessionStates:
         return len(self._entries)
 
 
-def _from_row(row: Any, offset: int = 0) -> Cached:
-    version, state, count, last_url, mood = (row[offset + i] for i in range(5))
-    return Cached(version, engine.loads(state), count, last_url, mood)
+def _from_row(row: Any) -> Cached:
+    """From a ``READ_SQL`` row, or an ``appender.APPEND_SQL`` one (named alike)."""
+    return Cached(
+        row["version"], engine.loads(row["state"]), row["event_count"], row["last_url"],
+        row["mood"],
+    )  # fmt: skip
 
 
 async def append_cached(
@@ -100,6 +104,7 @@ async def append_cached(
     one at a time.
     """
     key = (batch.tenant_id, batch.session_id)
+    batch_lock, session_lock = locks
     entry = states.get(key)
     if entry is None:
         # Not held here: one plain read (no transaction, no lock) instead of
@@ -120,7 +125,7 @@ async def append_cached(
         response = b.response
         row = await appender.append(
             Folded(
-                batch.tenant_id, batch.session_id, entry.version, locks[0], locks[1],
+                batch.tenant_id, batch.session_id, entry.version, batch_lock, session_lock,
                 batch.batch_id, batch.fingerprint,
                 orjson.dumps(response).decode() if batch.batch_id is not None else None,
                 batch.quota.month, engine.dumps(out.state), verdict.mood, verdict.confidence,
@@ -128,12 +133,12 @@ async def append_cached(
                 event_rows(events, b.total - len(events) + 1), b.page_moods, b.signals,
             )
         )  # fmt: skip
-        status = row[1]
+        status = row["status"]
         if status == 0:
-            states.put(key, Cached(row[2], out.state, b.total, out.last_url, verdict.mood))
+            states.put(key, Cached(row["version"], out.state, b.total, out.last_url, verdict.mood))
             return records.AppendResult("stored", response)
         if status != 1:
             break
-        entry = _from_row(row, 2)  # another replica wrote it: fold again on its row
+        entry = _from_row(row)  # another replica wrote it: fold again on its row
     states.drop(key)
     return None

@@ -1,28 +1,295 @@
-"""The PostgreSQL backend's larger statements (the rest are inline in ``storage.py``)."""
+"""The PostgreSQL backend's SQL for everything but a session's events and rows
+(``log.py``): keys and tenants, usage and analytics, webhooks with their
+outbox and deliveries, retention.
+
+Each statement is a named constant next to the function that runs it on a
+connection and maps its rows (by column name). ``storage.py`` decides the
+transaction and the locks; nothing here touches a cache.
+"""
 
 from __future__ import annotations
 
-from sessionmood_server.storage import shared
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-# Everything stored about a session besides its row in `sessions` (erasure, purge).
-SESSION_TABLES = ("events", *shared.SESSION_TABLES)
-
-SESSION_COLUMNS = "mood, confidence, signals, suggested_action, event_count, updated_at, last_url"
-
-# Erase sessions listed in $1 (tenant ids) / $2 (session ids), plus everything
-# stored about them, in one statement. `gone` filters again on what still
-# exists (and, for purges, is still expired) now that the sessions are locked.
-ERASE_SQL = (
-    "WITH gone AS (DELETE FROM sessions s USING unnest($1::bigint[], $2::text[]) v(tid, sid) "
-    "WHERE s.tenant_id = v.tid AND s.session_id = v.sid {extra} "
-    "RETURNING s.tenant_id, s.session_id)"
-    + "".join(
-        f", d_{t} AS (DELETE FROM {t} x USING gone g "
-        "WHERE x.tenant_id = g.tenant_id AND x.session_id = g.session_id)"
-        for t in SESSION_TABLES
-    )
-    + " SELECT count(*) FROM gone"
+from sessionmood_client.types import MoodLabel, Plan
+from sessionmood_server.keys import display_prefix, hash_key
+from sessionmood_server.records import (
+    ActionCounts,
+    Attempt,
+    DeliveryJob,
+    DeliveryRecord,
+    KeyRecord,
+    MoodChangeRecord,
+    MoodCounts,
+    WebhookRecord,
 )
+from sessionmood_server.storage import shared
+from sessionmood_server.storage.shared import DEMO_CUSTOMER, SELECT_KEYS, Row
+
+# -- keys & tenants -------------------------------------------------------------
+
+CREATE_TENANT_KEY_SQL = (
+    "WITH t AS (INSERT INTO tenants (customer, email, plan, created_at) "
+    "VALUES ($1, $2, $3, $4) RETURNING id) "
+    "INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, created_at) "
+    "SELECT $5::text, $6::text, t.id, 'secret', $4::float8 FROM t RETURNING tenant_id"
+)
+CREATE_PUBLISHABLE_KEY_SQL = (
+    "WITH k AS (INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, "
+    "allowed_origins, created_at) VALUES ($1, $2, $3, 'publishable', $4, $5) "
+    "RETURNING *) "
+    f"SELECT {shared.KEY_COLUMNS} FROM k JOIN tenants t ON t.id = k.tenant_id"
+)
+KEY_BY_HASH_SQL = SELECT_KEYS + " WHERE k.key_hash = $1"
+LIST_KEYS_SQL = SELECT_KEYS + ' ORDER BY k.created_at, k.prefix COLLATE "C"'
+# Revoke keys starting with $3 (of length $2) and tell every replica ($4, $5).
+REVOKE_KEYS_SQL = (
+    "WITH r AS (UPDATE api_keys SET revoked_at = $1 WHERE revoked_at IS NULL "
+    "AND substr(prefix, 1, $2) = $3 RETURNING 1) "
+    "SELECT (SELECT count(*) FROM r) AS revoked, pg_notify($4, $5)"
+)
+
+
+def key_from_row(row: Row) -> KeyRecord:
+    return shared.key_record(row, row["allowed_origins"] or ())
+
+
+async def create_tenant_key(
+    c: Any, customer: str, email: str | None, plan: Plan, raw_key: str, now: float
+) -> KeyRecord:
+    tenant_id = await c.fetchval(
+        CREATE_TENANT_KEY_SQL, customer, email, plan, now, hash_key(raw_key),
+        display_prefix(raw_key),
+    )  # fmt: skip
+    return KeyRecord(
+        hash_key(raw_key), display_prefix(raw_key), tenant_id, "secret", plan, customer, email,
+        now,
+    )  # fmt: skip
+
+
+async def create_publishable_key(
+    c: Any, tenant_id: int, raw_key: str, allowed_origins: tuple[str, ...], now: float
+) -> KeyRecord:
+    row = await c.fetchrow(
+        CREATE_PUBLISHABLE_KEY_SQL, hash_key(raw_key), display_prefix(raw_key), tenant_id,
+        list(allowed_origins), now,
+    )  # fmt: skip
+    return key_from_row(row)
+
+
+async def key_by_hash(c: Any, key_hash: str) -> KeyRecord | None:
+    row = await c.fetchrow(KEY_BY_HASH_SQL, key_hash)
+    return None if row is None else key_from_row(row)
+
+
+async def list_keys(c: Any) -> list[KeyRecord]:
+    return [key_from_row(row) for row in await c.fetch(LIST_KEYS_SQL)]
+
+
+async def revoke_keys(c: Any, prefix: str, now: float, notify: tuple[str, str]) -> int:
+    row = await c.fetchrow(REVOKE_KEYS_SQL, now, len(prefix), prefix, *notify)
+    return int(row["revoked"])
+
+
+DEMO_TENANT_SQL = "SELECT id FROM tenants WHERE customer = $1 ORDER BY id LIMIT 1"
+CREATE_DEMO_TENANT_SQL = (
+    "INSERT INTO tenants (customer, email, plan, created_at) "
+    "VALUES ($1, NULL, 'growth', $2) RETURNING id"
+)
+RETIRE_KEYS_SQL = "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL"
+INSERT_KEY_SQL = (
+    "INSERT INTO api_keys (key_hash, prefix, tenant_id, kind, allowed_origins, "
+    "created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+)
+NOTIFY_SQL = "SELECT pg_notify($1, $2)"
+
+
+async def ensure_demo_tenant(
+    c: Any,
+    raw_secret: str,
+    raw_publishable: str,
+    origins: tuple[str, ...],
+    now: float,
+    notify: tuple[str, str],
+) -> KeyRecord:
+    """Under the demo lock: replicas starting together must not create two tenants."""
+    tenant_id = await c.fetchval(DEMO_TENANT_SQL, DEMO_CUSTOMER)
+    if tenant_id is None:
+        tenant_id = await c.fetchval(CREATE_DEMO_TENANT_SQL, DEMO_CUSTOMER, now)
+    # Keys are stored hashed, so last run's demo keys cannot be shown
+    # again: retire them and issue fresh ones.
+    await c.execute(RETIRE_KEYS_SQL, now, tenant_id)
+    await c.executemany(
+        INSERT_KEY_SQL,
+        [
+            (hash_key(raw), display_prefix(raw), tenant_id, kind, list(allowed), now)
+            for raw, kind, allowed in (
+                (raw_secret, "secret", ()),
+                (raw_publishable, "publishable", origins),
+            )
+        ],
+    )
+    await c.execute(NOTIFY_SQL, *notify)
+    record = await key_by_hash(c, hash_key(raw_secret))
+    assert record is not None  # just inserted, in this transaction
+    return record
+
+
+# -- usage and analytics ----------------------------------------------------------
+
+MONTH_USAGE_SQL = "SELECT sessions FROM usage_months WHERE tenant_id = $1 AND month = $2"
+MOOD_COUNTS_SQL = (
+    "SELECT mood, count(*) AS sessions, count(*) FILTER (WHERE has_feedback) AS with_feedback "
+    "FROM sessions WHERE tenant_id = $1 GROUP BY mood"
+)
+# Only the busiest pages are grouped by mood (ties by URL in byte, i.e. code
+# point, order, as Python sorts).
+PAGE_MOODS_SQL = (
+    "WITH top AS (SELECT url FROM page_moods WHERE tenant_id = $1 "
+    "AND updated_at >= $2 AND updated_at < $3 GROUP BY url "
+    'ORDER BY count(*) DESC, url COLLATE "C" LIMIT $4) '
+    "SELECT p.url, p.mood, count(*) AS sessions FROM page_moods p JOIN top ON top.url = p.url "
+    "WHERE p.tenant_id = $1 AND p.updated_at >= $2 AND p.updated_at < $3 "
+    "GROUP BY p.url, p.mood"
+)
+ACTION_COUNTS_SQL = (
+    "SELECT mood, action_taken AS action, count(*) AS taken, "
+    "count(*) FILTER (WHERE was_helpful) AS helpful, "
+    "count(*) FILTER (WHERE NOT was_helpful) AS not_helpful FROM feedback WHERE tenant_id = $1 "
+    "AND created_at >= $2 AND created_at < $3 AND (trusted OR NOT $4) "
+    "GROUP BY mood, action_taken "
+    # byte order, like SQLite's default collation
+    'ORDER BY mood COLLATE "C", action_taken COLLATE "C"'
+)
+MOOD_CHANGES_SQL = (
+    "SELECT id, session_id, previous_mood, mood, confidence, signals, "
+    "suggested_action, url, occurred_at FROM mood_changes "
+    "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+)
+LAST_MOOD_CHANGE_SQL = "SELECT max(id) FROM mood_changes WHERE tenant_id = $1"
+
+
+async def month_usage(c: Any, tenant_id: int, month: str) -> int:
+    return int(await c.fetchval(MONTH_USAGE_SQL, tenant_id, month) or 0)
+
+
+async def mood_counts(c: Any, tenant_id: int) -> MoodCounts:
+    return shared.mood_counts(await c.fetch(MOOD_COUNTS_SQL, tenant_id))
+
+
+async def page_moods(
+    c: Any, tenant_id: int, since: float | None, until: float | None, limit: int
+) -> dict[str, dict[MoodLabel, int]]:
+    rows = await c.fetch(PAGE_MOODS_SQL, tenant_id, *shared.window(since, until), limit or None)
+    return shared.page_moods(rows)
+
+
+async def action_counts(
+    c: Any, tenant_id: int, since: float | None, until: float | None, trusted_only: bool
+) -> list[ActionCounts]:
+    rows = await c.fetch(ACTION_COUNTS_SQL, tenant_id, *shared.window(since, until), trusted_only)
+    return [shared.record_from(ActionCounts, row) for row in rows]
+
+
+def _mood_change(row: Row) -> MoodChangeRecord:
+    return MoodChangeRecord(
+        id=row["id"],
+        session_id=row["session_id"],
+        previous_mood=row["previous_mood"],
+        mood=row["mood"],
+        confidence=row["confidence"],
+        signals=tuple(row["signals"]),
+        suggested_action=row["suggested_action"],
+        url=row["url"],
+        occurred_at=row["occurred_at"],
+    )
+
+
+async def mood_changes(c: Any, tenant_id: int, after_id: int, limit: int) -> list[MoodChangeRecord]:
+    return [
+        _mood_change(row) for row in await c.fetch(MOOD_CHANGES_SQL, tenant_id, after_id, limit)
+    ]
+
+
+async def last_mood_change_id(c: Any, tenant_id: int) -> int:
+    return int(await c.fetchval(LAST_MOOD_CHANGE_SQL, tenant_id) or 0)
+
+
+# -- webhooks: subscriptions, the outbox, deliveries --------------------------------
+
+# Insert unless the tenant already has $7 live webhooks (under its webhook
+# lock, so the count sees every earlier insert).
+CREATE_WEBHOOK_SQL = (
+    "INSERT INTO webhooks (tenant_id, id, url, moods, secret, created_at) "
+    "SELECT $1, $2, $3, $4, $5, $6 WHERE (SELECT count(*) FROM webhooks "
+    "WHERE tenant_id = $1 AND deleted_at IS NULL) < $7 RETURNING true"
+)
+LIST_WEBHOOKS_SQL = (
+    "SELECT id, tenant_id, url, moods, secret, created_at FROM webhooks "
+    'WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY created_at, id COLLATE "C"'
+)
+DELETE_WEBHOOK_SQL = (
+    "WITH w AS (UPDATE webhooks SET deleted_at = $3 WHERE tenant_id = $1 AND id = $2 "
+    "AND deleted_at IS NULL RETURNING 1), "
+    # Nothing more goes to a deleted endpoint.
+    "d AS (UPDATE webhook_deliveries SET status = 'failed', "
+    "last_error = 'webhook deleted', next_attempt_at = NULL "
+    "WHERE tenant_id = $1 AND webhook_id = $2 AND status = 'pending') "
+    "SELECT count(*) FROM w"
+)
+WEBHOOK_EXISTS_SQL = "SELECT 1 FROM webhooks WHERE tenant_id = $1 AND id = $2"
+LIST_DELIVERIES_SQL = (
+    "SELECT id, webhook_id, change_id, session_id, status, attempts, "
+    "last_status_code, last_error, latency_ms, created_at, delivered_at, "
+    "next_attempt_at FROM webhook_deliveries WHERE tenant_id = $1 "
+    "AND webhook_id = $2 ORDER BY id DESC LIMIT $3"
+)
+BACKLOG_SQL = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"
+FINISH_DELIVERY_SQL = (
+    "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, "
+    "last_status_code = $2, last_error = $3, latency_ms = $4, next_attempt_at = $5, "
+    "claimed_until = NULL, delivered_at = $6 WHERE id = $7"
+)
+
+
+async def create_webhook(c: Any, record: WebhookRecord, limit: int) -> bool:
+    ok = await c.fetchval(
+        CREATE_WEBHOOK_SQL, record.tenant_id, record.id, record.url,
+        None if record.moods is None else list(record.moods), record.secret, record.created_at,
+        limit,
+    )  # fmt: skip
+    return bool(ok)
+
+
+def _webhook(row: Row) -> WebhookRecord:
+    moods = row["moods"]
+    return WebhookRecord(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        url=row["url"],
+        moods=None if moods is None else tuple(moods),
+        secret=row["secret"],
+        created_at=row["created_at"],
+    )
+
+
+async def list_webhooks(c: Any, tenant_id: int) -> list[WebhookRecord]:
+    return [_webhook(row) for row in await c.fetch(LIST_WEBHOOKS_SQL, tenant_id)]
+
+
+async def delete_webhook(c: Any, tenant_id: int, webhook_id: str, now: float) -> bool:
+    return bool(await c.fetchval(DELETE_WEBHOOK_SQL, tenant_id, webhook_id, now))
+
+
+async def list_deliveries(
+    c: Any, tenant_id: int, webhook_id: str, limit: int
+) -> list[DeliveryRecord] | None:
+    if not await c.fetchval(WEBHOOK_EXISTS_SQL, tenant_id, webhook_id):
+        return None
+    rows = await c.fetch(LIST_DELIVERIES_SQL, tenant_id, webhook_id, limit)
+    return [shared.record_from(DeliveryRecord, row) for row in rows]
+
 
 # Due deliveries to claim, fairly (see Storage.claim_deliveries); $1 now,
 # $2 limit, $3 per-endpoint cap. busy: leased rows per webhook (only a finished
@@ -73,3 +340,66 @@ AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
 RETURNING d.id, d.webhook_id, w.url, w.secret, d.payload, d.attempts, d.created_at,
     d.tenant_id
 """
+
+
+async def claim_deliveries(
+    c: Any, now: float, limit: int, lease_s: float, cap: int
+) -> list[DeliveryJob]:
+    """Under the claim lock (see ``PostgresStorage.claim_deliveries``)."""
+    picked = await c.fetch(CLAIM_SQL, now, limit, cap)
+    if not picked:
+        return []
+    rows = await c.fetch(
+        LEASE_SQL, [r["tenant_id"] for r in picked], [r["id"] for r in picked], now, lease_s
+    )
+    jobs = (shared.record_from(DeliveryJob, row) for row in rows)
+    return sorted(jobs, key=lambda job: job.id)
+
+
+async def webhook_backlog(c: Any) -> int:
+    return int(await c.fetchval(BACKLOG_SQL))
+
+
+async def finish_delivery(c: Any, attempt: Attempt) -> None:
+    status, next_at, delivered_at = shared.delivery_update(
+        attempt.delivered, attempt.next_attempt_at, attempt.now
+    )
+    await c.execute(
+        FINISH_DELIVERY_SQL, status, attempt.status_code, attempt.error, attempt.latency_ms,
+        next_at, delivered_at, attempt.delivery_id,
+    )  # fmt: skip
+
+
+# -- retention ------------------------------------------------------------------------
+
+# Up to $3 sessions past their plan's cutoff ($1 plans, $2 cutoffs).
+EXPIRED_SQL = (
+    "SELECT s.tenant_id, s.session_id FROM sessions s "
+    "JOIN tenants t ON t.id = s.tenant_id "
+    "JOIN unnest($1::text[], $2::float8[]) AS c(plan, cutoff) ON c.plan = t.plan "
+    "WHERE s.updated_at < c.cutoff LIMIT $3"
+)
+# Which of the advisory locks $1 this transaction got (1-based places).
+TRY_LOCKS_SQL = (
+    "SELECT i FROM unnest($1::bigint[]) WITH ORDINALITY AS x(k, i) "
+    "WHERE pg_try_advisory_xact_lock(k)"
+)
+
+
+def cutoff_arrays(cutoffs: Mapping[Plan, float]) -> tuple[list[str], list[float]]:
+    """``cutoffs`` as the (plans, cutoffs) arrays the statements take."""
+    return list(cutoffs), [float(v) for v in cutoffs.values()]
+
+
+async def expired_sessions(
+    c: Any, cutoffs: Mapping[Plan, float], limit: int
+) -> list[tuple[int, str]]:
+    """(tenant, session) of up to ``limit`` sessions past their plan's cutoff."""
+    rows = await c.fetch(EXPIRED_SQL, *cutoff_arrays(cutoffs), limit)
+    return [(row["tenant_id"], row["session_id"]) for row in rows]
+
+
+async def try_locks(c: Any, keys: Sequence[int]) -> list[int]:
+    """Take whichever of the advisory locks ``keys`` are free, never waiting;
+    the places (0-based) of those taken."""
+    return [row["i"] - 1 for row in await c.fetch(TRY_LOCKS_SQL, list(keys))]

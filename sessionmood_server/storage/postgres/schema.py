@@ -38,7 +38,9 @@ async def migrate(dsn: str, schema: str, migrations: list[tuple[int, str]] | Non
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
             )
-            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            done = {
+                row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")
+            }
             for version, sql in MIGRATIONS if migrations is None else migrations:
                 if version in done:
                     continue

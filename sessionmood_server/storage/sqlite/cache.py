@@ -170,7 +170,11 @@ class SessionCache:
 
     def forget_session_months(self, tenant_id: int, session_id: str) -> None:
         """An erased id that comes back is a new session this month."""
-        self._counted = {k for k in self._counted if k[0] != tenant_id or k[2] != session_id}
+        self._counted = {
+            (tenant, month, session)
+            for tenant, month, session in self._counted
+            if tenant != tenant_id or session != session_id
+        }
 
     def forget_months(self) -> None:
         self._counted.clear()

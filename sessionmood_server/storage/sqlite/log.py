@@ -22,9 +22,17 @@ from typing import Any
 import orjson
 
 from sessionmood_server import engine
-from sessionmood_server.records import AppendResult, Batch, Feedback, Quota, SessionRecord
+from sessionmood_server.records import (
+    AppendResult,
+    Batch,
+    Feedback,
+    MoodChangeRecord,
+    Quota,
+    SessionRecord,
+)
 from sessionmood_server.scoring import AppliedBatch, StoredSession, apply_batch
 from sessionmood_server.storage import shared
+from sessionmood_server.storage.shared import Row
 from sessionmood_server.storage.sqlite.cache import HotEntry, SessionCache, SessionKey
 from sessionmood_server.storage.sqlite.queries import enqueue_webhooks
 
@@ -82,21 +90,11 @@ def delete_batches(
 def append(c: sqlite3.Connection, cache: SessionCache, batch: Batch) -> tuple[AppendResult, bool]:
     """Store one batch (see ``Storage.append_events``); also whether the session's
     mood changed."""
-    tenant_id, session_id, events, batch_id = (
-        batch.tenant_id, batch.session_id, batch.events, batch.batch_id,
-    )  # fmt: skip
-    fingerprint, quota, now = batch.fingerprint, batch.quota, batch.now
-    if batch_id is not None:
-        seen = c.execute(
-            "SELECT session_id, response, fingerprint FROM batches "
-            "WHERE tenant_id=? AND batch_id=?",
-            (tenant_id, batch_id),
-        ).fetchone()
+    if batch.batch_id is not None:
+        seen = _seen(c, batch, batch.batch_id)
         if seen is not None:
-            return shared.seen_batch(
-                session_id, fingerprint, seen[0], seen[1], seen[2], orjson.loads
-            ), False
-    key = (tenant_id, session_id)
+            return seen, False
+    key = (batch.tenant_id, batch.session_id)
     # An earlier batch in this same group may have moved the session on.
     hot = cache.current(key)
     stored: StoredSession | None
@@ -106,91 +104,147 @@ def append(c: sqlite3.Connection, cache: SessionCache, batch: Batch) -> tuple[Ap
         stored = StoredSession(hot.state.copy(), rec.event_count, rec.last_url, rec.mood)
         prev_batch = hot.last_batch
     else:
-        row = c.execute(
-            "SELECT state, event_count, last_url, mood, last_batch FROM sessions "
-            "WHERE tenant_id=? AND session_id=?",
-            (tenant_id, session_id),
-        ).fetchone()
-        stored = None if row is None else StoredSession(engine.loads(row[0]), *row[1:4])
-        prev_batch = None if row is None else row[4]
+        stored, prev_batch = _stored(c, key)
     refused = shared.refuse_batch(
-        None if stored is None else stored.event_count, len(events), batch.max_events,
-        batch.admit_new,
+        None if stored is None else stored.event_count, len(batch.events), batch.max_events,
+        batch.admission,
     )  # fmt: skip
     if refused is not None:
         return refused, False
-    if not count_session_month(c, cache, tenant_id, session_id, quota, stored is None):
+    if not count_session_month(
+        c, cache, batch.tenant_id, batch.session_id, batch.quota, stored is None
+    ):
         return AppendResult("quota"), False
-    b = apply_batch(session_id, stored, events, batch.policy)
-    verdict, out = b.folded.verdict, b.folded
-    batch_row = c.execute(
-        "INSERT INTO event_batches (tenant_id, session_id, first_seq, received_at, "
-        "events, prev_id) VALUES (?,?,?,?,?,?)",
-        (
-            tenant_id,
-            session_id,
-            b.total - len(events) + 1,
-            now,
-            orjson.dumps(events).decode(),
-            prev_batch,
-        ),
-    ).lastrowid
-    assert batch_row is not None
+    b = apply_batch(batch.session_id, stored, batch.events, batch.policy)
+    batch_row = _insert_events(c, batch, b, prev_batch)
     if stored is None:
-        c.execute(
-            "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, "
-            "signals, suggested_action, event_count, created_at, updated_at, last_url, "
-            "last_batch) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                tenant_id, session_id, engine.dumps(out.state), verdict.mood,
-                verdict.confidence, orjson.dumps(b.signals).decode(), b.action, b.total,
-                now, now, out.last_url, batch_row,
-            ),
-        )  # fmt: skip
+        _insert_session(c, batch, b, batch_row)
     else:
         # The row catches up later (see ROW_LAG_S); until then a crash
         # replays the log from this batch.
         cache.stage_lag(key, batch_row)
     if b.page_moods:
-        c.executemany(
-            "INSERT INTO page_moods VALUES (?,?,?,?,?) ON CONFLICT "
-            "(tenant_id, session_id, url) DO UPDATE SET mood=excluded.mood, "
-            "updated_at=excluded.updated_at",
-            [(tenant_id, session_id, u, m, now) for u, m in b.page_moods.items()],
-        )
+        _record_pages(c, batch, b)
     if b.changed:
-        cur = c.execute(
-            "INSERT INTO mood_changes (tenant_id, session_id, previous_mood, mood, "
-            "confidence, signals, suggested_action, url, occurred_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                tenant_id,
-                session_id,
-                b.previous,
-                verdict.mood,
-                verdict.confidence,
-                orjson.dumps(b.signals).decode(),
-                b.action,
-                out.last_url,
-                now,
-            ),
-        )
-        enqueue_webhooks(
-            c, tenant_id, session_id, int(cur.lastrowid or 0), b.previous, verdict.mood,
-            verdict.confidence, b.signals, b.action, now,
-        )  # fmt: skip
-    response = b.response
-    if batch_id is not None:
-        c.execute(
-            "INSERT INTO batches (tenant_id, batch_id, session_id, response, created_at, "
-            "fingerprint) VALUES (?,?,?,?,?,?)",
-            (
-                tenant_id, batch_id, session_id, orjson.dumps(response).decode(), now,
-                fingerprint,
-            ),
-        )  # fmt: skip
-    cache.stage(key, hot_entry(session_id, b, now, batch_row))
-    return AppendResult("stored", response, b.changed), b.changed
+        _record_change(c, batch, b)
+    if batch.batch_id is not None:
+        _record_batch_id(c, batch, batch.batch_id, b)
+    cache.stage(key, hot_entry(batch.session_id, b, batch.now, batch_row))
+    return AppendResult("stored", b.response, b.changed), b.changed
+
+
+def _seen(c: sqlite3.Connection, batch: Batch, batch_id: str) -> AppendResult | None:
+    """What the batch id means if it was seen before (None: it was not)."""
+    seen = c.execute(
+        "SELECT session_id, response, fingerprint FROM batches WHERE tenant_id=? AND batch_id=?",
+        (batch.tenant_id, batch_id),
+    ).fetchone()
+    if seen is None:
+        return None
+    return shared.seen_batch(
+        batch.session_id, batch.fingerprint, seen["session_id"], seen["response"],
+        seen["fingerprint"], orjson.loads,
+    )  # fmt: skip
+
+
+def _stored(c: sqlite3.Connection, key: SessionKey) -> tuple[StoredSession | None, int | None]:
+    """The session as its row holds it and its newest batch; (None, None): a new one."""
+    row = c.execute(
+        "SELECT state, event_count, last_url, mood, last_batch FROM sessions "
+        "WHERE tenant_id=? AND session_id=?",
+        key,
+    ).fetchone()
+    if row is None:
+        return None, None
+    return _stored_session(row), row["last_batch"]
+
+
+def _stored_session(row: Row) -> StoredSession:
+    return StoredSession(
+        engine.loads(row["state"]), row["event_count"], row["last_url"], row["mood"]
+    )
+
+
+def _insert_events(
+    c: sqlite3.Connection, batch: Batch, b: AppliedBatch, prev_batch: int | None
+) -> int:
+    """Append the batch's events to the log, after the session's ``prev_batch``."""
+    events = batch.events
+    batch_row = c.execute(
+        "INSERT INTO event_batches (tenant_id, session_id, first_seq, received_at, "
+        "events, prev_id) VALUES (?,?,?,?,?,?)",
+        (
+            batch.tenant_id, batch.session_id, b.total - len(events) + 1, batch.now,
+            orjson.dumps(events).decode(), prev_batch,
+        ),
+    ).lastrowid  # fmt: skip
+    assert batch_row is not None
+    return batch_row
+
+
+def _insert_session(c: sqlite3.Connection, batch: Batch, b: AppliedBatch, batch_row: int) -> None:
+    verdict, out, now = b.folded.verdict, b.folded, batch.now
+    c.execute(
+        "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, "
+        "signals, suggested_action, event_count, created_at, updated_at, last_url, "
+        "last_batch) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            batch.tenant_id, batch.session_id, engine.dumps(out.state), verdict.mood,
+            verdict.confidence, orjson.dumps(b.signals).decode(), b.action, b.total,
+            now, now, out.last_url, batch_row,
+        ),
+    )  # fmt: skip
+
+
+def _record_pages(c: sqlite3.Connection, batch: Batch, b: AppliedBatch) -> None:
+    c.executemany(
+        "INSERT INTO page_moods VALUES (?,?,?,?,?) ON CONFLICT "
+        "(tenant_id, session_id, url) DO UPDATE SET mood=excluded.mood, "
+        "updated_at=excluded.updated_at",
+        [
+            (batch.tenant_id, batch.session_id, url, mood, batch.now)
+            for url, mood in b.page_moods.items()
+        ],
+    )
+
+
+def _record_change(c: sqlite3.Connection, batch: Batch, b: AppliedBatch) -> None:
+    """The mood change and its webhook outbox rows."""
+    verdict, out = b.folded.verdict, b.folded
+    signals = orjson.dumps(b.signals).decode()
+    cur = c.execute(
+        "INSERT INTO mood_changes (tenant_id, session_id, previous_mood, mood, "
+        "confidence, signals, suggested_action, url, occurred_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            batch.tenant_id, batch.session_id, b.previous, verdict.mood, verdict.confidence,
+            signals, b.action, out.last_url, batch.now,
+        ),
+    )  # fmt: skip
+    change = MoodChangeRecord(
+        id=int(cur.lastrowid or 0),
+        session_id=batch.session_id,
+        previous_mood=b.previous,  # type: ignore[arg-type]  # a mood, stored as text
+        mood=verdict.mood,
+        confidence=verdict.confidence,
+        signals=tuple(b.signals),
+        suggested_action=b.action,
+        url=out.last_url,
+        occurred_at=batch.now,
+    )
+    enqueue_webhooks(c, change, batch.tenant_id, batch.now)
+
+
+def _record_batch_id(c: sqlite3.Connection, batch: Batch, batch_id: str, b: AppliedBatch) -> None:
+    """The idempotency record: a retry of this batch id gets this answer again."""
+    c.execute(
+        "INSERT INTO batches (tenant_id, batch_id, session_id, response, created_at, "
+        "fingerprint) VALUES (?,?,?,?,?,?)",
+        (
+            batch.tenant_id, batch_id, batch.session_id, orjson.dumps(b.response).decode(),
+            batch.now, batch.fingerprint,
+        ),
+    )  # fmt: skip
 
 
 def count_session_month(
@@ -212,11 +266,11 @@ def count_session_month(
     ).fetchone():
         cache.stage_counted(key)
         return True  # already counted this month: open sessions keep working
-    used_row = c.execute(
+    used = c.execute(
         "SELECT sessions FROM usage_months WHERE tenant_id=? AND month=?",
         (tenant_id, quota.month),
     ).fetchone()
-    if shared.month_full(quota, used_row[0] if used_row else 0):
+    if shared.month_full(quota, used["sessions"] if used else 0):
         return False
     if new and quota.provisional:
         return True  # counted by its next batch
@@ -239,7 +293,7 @@ def add_feedback(c: sqlite3.Connection, cache: SessionCache, feedback: Feedback)
     if row is None:
         return False
     hot = cache.current(key)
-    mood = row[0] if hot is None else hot.record.mood  # the row may lag
+    mood = row["mood"] if hot is None else hot.record.mood  # the row may lag
     c.execute(
         "INSERT INTO feedback (tenant_id, session_id, mood, action_taken, was_helpful, "
         "notes, created_at, trusted) VALUES (?,?,?,?,?,?,?,?)",
@@ -262,7 +316,7 @@ def delete_session(
         key,
     ).fetchone()
     if row is not None:
-        delete_batches(c, tenant_id, session_id, hot.last_batch if hot else row[0])
+        delete_batches(c, tenant_id, session_id, hot.last_batch if hot else row["last_batch"])
     for table in shared.SESSION_TABLES:
         c.execute(f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?", key)
     cache.stage_evict(key)
@@ -305,22 +359,25 @@ def export(
         CHAIN + "SELECT b.id, b.first_seq FROM chain "
         "JOIN event_batches b ON b.id = chain.id "
         "WHERE b.tenant_id=? AND b.session_id=? ORDER BY b.first_seq",
-        (newest or row[0], tenant_id, session_id),
+        (newest or row["last_batch"], tenant_id, session_id),
     ).fetchall()
+    ids = [link["id"] for link in chain]
+    firsts = [link["first_seq"] for link in chain]
     # The batch holding seq after_seq + 1 is the last one starting at or before it.
-    start = max(0, bisect.bisect_right([f for _, f in chain], after_seq + 1) - 1)
+    start = max(0, bisect.bisect_right(firsts, after_seq + 1) - 1)
     wanted: list[int] = []
     for i in range(start, len(chain)):
-        if limit and wanted and chain[i][1] - 1 - after_seq >= limit:
+        if limit and wanted and firsts[i] - 1 - after_seq >= limit:
             break  # the batches so far already hold a full page
-        wanted.append(chain[i][0])
+        wanted.append(ids[i])
     out: list[dict[str, Any]] = []
-    for first_seq, received_at, events in c.execute(
+    for stored in c.execute(
         f"SELECT first_seq, received_at, events FROM event_batches WHERE id IN "
         f"({','.join('?' * len(wanted))}) ORDER BY first_seq",
         wanted,
     ):
-        for seq, ev in enumerate(orjson.loads(events), start=first_seq):
+        received_at = stored["received_at"]
+        for seq, ev in enumerate(orjson.loads(stored["events"]), start=stored["first_seq"]):
             if seq > after_seq:
                 out.append({"seq": seq, **ev, "received_at": received_at})
     return out[:limit] if limit else out
@@ -336,10 +393,16 @@ def get_row(c: sqlite3.Connection, tenant_id: int, session_id: str) -> HotEntry 
     if row is None:
         return None
     record = SessionRecord(
-        session_id, row[0], row[1], tuple(orjson.loads(row[2])), row[3], row[4],
-        row[5], row[6],
-    )  # fmt: skip
-    return HotEntry(record, None, row[7])
+        session_id=session_id,
+        mood=row["mood"],
+        confidence=row["confidence"],
+        signals=tuple(orjson.loads(row["signals"])),
+        suggested_action=row["suggested_action"],
+        event_count=row["event_count"],
+        updated_at=row["updated_at"],
+        last_url=row["last_url"],
+    )
+    return HotEntry(record, None, row["last_batch"])
 
 
 # -- rows that lag the log --------------------------------------------------------------
@@ -360,34 +423,28 @@ def replay(c: sqlite3.Connection) -> None:
     """Bring session rows up to the event log after a crash (or after another
     process changed the database under our caches). Within a transaction."""
     row = c.execute("SELECT from_batch FROM session_replay").fetchone()
-    if row is None or row[0] is None:
+    if row is None or row["from_batch"] is None:
         return
     # Each session as folded so far; None: erased.
     folded: dict[SessionKey, StoredSession | None] = {}
     replayed: dict[SessionKey, HotEntry] = {}
-    for batch, tenant_id, session_id, first_seq, received_at, events in c.execute(
+    for logged in c.execute(
         "SELECT id, tenant_id, session_id, first_seq, received_at, events "
         "FROM event_batches WHERE id >= ? ORDER BY id",
-        (row[0],),
+        (row["from_batch"],),
     ).fetchall():
-        key = (tenant_id, session_id)
+        session_id = logged["session_id"]
+        key = (logged["tenant_id"], session_id)
         if key not in folded:
-            stored = c.execute(
-                "SELECT state, event_count, last_url, mood FROM sessions "
-                "WHERE tenant_id=? AND session_id=?",
-                key,
-            ).fetchone()
-            folded[key] = (
-                None if stored is None else StoredSession(engine.loads(stored[0]), *stored[1:])
-            )
+            folded[key], _ = _stored(c, key)
         now = folded[key]
-        if now is None or first_seq <= now.event_count:
+        if now is None or logged["first_seq"] <= now.event_count:
             continue  # erased since, or the row has this batch already
-        b = apply_batch(session_id, now, orjson.loads(events), None)
+        b = apply_batch(session_id, now, orjson.loads(logged["events"]), None)
         folded[key] = StoredSession(
             b.folded.state, b.total, b.folded.last_url, b.folded.verdict.mood
         )
-        replayed[key] = hot_entry(session_id, b, received_at, batch)
+        replayed[key] = hot_entry(session_id, b, logged["received_at"], logged["id"])
     rows = [session_row(key, entry) for key, entry in replayed.items()]
     c.executemany(UPDATE_SESSION_ROW, rows)
     c.execute("UPDATE session_replay SET from_batch=NULL")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
@@ -27,7 +26,7 @@ from sessionmood_server.records import (
     WebhookRecord,
 )
 from sessionmood_server.storage import shared
-from sessionmood_server.storage.shared import DEMO_CUSTOMER, SELECT_KEYS
+from sessionmood_server.storage.shared import DEMO_CUSTOMER, SELECT_KEYS, Row
 
 # Due deliveries to claim, fairly (see Storage.claim_deliveries). busy: leased
 # rows per webhook (only a finished attempt clears a lease, so they are pending
@@ -74,8 +73,8 @@ ORDER BY turns.turn, d.id LIMIT :limit
 # -- keys & tenants -------------------------------------------------------------
 
 
-def key_from_row(row: tuple[Any, ...]) -> KeyRecord:
-    return shared.key_record(row, orjson.loads(row[9] or "[]"))
+def key_from_row(row: Row) -> KeyRecord:
+    return shared.key_record(row, orjson.loads(row["allowed_origins"] or "[]"))
 
 
 def key_by_hash(c: sqlite3.Connection, key_hash: str) -> KeyRecord | None:
@@ -151,7 +150,7 @@ def ensure_demo_tenant(
             or 0
         )
     else:
-        tenant_id = row[0]
+        tenant_id = row["id"]
     # Keys are stored hashed, so last run's demo keys cannot be shown
     # again: retire them and issue fresh ones.
     c.execute(
@@ -170,14 +169,14 @@ def month_usage(c: sqlite3.Connection, tenant_id: int, month: str) -> int:
         "SELECT sessions FROM usage_months WHERE tenant_id=? AND month=?",
         (tenant_id, month),
     ).fetchone()
-    return int(row[0]) if row else 0
+    return int(row["sessions"]) if row else 0
 
 
 def mood_counts(c: sqlite3.Connection, tenant_id: int) -> MoodCounts:
     return shared.mood_counts(
         c.execute(
-            "SELECT mood, count(*), sum(has_feedback) FROM sessions WHERE tenant_id=? "
-            "GROUP BY mood",
+            "SELECT mood, count(*) AS sessions, sum(has_feedback) AS with_feedback "
+            "FROM sessions WHERE tenant_id=? GROUP BY mood",
             (tenant_id,),
         )
     )
@@ -194,7 +193,8 @@ def page_moods(
             "WITH top(url) AS (SELECT url FROM page_moods WHERE tenant_id=? "
             "AND updated_at >= ? AND updated_at < ? GROUP BY url "
             "ORDER BY count(*) DESC, url LIMIT ?) "
-            "SELECT p.url, p.mood, count(*) FROM page_moods p JOIN top ON top.url = p.url "
+            "SELECT p.url, p.mood, count(*) AS sessions FROM page_moods p "
+            "JOIN top ON top.url = p.url "
             "WHERE p.tenant_id=? AND p.updated_at >= ? AND p.updated_at < ? "
             "GROUP BY p.url, p.mood",
             (*window, limit or -1, *window),
@@ -209,51 +209,62 @@ def action_counts(
     until: float | None,
     trusted_only: bool,
 ) -> list[ActionCounts]:
+    rows = c.execute(
+        "SELECT mood, action_taken, count(*) AS taken, sum(was_helpful = 1) AS helpful, "
+        "sum(was_helpful = 0) AS not_helpful FROM feedback WHERE tenant_id=? "
+        "AND created_at >= ? AND created_at < ? AND (trusted = 1 OR ?) "
+        "GROUP BY mood, action_taken ORDER BY mood, action_taken",
+        (tenant_id, *shared.window(since, until), not trusted_only),
+    )
     return [
-        ActionCounts(mood, action, n, helpful or 0, unhelpful or 0)
-        for mood, action, n, helpful, unhelpful in c.execute(
-            "SELECT mood, action_taken, count(*), sum(was_helpful = 1), "
-            "sum(was_helpful = 0) FROM feedback WHERE tenant_id=? "
-            "AND created_at >= ? AND created_at < ? AND (trusted = 1 OR ?) "
-            "GROUP BY mood, action_taken ORDER BY mood, action_taken",
-            (tenant_id, *shared.window(since, until), not trusted_only),
+        ActionCounts(
+            mood=row["mood"],
+            action=row["action_taken"],
+            taken=row["taken"],
+            helpful=row["helpful"] or 0,
+            not_helpful=row["not_helpful"] or 0,
         )
+        for row in rows
     ]
 
 
 def mood_changes(
     c: sqlite3.Connection, tenant_id: int, after_id: int, limit: int
 ) -> list[MoodChangeRecord]:
+    rows = c.execute(
+        "SELECT id, session_id, previous_mood, mood, confidence, signals, "
+        "suggested_action, url, occurred_at FROM mood_changes "
+        "WHERE tenant_id=? AND id > ? ORDER BY id LIMIT ?",
+        (tenant_id, after_id, limit),
+    )
     return [
-        MoodChangeRecord(r[0], r[1], r[2], r[3], r[4], tuple(orjson.loads(r[5])), r[6], r[7], r[8])
-        for r in c.execute(
-            "SELECT id, session_id, previous_mood, mood, confidence, signals, "
-            "suggested_action, url, occurred_at FROM mood_changes "
-            "WHERE tenant_id=? AND id > ? ORDER BY id LIMIT ?",
-            (tenant_id, after_id, limit),
+        MoodChangeRecord(
+            id=row["id"],
+            session_id=row["session_id"],
+            previous_mood=row["previous_mood"],
+            mood=row["mood"],
+            confidence=row["confidence"],
+            signals=tuple(orjson.loads(row["signals"])),
+            suggested_action=row["suggested_action"],
+            url=row["url"],
+            occurred_at=row["occurred_at"],
         )
+        for row in rows
     ]
 
 
 def last_mood_change_id(c: sqlite3.Connection, tenant_id: int) -> int:
-    row = c.execute("SELECT max(id) FROM mood_changes WHERE tenant_id=?", (tenant_id,)).fetchone()
-    return int(row[0] or 0)
+    row = c.execute(
+        "SELECT max(id) AS last_id FROM mood_changes WHERE tenant_id=?", (tenant_id,)
+    ).fetchone()
+    return int(row["last_id"] or 0)
 
 
 # -- webhooks: subscriptions, the outbox, deliveries --------------------------------
 
 
 def enqueue_webhooks(
-    c: sqlite3.Connection,
-    tenant_id: int,
-    session_id: str,
-    change_id: int,
-    previous: str,
-    mood: MoodLabel,
-    confidence: float,
-    signals: list[str],
-    action: str,
-    now: float,
+    c: sqlite3.Connection, change: MoodChangeRecord, tenant_id: int, now: float
 ) -> None:
     """Write the outbox rows for one mood change, in the batch's own transaction."""
     hooks = c.execute(
@@ -263,15 +274,16 @@ def enqueue_webhooks(
     if not hooks:
         return
     payload = webhook_payload(
-        change_id, session_id, previous, mood, confidence, signals, action, now
-    )
+        change.id, change.session_id, change.previous_mood, change.mood, change.confidence,
+        list(change.signals), change.suggested_action, now,
+    )  # fmt: skip
     c.executemany(
         "INSERT INTO webhook_deliveries (webhook_id, tenant_id, session_id, change_id, "
         "payload, status, next_attempt_at, created_at) VALUES (?,?,?,?,?,'pending',?,?)",
         [
-            (hook_id, tenant_id, session_id, change_id, payload, now, now)
-            for hook_id, moods in hooks
-            if moods is None or mood in orjson.loads(moods)
+            (hook["id"], tenant_id, change.session_id, change.id, payload, now, now)
+            for hook in hooks
+            if hook["moods"] is None or change.mood in orjson.loads(hook["moods"])
         ],
     )
 
@@ -279,11 +291,11 @@ def enqueue_webhooks(
 def create_webhook(c: sqlite3.Connection, record: WebhookRecord, limit: int) -> bool:
     # Jobs run one at a time on the writer: no other creation can land
     # between this count and the insert.
-    (n,) = c.execute(
-        "SELECT count(*) FROM webhooks WHERE tenant_id=? AND deleted_at IS NULL",
+    live = c.execute(
+        "SELECT count(*) AS n FROM webhooks WHERE tenant_id=? AND deleted_at IS NULL",
         (record.tenant_id,),
     ).fetchone()
-    if n >= limit:
+    if live["n"] >= limit:
         return False
     c.execute(
         "INSERT INTO webhooks (id, tenant_id, url, moods, secret, created_at) VALUES (?,?,?,?,?,?)",
@@ -300,15 +312,21 @@ def create_webhook(c: sqlite3.Connection, record: WebhookRecord, limit: int) -> 
 
 
 def list_webhooks(c: sqlite3.Connection, tenant_id: int) -> list[WebhookRecord]:
+    rows = c.execute(
+        "SELECT id, tenant_id, url, moods, secret, created_at FROM webhooks "
+        "WHERE tenant_id=? AND deleted_at IS NULL ORDER BY created_at, id",
+        (tenant_id,),
+    )
     return [
         WebhookRecord(
-            r[0], r[1], r[2], None if r[3] is None else tuple(orjson.loads(r[3])), r[4], r[5]
+            id=row["id"],
+            tenant_id=row["tenant_id"],
+            url=row["url"],
+            moods=None if row["moods"] is None else tuple(orjson.loads(row["moods"])),
+            secret=row["secret"],
+            created_at=row["created_at"],
         )
-        for r in c.execute(
-            "SELECT id, tenant_id, url, moods, secret, created_at FROM webhooks "
-            "WHERE tenant_id=? AND deleted_at IS NULL ORDER BY created_at, id",
-            (tenant_id,),
-        )
+        for row in rows
     ]
 
 
@@ -335,16 +353,14 @@ def list_deliveries(
         "SELECT 1 FROM webhooks WHERE tenant_id=? AND id=?", (tenant_id, webhook_id)
     ).fetchone():
         return None
-    return [
-        DeliveryRecord(*r)
-        for r in c.execute(
-            "SELECT id, webhook_id, change_id, session_id, status, attempts, "
-            "last_status_code, last_error, latency_ms, created_at, delivered_at, "
-            "next_attempt_at FROM webhook_deliveries WHERE webhook_id=? "
-            "ORDER BY id DESC LIMIT ?",
-            (webhook_id, limit),
-        )
-    ]
+    rows = c.execute(
+        "SELECT id, webhook_id, change_id, session_id, status, attempts, "
+        "last_status_code, last_error, latency_ms, created_at, delivered_at, "
+        "next_attempt_at FROM webhook_deliveries WHERE webhook_id=? "
+        "ORDER BY id DESC LIMIT ?",
+        (webhook_id, limit),
+    )
+    return [shared.record_from(DeliveryRecord, row) for row in rows]
 
 
 def claim_deliveries(
@@ -353,16 +369,15 @@ def claim_deliveries(
     rows = c.execute(CLAIM_SQL, {"now": now, "cap": cap, "limit": limit}).fetchall()
     c.executemany(
         "UPDATE webhook_deliveries SET claimed_until=? WHERE id=?",
-        [(now + lease_s, r[0]) for r in rows],
+        [(now + lease_s, row["id"]) for row in rows],
     )
-    return [DeliveryJob(*r) for r in rows]
+    return [shared.record_from(DeliveryJob, row) for row in rows]
 
 
 def webhook_backlog(c: sqlite3.Connection) -> int:
     # deliveries_pending (status, next_attempt_at) covers it
-    return int(
-        c.execute("SELECT count(*) FROM webhook_deliveries WHERE status='pending'").fetchone()[0]
-    )
+    row = c.execute("SELECT count(*) AS n FROM webhook_deliveries WHERE status='pending'")
+    return int(row.fetchone()["n"])
 
 
 def finish_delivery(c: sqlite3.Connection, attempt: Attempt) -> None:
@@ -399,13 +414,14 @@ def expired_sessions(
     (rows caught up: ``last_batch`` is current)."""
     found: list[tuple[int, str, int | None]] = []
     for plan, cutoff in cutoffs.items():
-        found += c.execute(
+        rows = c.execute(
             # per tenant through sessions_tenant_updated
             "SELECT s.tenant_id, s.session_id, s.last_batch FROM tenants t "
             "JOIN sessions s ON s.tenant_id = t.id "
             "WHERE t.plan = ? AND s.updated_at < ? LIMIT ?",
             (plan, cutoff, limit - len(found)),
-        ).fetchall()
+        )
+        found += [(row["tenant_id"], row["session_id"], row["last_batch"]) for row in rows]
         if len(found) >= limit:
             break
     return found

@@ -29,7 +29,10 @@ def migrate(conn: sqlite3.Connection, migrations: list[tuple[int, str]] | None =
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
     )
-    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    # Any connection: one of ours reads sqlite3.Rows, a caller's may read tuples.
+    versions = conn.cursor()
+    versions.row_factory = sqlite3.Row
+    done = {row["version"] for row in versions.execute("SELECT version FROM schema_migrations")}
     for version, sql in MIGRATIONS if migrations is None else migrations:
         if version in done:
             continue

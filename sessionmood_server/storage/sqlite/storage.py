@@ -59,11 +59,11 @@ ROW_FLUSH_MAX = 512  # rows caught up per group commit, to keep each group short
 
 def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
     """``sqlite:///rel.db``, ``sqlite:////abs.db`` or ``sqlite:///:memory:`` -> (path, options)."""
-    rest = url.split(":", 1)[1]
+    _, _, rest = url.partition(":")
     if not rest.startswith("///"):
         raise ValueError(f"SQLite URLs look like sqlite:///path/to/file.db, got {url!r}")
     path, _, query = rest[3:].partition("?")
-    options = {k: v[-1] for k, v in parse_qs(query).items()}
+    options = {k: values.pop() for k, values in parse_qs(query).items()}  # the last one wins
     return unquote(path) or ":memory:", options
 
 
@@ -230,7 +230,7 @@ class SQLiteStorage(Notifications):
 
     def _changed_version(self, conn: sqlite3.Connection) -> int | None:
         """PRAGMA data_version if another connection committed since we adopted one."""
-        version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+        version: int = conn.execute("PRAGMA data_version").fetchone()["data_version"]
         return None if version == self._cache_version else version
 
     def _adopt_version(self, version: int) -> None:
