@@ -427,6 +427,10 @@ def _toward(sus: _SuspensionValues, mood: int) -> float:
     return s * (1.0 - (s1 if m1 != mood else s2))
 
 
+# A pattern that held at t_max, waiting for currentness: (rule, mood, strength, weights).
+_Pattern = tuple[int, int, float, tuple[tuple[int, float], ...]]
+
+
 def _evaluate(
     state: State,
 ) -> tuple[list[float], list[float], dict[int, _SuspensionValues]]:
@@ -441,15 +445,28 @@ def _evaluate(
     strength * weight (other rules in table order, then the patterns). A
     pattern's reported strength is the one toward its own mood.
     """
-    t_max = state.t_max
-    dt = t_max - state.ref
-    acc, guard = state.acc, state.guard
-    exp = math.exp
     strengths = [0.0] * _N_RULES
     sc = [0.0] * len(MOODS)
-    last = state.last
-    patterns: list[tuple[int, int, float, tuple[tuple[int, float], ...]]] = []
+    patterns: list[_Pattern] = []
     newer: list[tuple[float, int, int]] = []  # suspending rules: (strength, newest, mood)
+    _score_rules(state, strengths, sc, patterns, newer)
+    suspended = _score_patterns(state.last, strengths, sc, patterns, newer)
+    return strengths, sc, suspended
+
+
+def _score_rules(
+    state: State,
+    strengths: list[float],
+    sc: list[float],
+    patterns: list[_Pattern],
+    newer: list[tuple[float, int, int]],
+) -> None:
+    """Every rule's strength into ``strengths`` and, for cues, its evidence into
+    ``sc``; patterns go to ``patterns`` and suspending rules to ``newer``."""
+    t_max = state.t_max
+    dt = t_max - state.ref
+    acc, guard, last = state.acc, state.guard, state.last
+    exp = math.exp
     for i, k, at, span, g, lag, req, weights, mood, ongoing, suspends in _RULE_ROWS:
         a = acc[i]
         if g == _PLAIN:
@@ -477,16 +494,25 @@ def _evaluate(
         strengths[i] = s
         if suspends and (t := last[i]) is not None:  # a rule with strength has matched
             newer.append((s, t, mood))
-        if ongoing:  # scored below, once currentness has scaled it
+        if ongoing:  # scored by _score_patterns, once currentness has scaled it
             patterns.append((i, mood, s, weights))
         else:
             for m, w in weights:
                 sc[m] += s * w
-    # Currentness: a pattern's evidence for a mood counts only as far as no newer
-    # match of a suspending rule of another mood has replaced it (its
-    # counter-evidence goes with its own mood). Scales come from unscaled
-    # strengths, so they do not depend on the order of the rules. Strongest
-    # first: the first newer one, or the first of another mood than that, counts.
+
+
+def _score_patterns(
+    last: list[int | None],
+    strengths: list[float],
+    sc: list[float],
+    patterns: list[_Pattern],
+    newer: list[tuple[float, int, int]],
+) -> dict[int, _SuspensionValues]:
+    """Currentness: a pattern's evidence for a mood counts only as far as no
+    newer match of a suspending rule of another mood has replaced it (its
+    counter-evidence goes with its own mood). Scales come from unscaled
+    strengths, so they do not depend on the order of the rules. Strongest
+    first: the first newer one, or the first of another mood than that, counts."""
     newer.sort(reverse=True)
     suspended: dict[int, _SuspensionValues] = {}  # (see _Suspension)
     for i, mood, s, weights in patterns:
@@ -506,7 +532,7 @@ def _evaluate(
         strengths[i] = own if mood == m1 else other
         for k, w in weights:
             sc[k] += (own if (k if w > 0 else mood) == m1 else other) * w
-    return strengths, sc, suspended
+    return suspended
 
 
 def scores(state: State) -> dict[MoodLabel, float]:
