@@ -20,20 +20,23 @@ export const listen = (target, type, fn) =>
 
 /**
  * Wrap methods of `target` (a constructor's prototype, or an object) so that
- * `fn(this)` runs after each call; what `fn` throws never reaches the page.
+ * `fn(this)` runs after each call; what `fn` throws never reaches the page,
+ * and a method the page froze stays as it is.
  */
 export const hook = (target, names, fn) =>
   target &&
   names.split(' ').forEach((name) => {
-    const obj = target.prototype || target;
-    const original = obj[name];
-    const after = safe(fn);
-    if (original)
-      obj[name] = function () {
-        const result = original.apply(this, arguments);
-        after(this);
-        return result;
-      };
+    try {
+      const obj = target.prototype || target;
+      const original = obj[name];
+      const after = safe(fn);
+      if (original)
+        obj[name] = function () {
+          const result = original.apply(this, arguments);
+          after(this);
+          return result;
+        };
+    } catch (_) {}
   });
 
 export const randomId = () =>
