@@ -1,6 +1,6 @@
 """Size of ``static/tracker.js``, the built tracker sites load: raw and gzipped.
 
-    python bench/tracker_size.py [--budget 4096] [--file static/tracker.js]
+    python bench/tracker_size.py [--budget 5120] [--file static/tracker.js]
 
 Exits 1 when the built file gzips (level 9) to more than the budget. The file
 is built, minified, from ``tracker/src`` by ``make tracker``
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 TRACKER = Path(__file__).resolve().parent.parent / "static" / "tracker.js"
-BUDGET = 4096
+BUDGET = 5120
 
 
 def gzipped(data: bytes) -> int:

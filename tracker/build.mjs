@@ -5,7 +5,7 @@
 //   node build.mjs --out F      write F instead
 import { build } from 'esbuild';
 import { minify } from 'terser';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
@@ -15,13 +15,14 @@ const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : u
 const out = option('--out') || target;
 
 // Internal property names are mangled like local names: the fields of `state`
-// (listed in src/state.js as "- `name`:") and of the click and burst records
-// (src/clicks.js). Names the page, the server or the public API can see
-// (`SessionMood.sessionId`, options, event fields) are never in this list.
+// and of the records the modules keep (clicks, bursts, batches), each listed in
+// its module's doc comment as "- `name`:". Names the page, the server or the
+// public API can see (`SessionMood.sessionId`, options, event fields) are never
+// listed, or are kept by PUBLIC.
 const PUBLIC = new Set(['sessionId', 'cfg', 'on']);
-const stateFields = [...readFileSync(here('src/state.js'), 'utf8').matchAll(/^ \* - `(\w+)`:/gm)].map((m) => m[1]);
-const recordFields = ['at', 'el', 'looks', 'done', 'answered', 'keyboard', 'last', 'count', 'beaconed'];
-const internal = [...stateFields, ...recordFields].filter((k) => !PUBLIC.has(k));
+const src = here('src/');
+const listed = readdirSync(src).flatMap((f) => [...readFileSync(src + f, 'utf8').matchAll(/^ \* - `(\w+)`:/gm)]);
+const internal = [...new Set(listed.map((m) => m[1]))].filter((k) => !PUBLIC.has(k));
 
 const bundled = await build({
   entryPoints: [here('src/index.js')],

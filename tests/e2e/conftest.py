@@ -277,6 +277,37 @@ def of(events: list[Event], kind: str) -> list[Event]:
     return [e for e in events if e["type"] == kind]
 
 
+def clicks(events: list[Event]) -> list[Event]:
+    return of(events, "click")
+
+
+def dead(events: list[Event]) -> list[Event]:
+    return [e for e in clicks(events) if e.get("dead")]
+
+
+def assert_calm(shop: Shop, n_clicks: int) -> list[Event]:
+    """Every click stored once, none dead, no rage, and no live chat for this visitor."""
+    shop.flush()
+    events = shop.events()
+    assert len(clicks(events)) == n_clicks, types(events)
+    assert of(events, "rage_click") == []
+    assert dead(events) == []
+    mood = shop.mood()
+    assert mood["mood"] != "frustrated" and mood["suggested_action"] != "show_live_chat", mood
+    return events
+
+
+def assert_rage(shop: Shop, n_clicks: int) -> list[Event]:
+    """The burst is one rage click, its clicks are dead, and the visitor is frustrated."""
+    shop.flush()
+    events = shop.events()
+    assert len(of(events, "rage_click")) == 1, types(events)
+    assert len(dead(clicks(events))) == n_clicks
+    mood = shop.mood()
+    assert mood["mood"] == "frustrated" and mood["suggested_action"] == "show_live_chat", mood
+    return events
+
+
 def throw(page: Page, message: str) -> None:
     """An uncaught error in the page, as the site's own code would raise it."""
     page.evaluate(

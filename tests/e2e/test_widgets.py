@@ -21,40 +21,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page
 
-from tests.e2e.conftest import Event, Shop, of, types
+from tests.e2e.conftest import Shop, assert_calm, assert_rage, clicks, dead, of
 
 pytestmark = pytest.mark.e2e
-
-
-def clicks(events: list[Event]) -> list[Event]:
-    return of(events, "click")
-
-
-def dead(events: list[Event]) -> list[Event]:
-    return [e for e in clicks(events) if e.get("dead")]
-
-
-def assert_calm(shop: Shop, n_clicks: int) -> list[Event]:
-    """Every click stored once, none dead, no rage, and no live chat for this visitor."""
-    shop.flush()
-    events = shop.events()
-    assert len(clicks(events)) == n_clicks, types(events)
-    assert of(events, "rage_click") == []
-    assert dead(events) == []
-    mood = shop.mood()
-    assert mood["mood"] != "frustrated" and mood["suggested_action"] != "show_live_chat", mood
-    return events
-
-
-def assert_rage(shop: Shop, n_clicks: int) -> list[Event]:
-    """The burst is one rage click, its clicks are dead, and the visitor is frustrated."""
-    shop.flush()
-    events = shop.events()
-    assert len(of(events, "rage_click")) == 1, types(events)
-    assert len(dead(clicks(events))) == n_clicks
-    mood = shop.mood()
-    assert mood["mood"] == "frustrated" and mood["suggested_action"] == "show_live_chat", mood
-    return events
 
 
 # -- answered repeats: never rage ---------------------------------------------

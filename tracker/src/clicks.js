@@ -3,27 +3,56 @@
  * response rather than by what a button says.
  *
  * Every press becomes a pending click that waits `deadMs` for a response:
- * a DOM change near it (not one to a node that keeps changing by itself, such
- * as a countdown, unless the click's own handlers made it), a navigation, a scroll the visitor did not make, a
- * text selection, focus moving elsewhere, a form control changing, or the
- * page being hidden (a new tab). Then it is sent as `click`, with `dead: true` when it
- * looked interactive and nothing answered.
+ * a DOM change near it, shown or hidden (not one to a node that keeps changing
+ * by itself, such as a countdown, unless the click's own handlers made it; not
+ * a busy indicator, for a click on a control already busy), a toast or live
+ * region anywhere, a navigation, a scroll the visitor did not make, a text
+ * selection, focus moving elsewhere, a control changing, the canvas under the
+ * pointer drawn on, a clipboard write, media playing, a window opened, or the
+ * page being hidden (a new tab). Then it is sent as `click`, with `dead: true`
+ * when it looked interactive and nothing answered. What the press itself
+ * causes (the field it leaves firing `change` and `blur`, a caret moving) is
+ * no answer.
  *
- * Rage is `rageClicks` counted clicks, each within `rageMs` of the previous and
- * `ragePx` of the first, none of which got a response by `RAGE_WAIT_MS` after
- * the last. Not counted: keyboard activations (`detail` 0), the end of a drag,
- * the second click a <label> sends to its control, clicks in form fields and
- * anything inside `[data-sm-no-rage]`. A disabled control fires no `click`
- * at all (only pointer events): its presses count as dead clicks.
+ * Rage is `rageClicks` clicks that got no response, each within `rageMs` of the
+ * previous and `ragePx` of the first, by `RAGE_WAIT_MS` after the latest; then
+ * every click of the burst is dead, whatever answered some of them (a spinner
+ * that never ends). Not counted: keyboard activations (`detail` 0), the end of
+ * a drag, the second click a <label> sends to its control, clicks in form
+ * fields, downloads and new tabs (their answer is outside the page) and
+ * anything inside `[data-sm-no-rage]`. A disabled control fires no `click` at
+ * all (only pointer events), or, styled `pointer-events: none`, hands it to
+ * what lies beneath: either way the click was meant for it, and is dead.
+ *
+ * The build mangles these record fields like `state`'s (each listed as "- `name`:").
+ * A click:
+ * - `at`: when it was pressed (or activated by the keyboard)
+ * - `el`: what it was meant for: its target, or the disabled control under the point
+ * - `looks`: that looked interactive (only such a click can be dead)
+ * - `busy`: that showed it was busy when pressed (disabled, aria-busy, a spinner)
+ * - `done`: its click event came (until then it is a press)
+ * - `answered`: the page responded to it
+ * - `keyboard`: Enter or Space: judged from the element's centre
+ * A burst (`state.burst`):
+ * - `clicks`: its clicks, in order
+ * - `last`: when its latest click was pressed
+ * - `raged`: its rage_click was sent
  */
 import { state } from './state.js';
-import { W, D, now, safe, listen, distance, isField } from './util.js';
+import { W, D, now, safe, listen, distance, isField, hook } from './util.js';
 import { push } from './send.js';
 
 // Elements that promise a response when clicked; also anything with a pointer cursor.
 // (Not [tabindex]: pages put tabindex=-1 on whole sections, for skip links.)
 export const INTERACTIVE =
   'a[href],button,input,select,summary,[onclick],[role=button],[role=tab],[role=menuitem],[role=option],[role=switch],[role=checkbox]';
+const DISABLED = ':disabled,[aria-disabled=true]';
+// A control that shows it is working: what changes in it answers no click on it.
+const BUSY = DISABLED + ',[aria-busy=true],[role=progressbar],[class*=spin i],[class*=loading i]';
+// Their answer is outside the page (a file saved, a new tab): never dead nor rage.
+const ELSEWHERE = '[data-sm-no-rage],a[download],a[target=_blank]';
+// Shown anywhere on the page, these answer a click wherever it was.
+const ANNOUNCED = '[aria-live],[role=alert],[role=status],[class*=toast i]';
 const DRAG_PX = 10; // a click this far from its press ends a drag (a slider handle)
 const RAGE_WAIT_MS = 500; // after the last counted click, how long a response may still take
 const NEAR_PX = 250; // a DOM change this close to the click can be its response
@@ -34,14 +63,26 @@ const TICKING_MS = 60000; // ...answers no click for this long
 // (Events target elements; `safe` catches whatever a strange one throws.)
 const looksInteractive = (el) => !!el.closest(INTERACTIVE) || getComputedStyle(el).cursor == 'pointer';
 
+const busy = (el) => {
+  const control = el.closest(INTERACTIVE) || el;
+  return control.matches(BUSY) || !!control.querySelector(BUSY);
+};
+
+// What a press was meant for. A disabled control styled to ignore the pointer
+// (Bootstrap's `pointer-events: none`) hands its clicks to what lies beneath,
+// which holds it: the disabled control under the point is the one.
+const aimed = (e) => {
+  const el = e.target;
+  return (
+    el.closest(DISABLED) ||
+    [...el.querySelectorAll(DISABLED)].find((c) => !distance(e.clientX, e.clientY, c.getBoundingClientRect())) ||
+    el
+  );
+};
+
 /** Every pending click that `test` accepts (all, without one) got a response. */
 export function respond(test) {
-  for (const click of state.pending) {
-    if (!click.answered && (!test || test(click))) {
-      click.answered = true;
-      if (click.burst) click.burst.answered = true;
-    }
-  }
+  for (const click of state.pending) if (!test || test(click)) click.answered = true;
 }
 
 // The visitor moved on to another element: what happens next answers that one,
@@ -52,9 +93,9 @@ function press(e) {
   state.pressedAt = now();
   if (!e.isPrimary) return;
   if (state.press) forget(state.press); // pressed and never clicked: a drag released elsewhere
-  const el = e.target;
+  const el = aimed(e);
   moveOn(el);
-  state.press = { x: e.clientX, y: e.clientY, at: state.pressedAt, el, looks: looksInteractive(el) };
+  state.press = { x: e.clientX, y: e.clientY, at: state.pressedAt, el, looks: looksInteractive(el), busy: busy(el) };
   state.pending.push(state.press);
 }
 
@@ -65,7 +106,7 @@ function forget(click) {
 
 function release(e) {
   // Chromium sends no click for a disabled control, only pointer events.
-  if (state.press && e.target.closest(':disabled')) clicked(state.press, e, true);
+  if (state.press && e.target.closest(':disabled')) clicked(state.press, e);
 }
 
 function onClick(e) {
@@ -87,8 +128,8 @@ function onClick(e) {
   clicked(click, e);
 }
 
-function clicked(click, e, disabled) {
-  const el = e.target;
+function clicked(click, e) {
+  const el = click.el;
   // Until the click's dispatch ends, changes are its handlers' doing, even to
   // a node that also changes by itself (a carousel on autoplay). The last
   // listener (bubbling to window) ends it; the timer when a handler stopped it.
@@ -98,24 +139,24 @@ function clicked(click, e, disabled) {
   state.hoverClicked = true; // what the pointer rests on was clicked: no hesitation
   // The end of a drag (a slider handle) lands away from where it was pressed.
   const drag = Math.hypot(e.clientX - click.x, e.clientY - click.y) > DRAG_PX && !click.keyboard;
-  const counted = !drag && !isField(el) && !el.closest('[data-sm-no-rage]');
-  click.looks = counted && (disabled || click.looks);
+  const counted = !drag && !isField(el) && !el.closest(ELSEWHERE);
+  click.looks = counted && click.looks;
   setTimeout(safe(() => settle(click)), state.cfg.deadMs);
   if (!counted || click.keyboard) return;
   const { rageClicks, rageMs, ragePx } = state.cfg;
   let burst = state.burst;
   if (!burst || click.at - burst.last > rageMs || Math.hypot(click.x - burst.x, click.y - burst.y) > ragePx) {
-    burst = state.burst = { x: click.x, y: click.y, count: 0 };
+    burst = state.burst = { x: click.x, y: click.y, clicks: [] };
   }
   burst.last = click.at;
-  click.burst = burst;
-  if (click.answered) burst.answered = true;
-  if (++burst.count == rageClicks) {
+  if (burst.clicks.push(click) >= rageClicks) {
     setTimeout(
       safe(() => {
-        if (burst.answered) return;
-        // The burst's clicks go with it (dead): the mood needs them now.
-        state.pending.filter((c) => c.burst == burst).forEach(settle);
+        if (burst.raged || burst.clicks.filter((c) => !c.answered).length < rageClicks) return;
+        burst.raged = true;
+        // The burst's clicks go with it, dead: the mood needs them now, and an
+        // answer to some of them (a spinner that never ends) did not help.
+        burst.clicks.forEach((c) => ((c.answered = false), settle(c)));
         push('rage_click', { x: click.x, y: click.y });
       }),
       RAGE_WAIT_MS,
@@ -134,6 +175,15 @@ function settle(click) {
 
 /** Send every pending click now: the page is going away. */
 export const settleAll = () => state.pending.filter((c) => c.done).forEach(settle);
+
+/**
+ * An error: the clicks before it go with it, judged by what the page did until
+ * now (the changes it made before throwing included).
+ */
+export function settleNow() {
+  onMutations(state.observer.takeRecords());
+  settleAll();
+}
 
 /** Resolves once every pending click and rage check has its verdict. */
 export const settled = () =>
@@ -163,11 +213,14 @@ function onMutations(records) {
     // (the element holding it, for text).
     let el = r.addedNodes[0] || r.target;
     if (el.nodeType != 1) el = el.parentElement;
+    let box = el && el.getBoundingClientRect();
+    const anywhere = box && (box.width || box.height) && el.closest(ANNOUNCED);
+    // Hidden now (no box): it answers where it was, in its nearest visible ancestor.
+    while (el && !(box.width || box.height)) box = (el = el.parentElement) && el.getBoundingClientRect();
     // Not <body> or <html>, which contain everything: a toast removed at the
     // other end of the page answers nothing.
     if (!el || el == D.body || el == D.documentElement) continue;
-    const box = el.getBoundingClientRect();
-    if (box.width || box.height) respond((c) => distance(c.x, c.y, box) <= NEAR_PX);
+    respond((c) => (anywhere || distance(c.x, c.y, box) <= NEAR_PX) && !(c.busy && busy(el)));
   }
 }
 
@@ -178,13 +231,25 @@ export function bindClicks() {
   W.addEventListener('click', () => (state.clickTask = 0));
   // Responses other than DOM changes.
   listen(D, 'focusin', (e) => respond((c) => !(c.el.contains(e.target) || e.target.contains(c.el))));
-  listen(D, 'change', () => respond());
+  // A checkbox's (or a label's control's) change comes with its click; the
+  // change of a field the press takes the focus from comes before it: no answer.
+  listen(D, 'change', () => respond((c) => c.done));
   listen(D, 'selectionchange', () => {
     // Selecting text answers a click on text, not a click on a button.
     const s = W.getSelection();
     if (s && s.type == 'Range') respond((c) => !c.looks);
   });
-  new MutationObserver(safe(onMutations)).observe(D.documentElement, {
+  // Answers no DOM change shows: copying, media playing (also a detached
+  // Audio), a window opened, the canvas under the pointer drawn on (a chart).
+  const any = () => respond();
+  'copy cut play pause'.split(' ').forEach((type) => listen(D, type, any));
+  hook(W.Clipboard, 'write writeText', any);
+  hook(W.HTMLMediaElement, 'play', any);
+  hook(W, 'open', any);
+  const drawn = (context) => respond((c) => c.el == context.canvas);
+  hook(W.CanvasRenderingContext2D, 'clearRect fillRect fill stroke fillText drawImage putImageData', drawn);
+  [W.WebGLRenderingContext, W.WebGL2RenderingContext].forEach((gl) => hook(gl, 'clear drawArrays drawElements', drawn));
+  (state.observer = new MutationObserver(safe(onMutations))).observe(D.documentElement, {
     childList: true,
     subtree: true,
     attributes: true,

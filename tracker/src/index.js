@@ -45,8 +45,9 @@ function init(options) {
   try {
     options = options || {};
     const cfg = configure(options, script);
-    if (state.on || (cfg.respectDnt && (N.doNotTrack == '1' || N.globalPrivacyControl))) return api;
+    if (state.on) return api;
     state.cfg = cfg;
+    if (cfg.respectDnt && (N.doNotTrack == '1' || N.globalPrivacyControl)) return api;
     try {
       state.sessionId = options.sessionId || sessionStorage.getItem(SESSION_KEY) || randomId();
       options.sessionId || sessionStorage.setItem(SESSION_KEY, state.sessionId);
@@ -79,5 +80,13 @@ const api = (W.SessionMood = W.SessionMood || {
 });
 
 try {
-  if (api.init == init && script && script.dataset.apiKey) init(script.dataset);
+  if (api.init == init && script) {
+    if (script.dataset.apiKey) init(script.dataset);
+    // Without a key nothing starts: say what to add, once, unless the page
+    // called init() itself by the time it loaded.
+    else
+      W.addEventListener('load', () =>
+        state.cfg || console.warn('[SessionMood] add data-api-key="pk_..." to the script tag (or call SessionMood.init): nothing is sent.'),
+      );
+  }
 } catch (_) {}

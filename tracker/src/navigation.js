@@ -1,6 +1,6 @@
 /** Page views (loads and SPA routes) and back navigation. Paths only: never the query. */
 import { state } from './state.js';
-import { W, listen, safe } from './util.js';
+import { W, D, listen, hook } from './util.js';
 import { push } from './send.js';
 import { respond } from './clicks.js';
 import { resetScroll } from './scroll.js';
@@ -29,23 +29,19 @@ export function startNavigation() {
 }
 
 export function bindNavigation() {
-  ['pushState', 'replaceState'].forEach((method) => {
-    const original = H[method];
-    H[method] = function () {
-      const result = original.apply(this, arguments);
-      safe(() => {
-        respond(); // a route change answers the click that asked for it
-        arrived();
-      })();
-      return result;
-    };
+  hook(H, 'pushState replaceState', () => {
+    respond(); // a route change answers the click that asked for it
+    arrived();
   });
   listen(W, 'popstate', () => {
     // Without the Navigation API the browser does not say which way it went:
     // any popstate that changes the page counts as back.
     const i = entryIndex();
-    if (i < 0 ? here() != state.location : i < state.historyIndex) push('back_nav');
-    respond();
+    const moved = here() != state.location;
+    if (i < 0 ? moved : i < state.historyIndex) push('back_nav');
+    // A new fragment alone (href="#") answers nothing: the scroll or the change
+    // it causes does. (One that names an element may show it, by :target.)
+    if (moved || D.getElementById(L.hash.slice(1))) respond();
     arrived();
   });
   // Restored from the back/forward cache.

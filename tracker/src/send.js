@@ -2,10 +2,14 @@
  * The queue and its delivery: batches over `fetch` with `keepalive` and a
  * text/plain body (a CORS "simple" request: no preflight), retries with
  * backoff that keep a batch's id, and `sendBeacon` when the page goes away.
+ *
+ * A batch (`state.inFlight`) is `{id, events}` and (mangled by the build):
+ * - `beaconed`: it was handed to sendBeacon already
  */
 import { state } from './state.js';
 import { EVENT_TYPES } from './config.js';
 import { N, now, safe, randomId, debug } from './util.js';
+import { settleNow } from './clicks.js';
 
 const MAX_QUEUE = 500; // oldest dropped beyond this (a long offline spell)
 const MAX_BATCH = 100;
@@ -19,6 +23,7 @@ const TEXT = /^(url|message)$/;
  */
 export function push(type, fields, at) {
   if (!state.on || EVENT_TYPES.indexOf(type) < 0) return;
+  if (type == 'error') settleNow(); // an error after a click: the click goes with it
   const event = { type, ts: (at || now()) / 1e3 };
   for (const k in fields) {
     let v = fields[k];

@@ -23,6 +23,7 @@
  * - `press`: the pointer press in progress, a pending click until its click event arrives
  * - `pending`: clicks waiting for the page's response, or for their verdict
  * - `burst`: the current run of rapid clicks on one spot
+ * - `observer`: the MutationObserver (its pending records are read before an error's verdicts)
  * - `pressedAt`: last pointerdown or click anywhere
  * - `clickTask`: set while a click is dispatched (what changes then, its handlers changed)
  * - `ticking`: node -> when it last changed with no click anywhere near in time,

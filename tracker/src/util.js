@@ -18,6 +18,27 @@ export const safe =
 export const listen = (target, type, fn) =>
   target.addEventListener(type, safe(fn), { capture: true, passive: true });
 
+/**
+ * Wrap methods of `target` (a constructor's prototype, or an object) so that
+ * `fn(this)` runs after each call; what `fn` throws never reaches the page,
+ * and a method the page froze stays as it is.
+ */
+export const hook = (target, names, fn) =>
+  target &&
+  names.split(' ').forEach((name) => {
+    try {
+      const obj = target.prototype || target;
+      const original = obj[name];
+      const after = safe(fn);
+      if (original)
+        obj[name] = function () {
+          const result = original.apply(this, arguments);
+          after(this);
+          return result;
+        };
+    } catch (_) {}
+  });
+
 export const randomId = () =>
   Array.from(W.crypto.getRandomValues(new Uint8Array(16)), (b) => (b + 256).toString(16).slice(1)).join('');
 
