@@ -146,6 +146,36 @@ def test_one_click_on_a_dead_pay_block_after_typing_is_dead(any_shop: Shop) -> N
     assert_one_dead(any_shop, 2)  # the click into the field is no dead click
 
 
+# -- 12. two dead clicks are not a frustrated visitor ---------------------------------------
+
+
+def test_two_dead_clicks_on_different_controls_are_not_frustration(any_shop: Shop) -> None:
+    # A cue, not a verdict (docs/engine.md): peers flag dead clicks for the
+    # site owner to look at, not as the visitor's state.
+    open_shop(any_shop)
+    any_shop.clicks("#pay-block", 1)
+    any_shop.page.wait_for_timeout(1500)
+    any_shop.clicks("#place-order", 1)
+    any_shop.flush()
+    events = any_shop.events()
+    assert [bool(e.get("dead")) for e in clicks(events)] == [True, True], types(events)
+    assert of(events, "rage_click") == []
+    mood = any_shop.mood()
+    assert mood["mood"] != "frustrated" and mood["suggested_action"] != "show_live_chat", mood
+
+
+def test_the_same_dead_control_tried_again_is_frustration(any_shop: Shop) -> None:
+    # Slower than a rage burst: the visitor waited, then tried the same control again.
+    open_shop(any_shop)
+    any_shop.clicks("#pay-block", 2, gap_ms=1500)
+    any_shop.flush()
+    events = any_shop.events()
+    assert [bool(e.get("dead")) for e in clicks(events)] == [True, True], types(events)
+    assert of(events, "rage_click") == []
+    mood = any_shop.mood()
+    assert mood["mood"] == "frustrated" and mood["signals"][0] == "repeated_dead_click", mood
+
+
 # -- 9. hiding is an answer ----------------------------------------------------------------
 
 
