@@ -9,11 +9,12 @@ let errorCounts = {};
 let errorsSince;
 
 const PER_MINUTE = 3; // the same message at most this often: a render loop is one problem
-// Query strings, quoted text and e-mail addresses: messages often echo what was typed.
-const PRIVATE = /\?[^\s#'"]*|(["'`]).*?\1|\S+@\S+/g;
 
 function report(message) {
-  const m = String(message || 'Error').replace(PRIVATE, '').slice(0, 512);
+  // Query strings, quoted text and e-mail addresses go: messages often echo what was typed.
+  const m = String(message || 'Error')
+    .replace(/\?[^\s#'"]*|(["'`]).*?\1|\S+@\S+/g, '')
+    .slice(0, 512);
   const t = now();
   if (t - errorsSince > 6e4) (errorCounts = {}), (errorsSince = t);
   if ((errorCounts[m] = (errorCounts[m] || 0) + 1) <= PER_MINUTE) {

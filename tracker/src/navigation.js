@@ -12,7 +12,6 @@ let historyIndex = -1;
 let current;
 
 const L = location;
-const H = history;
 const here = () => L.pathname + L.search; // compared, never sent
 const entryIndex = () => {
   const entry = (W.navigation || {}).currentEntry;
@@ -35,7 +34,7 @@ export function startNavigation() {
 }
 
 export function bindNavigation() {
-  hook(H, 'pushState replaceState', () => {
+  hook(history, 'pushState replaceState', () => {
     respond(); // a route change answers the click that asked for it
     arrived();
   });

@@ -31,7 +31,6 @@ const SAMPLE_MS = 250; // at most 4 scroll events a second
 const BACKTRACK_PX = 200; // scrolling back up after this much down is re-reading
 const INPUT_MS = 600; // a scroll this soon after scroll input is the visitor's...
 const MOMENTUM_MS = 150; // ...and so is one that continues it (fling momentum, smooth wheel)
-const SCROLL_KEYS = /^(PageUp|PageDown|Home|End|ArrowUp|ArrowDown| )$/;
 
 const scrollInput = () => (scrollInputAt = now());
 
@@ -82,8 +81,9 @@ export function bindScroll() {
   listen(W, 'wheel', scrollInput);
   listen(W, 'touchmove', scrollInput);
   listen(D, 'keydown', (e) => {
-    // Keys in a field type; Space anywhere but on the page itself presses something.
-    if (SCROLL_KEYS.test(e.key) && (e.target == D.body || (e.key != ' ' && !isField(e.target)))) scrollInput();
+    // Scroll keys; but keys in a field type, and Space anywhere but on the page itself presses something.
+    const scrollKey = /^(PageUp|PageDown|Home|End|ArrowUp|ArrowDown| )$/.test(e.key);
+    if (scrollKey && (e.target == D.body || (e.key != ' ' && !isField(e.target)))) scrollInput();
     else scrollInputAt = visitorScrollAt = 0;
   });
   listen(D, 'pointerdown', (e) => {

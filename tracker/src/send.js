@@ -37,9 +37,6 @@ const EVENT_TYPES =
   'click rage_click scroll input_pause backtrack back_nav page_view error idle hover focus blur'.split(' ');
 const MAX_QUEUE = 500; // oldest dropped beyond this (a long offline spell)
 const MAX_BATCH = 100;
-const URGENT = /^(rage_click|error)$/; // sent at once: frustration is answered now
-const NUMBER = /^(x|y|speed|duration_ms)$/;
-const TEXT = /^(url|message)$/;
 
 /**
  * Queue one event. Only the reference's fields of the right kind are kept, so
@@ -50,9 +47,11 @@ export function push(type, fields, at) {
   const event = { type, ts: (at || now()) / 1e3 };
   for (const k in fields) {
     let v = fields[k];
-    if (NUMBER.test(k)) {
+    if (/^(x|y|speed|duration_ms)$/.test(k)) {
+      // numbers
       if (isFinite((v = +v))) event[k] = Math.max(0, Math.min(Math.round(v), 1e6));
-    } else if (TEXT.test(k) || (k == 'direction' && /^(up|down)$/.test(v))) {
+    } else if (/^(url|message)$/.test(k) || (k == 'direction' && /^(up|down)$/.test(v))) {
+      // text
       event[k] = String(v).slice(0, 512);
     } else if (k == 'dead' && v === true && type == 'click') {
       event.dead = true;
@@ -61,7 +60,7 @@ export function push(type, fields, at) {
   debug('captured', event);
   queue.push(event);
   if (queue.length > MAX_QUEUE) queue.shift();
-  if (URGENT.test(type)) sendSoon();
+  if (/^(rage_click|error)$/.test(type)) sendSoon(); // sent at once: frustration is answered now
 }
 
 // The key rides in the query string, so the body can be text/plain.

@@ -52,9 +52,9 @@ export const distance = (x, y, r) =>
 export const INTERACTIVE =
   'a[href],button,input,select,summary,[onclick],[role=button],[role=tab],[role=menuitem],[role=option],[role=switch],[role=checkbox]';
 
-// Form fields where a click places a caret or opens a native picker: not buttons.
-const BUTTON_TYPES = /^(button|submit|reset|image)$/;
+/** Form fields, where a click places a caret or opens a native picker: not buttons. */
 export const isField = (el) =>
-  (/^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName) && !BUTTON_TYPES.test(el.type)) || el.isContentEditable;
+  (/^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName) && !/^(button|submit|reset|image)$/.test(el.type)) ||
+  el.isContentEditable;
 
 export const debug = (...args) => cfg.debug && console.debug('[SessionMood]', ...args);
