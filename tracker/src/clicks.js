@@ -24,8 +24,9 @@
  * all (only pointer events), or, styled `pointer-events: none`, hands it to
  * what lies beneath: either way the click was meant for it, and is dead.
  *
- * The build mangles these record fields like `state`'s (each listed as "- `name`:").
- * A click:
+ * The records kept here, whose field names the build mangles (RECORD_FIELDS
+ * in build.mjs lists them: a new field goes there too). A click, in `pending`:
+ * - `x`, `y`: where it was pressed (the element's centre, for the keyboard)
  * - `at`: when it was pressed (or activated by the keyboard)
  * - `el`: what it was meant for: its target, or the disabled control under the point
  * - `looks`: that looked interactive (only such a click can be dead)
@@ -33,19 +34,38 @@
  * - `done`: its click event came (until then it is a press)
  * - `answered`: the page responded to it
  * - `keyboard`: Enter or Space: judged from the element's centre
- * A burst (`state.burst`):
+ * A burst, `burst`:
+ * - `x`, `y`: where its first click was
  * - `clicks`: its clicks, in order
  * - `last`: when its latest click was pressed
  * - `raged`: its rage_click was sent
  */
-import { state } from './state.js';
-import { W, D, now, safe, listen, distance, isField, hook } from './util.js';
+import { cfg, onStop } from './life.js';
+import { W, D, now, safe, listen, distance, isField, hook, INTERACTIVE } from './util.js';
 import { push } from './send.js';
+import { markHoverClicked } from './fields.js';
 
-// Elements that promise a response when clicked; also anything with a pointer cursor.
-// (Not [tabindex]: pages put tabindex=-1 on whole sections, for skip links.)
-export const INTERACTIVE =
-  'a[href],button,input,select,summary,[onclick],[role=button],[role=tab],[role=menuitem],[role=option],[role=switch],[role=checkbox]';
+/** The pointer press in progress: a pending click until its click event arrives. */
+let press;
+/** Clicks waiting for the page's response, or for their verdict. */
+let pending = [];
+/** The current run of rapid clicks on one spot. */
+let burst;
+/** The MutationObserver (its pending records are read before an error's verdicts). */
+let observer;
+/** Last pointerdown or click anywhere. */
+let pressedAt;
+/** Set while a click is dispatched (what changes then, its handlers changed). */
+let clickTask;
+/**
+ * Node -> when it last changed with no click anywhere near in time, negative
+ * the first time: a node that keeps changing on its own (a countdown, a
+ * carousel on autoplay) answers no click.
+ */
+const ticking = new WeakMap();
+
+onStop(() => (pending = []));
+
 const DISABLED = ':disabled,[aria-disabled=true]';
 // A control that shows it is working: what changes in it answers no click on it.
 const BUSY = DISABLED + ',[aria-busy=true],[role=progressbar],[class*=spin i],[class*=loading i]';
@@ -82,38 +102,38 @@ const aimed = (e) => {
 
 /** Every pending click that `test` accepts (all, without one) got a response. */
 export function respond(test) {
-  for (const click of state.pending) if (!test || test(click)) click.answered = true;
+  for (const click of pending) if (!test || test(click)) click.answered = true;
 }
 
 // The visitor moved on to another element: what happens next answers that one,
 // so earlier clicks get their verdict now.
-const moveOn = (el) => state.pending.filter((c) => c.done && c.el != el).forEach(settle);
+const moveOn = (el) => pending.filter((c) => c.done && c.el != el).forEach(settle);
 
-function press(e) {
-  state.pressedAt = now();
+function onPress(e) {
+  pressedAt = now();
   if (!e.isPrimary) return;
-  if (state.press) forget(state.press); // pressed and never clicked: a drag released elsewhere
+  if (press) forget(press); // pressed and never clicked: a drag released elsewhere
   const el = aimed(e);
   moveOn(el);
-  state.press = { x: e.clientX, y: e.clientY, at: state.pressedAt, el, looks: looksInteractive(el), busy: busy(el) };
-  state.pending.push(state.press);
+  press = { x: e.clientX, y: e.clientY, at: pressedAt, el, looks: looksInteractive(el), busy: busy(el) };
+  pending.push(press);
 }
 
 function forget(click) {
-  state.pending = state.pending.filter((c) => c != click);
-  if (state.press == click) state.press = null;
+  pending = pending.filter((c) => c != click);
+  if (press == click) press = null;
 }
 
 function release(e) {
   // Chromium sends no click for a disabled control, only pointer events.
-  if (state.press && e.target.closest(':disabled')) clicked(state.press, e);
+  if (press && e.target.closest(':disabled')) clicked(press, e);
 }
 
 function onClick(e) {
   const el = e.target;
   if (!e.isTrusted) return; // the page clicking itself
-  state.pressedAt = now();
-  let click = state.press;
+  pressedAt = now();
+  let click = press;
   if (!click || e.detail == 0) {
     // A pointer click without a press of its own is the second click a <label>
     // sends to its control: the visitor clicked once.
@@ -122,8 +142,8 @@ function onClick(e) {
     // from the element's centre.
     const r = el.getBoundingClientRect();
     moveOn(el);
-    click = { x: r.x + r.width / 2, y: r.y + r.height / 2, at: state.pressedAt, el, looks: looksInteractive(el), keyboard: 1 };
-    state.pending.push(click);
+    click = { x: r.x + r.width / 2, y: r.y + r.height / 2, at: pressedAt, el, looks: looksInteractive(el), keyboard: 1 };
+    pending.push(click);
   }
   clicked(click, e);
 }
@@ -133,30 +153,30 @@ function clicked(click, e) {
   // Until the click's dispatch ends, changes are its handlers' doing, even to
   // a node that also changes by itself (a carousel on autoplay). The last
   // listener (bubbling to window) ends it; the timer when a handler stopped it.
-  state.clickTask = setTimeout(() => (state.clickTask = 0));
-  state.press = null;
+  clickTask = setTimeout(() => (clickTask = 0));
+  press = null;
   click.done = true;
-  state.hoverClicked = true; // what the pointer rests on was clicked: no hesitation
+  markHoverClicked(); // what the pointer rests on was clicked: no hesitation
   // The end of a drag (a slider handle) lands away from where it was pressed.
   const drag = Math.hypot(e.clientX - click.x, e.clientY - click.y) > DRAG_PX && !click.keyboard;
   const counted = !drag && !isField(el) && !el.closest(ELSEWHERE);
   click.looks = counted && click.looks;
-  setTimeout(safe(() => settle(click)), state.cfg.deadMs);
+  setTimeout(safe(() => settle(click)), cfg.deadMs);
   if (!counted || click.keyboard) return;
-  const { rageClicks, rageMs, ragePx } = state.cfg;
-  let burst = state.burst;
-  if (!burst || click.at - burst.last > rageMs || Math.hypot(click.x - burst.x, click.y - burst.y) > ragePx) {
-    burst = state.burst = { x: click.x, y: click.y, clicks: [] };
+  const { rageClicks, rageMs, ragePx } = cfg;
+  let run = burst; // (what the check below judges, whatever burst comes next)
+  if (!run || click.at - run.last > rageMs || Math.hypot(click.x - run.x, click.y - run.y) > ragePx) {
+    run = burst = { x: click.x, y: click.y, clicks: [] };
   }
-  burst.last = click.at;
-  if (burst.clicks.push(click) >= rageClicks) {
+  run.last = click.at;
+  if (run.clicks.push(click) >= rageClicks) {
     setTimeout(
       safe(() => {
-        if (burst.raged || burst.clicks.filter((c) => !c.answered).length < rageClicks) return;
-        burst.raged = true;
+        if (run.raged || run.clicks.filter((c) => !c.answered).length < rageClicks) return;
+        run.raged = true;
         // The burst's clicks go with it, dead: the mood needs them now, and an
         // answer to some of them (a spinner that never ends) did not help.
-        burst.clicks.forEach((c) => ((c.answered = false), settle(c)));
+        run.clicks.forEach((c) => ((c.answered = false), settle(c)));
         push('rage_click', { x: click.x, y: click.y });
       }),
       RAGE_WAIT_MS,
@@ -166,7 +186,7 @@ function clicked(click, e) {
 
 /** The click's verdict is in: send it. */
 function settle(click) {
-  if (!state.pending.includes(click)) return;
+  if (!pending.includes(click)) return;
   forget(click);
   const fields = click.keyboard ? {} : { x: click.x, y: click.y };
   if (click.looks && !click.answered) fields.dead = true;
@@ -174,21 +194,21 @@ function settle(click) {
 }
 
 /** Send every pending click now: the page is going away. */
-export const settleAll = () => state.pending.filter((c) => c.done).forEach(settle);
+export const settleAll = () => pending.filter((c) => c.done).forEach(settle);
 
 /**
  * An error: the clicks before it go with it, judged by what the page did until
  * now (the changes it made before throwing included).
  */
 export function settleNow() {
-  onMutations(state.observer.takeRecords());
+  onMutations(observer.takeRecords());
   settleAll();
 }
 
 /** Resolves once every pending click and rage check has its verdict. */
 export const settled = () =>
   new Promise((resolve) =>
-    setTimeout(resolve, state.pending.some((c) => c.done) ? Math.max(state.cfg.deadMs, RAGE_WAIT_MS) : 0),
+    setTimeout(resolve, pending.some((c) => c.done) ? Math.max(cfg.deadMs, RAGE_WAIT_MS) : 0),
   );
 
 // -- DOM changes ---------------------------------------------------------------
@@ -196,19 +216,19 @@ export const settled = () =>
 function onMutations(records) {
   const t = now();
   // (Before the first click `pressedAt` is undefined: quiet.)
-  if (!(t - state.pressedAt < QUIET_MS)) {
+  if (!(t - pressedAt < QUIET_MS)) {
     // A node changing on its own twice, TICK_MS apart, ticks (a countdown, a
     // carousel on autoplay). A first change (stored negative) may be a widget
     // setting itself up, or a slow answer to a click.
     for (const r of records) {
-      const first = state.ticking.get(r.target);
-      state.ticking.set(r.target, first > 0 || t + first > TICK_MS ? t : first || -t);
+      const first = ticking.get(r.target);
+      ticking.set(r.target, first > 0 || t + first > TICK_MS ? t : first || -t);
     }
     return;
   }
-  if (!state.pending.some((c) => !c.answered)) return;
+  if (!pending.some((c) => !c.answered)) return;
   for (const r of records.slice(0, 50)) {
-    if (state.ticking.get(r.target) > t - TICKING_MS && !state.clickTask) continue;
+    if (ticking.get(r.target) > t - TICKING_MS && !clickTask) continue;
     // What the visitor sees change: the first node added, else the node changed
     // (the element holding it, for text).
     let el = r.addedNodes[0] || r.target;
@@ -225,10 +245,10 @@ function onMutations(records) {
 }
 
 export function bindClicks() {
-  listen(D, 'pointerdown', press);
+  listen(D, 'pointerdown', onPress);
   listen(D, 'pointerup', release);
   listen(D, 'click', onClick);
-  W.addEventListener('click', () => (state.clickTask = 0));
+  W.addEventListener('click', () => (clickTask = 0));
   // Responses other than DOM changes.
   listen(D, 'focusin', (e) => respond((c) => !(c.el.contains(e.target) || e.target.contains(c.el))));
   // A checkbox's (or a label's control's) change comes with its click; the
@@ -249,7 +269,7 @@ export function bindClicks() {
   const drawn = (context) => respond((c) => c.el == context.canvas);
   hook(W.CanvasRenderingContext2D, 'clearRect fillRect fill stroke fillText drawImage putImageData', drawn);
   [W.WebGLRenderingContext, W.WebGL2RenderingContext].forEach((gl) => hook(gl, 'clear drawArrays drawElements', drawn));
-  (state.observer = new MutationObserver(safe(onMutations))).observe(D.documentElement, {
+  (observer = new MutationObserver(safe(onMutations))).observe(D.documentElement, {
     childList: true,
     subtree: true,
     attributes: true,

@@ -1,17 +1,26 @@
 /** Errors the visitor may have seen: uncaught exceptions and unhandled rejections. */
-import { state } from './state.js';
 import { W, now, listen } from './util.js';
 import { push } from './send.js';
+import { settleNow } from './clicks.js';
+
+/** Per message, this minute. */
+let errorCounts = {};
+/** Start of that minute. */
+let errorsSince;
 
 const PER_MINUTE = 3; // the same message at most this often: a render loop is one problem
-// Query strings, quoted text and e-mail addresses: messages often echo what was typed.
-const PRIVATE = /\?[^\s#'"]*|(["'`]).*?\1|\S+@\S+/g;
 
 function report(message) {
-  const m = String(message || 'Error').replace(PRIVATE, '').slice(0, 512);
+  // Query strings, quoted text and e-mail addresses go: messages often echo what was typed.
+  const m = String(message || 'Error')
+    .replace(/\?[^\s#'"]*|(["'`]).*?\1|\S+@\S+/g, '')
+    .slice(0, 512);
   const t = now();
-  if (t - state.errorsSince > 6e4) (state.errorCounts = {}), (state.errorsSince = t);
-  if ((state.errorCounts[m] = (state.errorCounts[m] || 0) + 1) <= PER_MINUTE) push('error', { message: m });
+  if (t - errorsSince > 6e4) (errorCounts = {}), (errorsSince = t);
+  if ((errorCounts[m] = (errorCounts[m] || 0) + 1) <= PER_MINUTE) {
+    settleNow(); // an error after a click: the click goes with it
+    push('error', { message: m });
+  }
 }
 
 export function bindErrors() {

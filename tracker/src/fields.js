@@ -1,22 +1,32 @@
 /** Form fields (focus, blur, typing pauses) and hovering. Values are never read. */
-import { state } from './state.js';
-import { D, now, listen, isField } from './util.js';
+import { cfg } from './life.js';
+import { D, now, listen, isField, INTERACTIVE } from './util.js';
 import { push } from './send.js';
-import { INTERACTIVE } from './clicks.js';
+
+/** The interactive element under the mouse. */
+let hoverEl;
+/** Since when. */
+let hoverSince;
+/** It was clicked (then it is no hesitation): clicks.js says so, by `markHoverClicked`. */
+let hoverClicked;
+/** The field being typed in. */
+let typingEl;
+/** Its last keystroke. */
+let typedAt;
 
 // Where the pointer resting means "what does this do?"; resting on text is
 // reading. (Not any [role]: landmarks such as role=main hold whole pages.)
 const HOVERABLE = INTERACTIVE + ',textarea,label,[title]';
 
 function hoverEnd() {
-  const d = now() - state.hoverSince;
-  if (state.hoverEl && !state.hoverClicked && d >= state.cfg.hoverMs) push('hover', { duration_ms: d });
-  state.hoverEl = null;
+  const d = now() - hoverSince;
+  if (hoverEl && !hoverClicked && d >= cfg.hoverMs) push('hover', { duration_ms: d });
+  hoverEl = null;
 }
 
 function typingEnd(el) {
-  const d = now() - state.typedAt;
-  if (el == state.typingEl && d >= state.cfg.pauseMs) push('input_pause', { duration_ms: d });
+  const d = now() - typedAt;
+  if (el == typingEl && d >= cfg.pauseMs) push('input_pause', { duration_ms: d });
 }
 
 export function bindFields() {
@@ -24,9 +34,9 @@ export function bindFields() {
   listen(D, 'pointerover', (e) => {
     if (e.pointerType == 'touch') return;
     const el = e.target.closest(HOVERABLE);
-    if (el != state.hoverEl) {
+    if (el != hoverEl) {
       hoverEnd();
-      if (el) (state.hoverEl = el), (state.hoverSince = now()), (state.hoverClicked = false);
+      if (el) (hoverEl = el), (hoverSince = now()), (hoverClicked = false);
     }
   });
   listen(D, 'pointerout', (e) => e.relatedTarget || hoverEnd());
@@ -35,16 +45,20 @@ export function bindFields() {
     if (!e.inputType) return;
     const el = e.target;
     typingEnd(el); // resumed after a pause
-    state.typingEl = el;
-    state.typedAt = now();
+    typingEl = el;
+    typedAt = now();
   });
   listen(D, 'focusin', (e) => isField(e.target) && push('focus'));
   listen(D, 'focusout', (e) => {
     if (!isField(e.target)) return;
     typingEnd(e.target); // left after a pause
-    state.typingEl = null;
+    typingEl = null;
     push('blur');
   });
 }
 
-export const stopHover = () => (state.hoverEl = null);
+/** The page was hidden: what the pointer rested on is no hover. */
+export const stopHover = () => (hoverEl = null);
+
+/** What the pointer rests on was clicked (clicks.js): no hesitation. */
+export const markHoverClicked = () => (hoverClicked = true);

@@ -2,11 +2,10 @@
  * The one global, `window.SessionMood` (types: static/tracker.d.ts), and the
  * start from the script tag's `data-*` attributes.
  */
-import { state } from './state.js';
-import { configure } from './config.js';
+import { on, cfg, sessionId, configure, start, stop } from './life.js';
 import { W, D, N, safe, listen, randomId } from './util.js';
-import { push, send, sendSoon, beacon, stop } from './send.js';
-import { bindClicks, settleAll, settled, respond } from './clicks.js';
+import { push, send, sendSoon, beacon, startSending, onMood } from './send.js';
+import { bindClicks, settleAll, settleNow, settled, respond } from './clicks.js';
 import { bindScroll } from './scroll.js';
 import { bindNavigation, startNavigation } from './navigation.js';
 import { bindFields, stopHover } from './fields.js';
@@ -16,8 +15,11 @@ import { bindErrors } from './errors.js';
 const script = D.currentScript;
 const SESSION_KEY = 'sm_session_id';
 
+/** The listeners are attached: they stay for the page's life, and `stop()` silences them. */
+let bound;
+
 function bind() {
-  state.bound = true;
+  bound = true;
   bindClicks();
   bindScroll();
   bindNavigation();
@@ -43,38 +45,34 @@ function leave() {
 
 function init(options) {
   try {
+    if (on) return api;
     options = options || {};
-    const cfg = configure(options, script);
-    if (state.on) return api;
-    state.cfg = cfg;
-    if (cfg.respectDnt && (N.doNotTrack == '1' || N.globalPrivacyControl)) return api;
+    const resolved = configure(options, script);
+    if (resolved.respectDnt && (N.doNotTrack == '1' || N.globalPrivacyControl)) return api;
+    let id;
     try {
-      state.sessionId = options.sessionId || sessionStorage.getItem(SESSION_KEY) || randomId();
-      options.sessionId || sessionStorage.setItem(SESSION_KEY, state.sessionId);
+      id = options.sessionId || sessionStorage.getItem(SESSION_KEY) || randomId();
+      options.sessionId || sessionStorage.setItem(SESSION_KEY, id);
     } catch (_) {
-      state.sessionId = state.sessionId || randomId(); // storage blocked: one id per page
+      id = id || sessionId || randomId(); // storage blocked: one id per page
     }
-    api.sessionId = state.sessionId;
-    state.on = true;
-    state.bound || bind();
+    api.sessionId = id;
+    start(id);
+    bound || bind();
     startNavigation(); // (which measures scrolling from here)
     active();
-    state.flushTimer = setInterval(safe(sendSoon), cfg.flushInterval);
+    startSending();
   } catch (_) {}
   return api;
 }
 
 const api = (W.SessionMood = W.SessionMood || {
   init,
-  track: safe(push),
+  // An error the page reports takes the clicks before it along, as one it throws does (errors.js).
+  track: safe((type, fields, at) => (type == 'error' && settleNow(), push(type, fields, at))),
   // Clicks wait up to `deadMs` for the page's response before they are sent.
-  flush: () => (state.on ? settled().then(send) : Promise.resolve()),
-  onMood: (cb) => {
-    typeof cb == 'function' && state.moodCallbacks.push(cb);
-    return () => {
-      state.moodCallbacks = state.moodCallbacks.filter((f) => f != cb);
-    };
-  },
+  flush: () => (on ? settled().then(send) : Promise.resolve()),
+  onMood,
   stop,
   sessionId: null,
 });
@@ -86,7 +84,7 @@ try {
     // called init() itself by the time it loaded.
     else
       W.addEventListener('load', () =>
-        state.cfg || console.warn('[SessionMood] add data-api-key="pk_..." to the script tag (or call SessionMood.init): nothing is sent.'),
+        cfg || console.warn('[SessionMood] add data-api-key="pk_..." to the script tag (or call SessionMood.init): nothing is sent.'),
       );
   }
 } catch (_) {}

@@ -1,12 +1,17 @@
 /** Page views (loads and SPA routes) and back navigation. Paths only: never the query. */
-import { state } from './state.js';
 import { W, D, listen, hook } from './util.js';
 import { push } from './send.js';
 import { respond } from './clicks.js';
 import { resetScroll } from './scroll.js';
 
+/** Of the last page_view. */
+let path;
+/** Navigation API index of the current entry (-1 without the API). */
+let historyIndex = -1;
+/** Path + query of the current entry (compared, never sent). */
+let current;
+
 const L = location;
-const H = history;
 const here = () => L.pathname + L.search; // compared, never sent
 const entryIndex = () => {
   const entry = (W.navigation || {}).currentEntry;
@@ -15,21 +20,21 @@ const entryIndex = () => {
 
 /** Now at another history entry: a `page_view` when the path changed. */
 function arrived() {
-  state.historyIndex = entryIndex();
-  state.location = here();
-  if (L.pathname == state.path) return;
+  historyIndex = entryIndex();
+  current = here();
+  if (L.pathname == path) return;
   resetScroll();
-  push('page_view', { url: (state.path = L.pathname) });
+  push('page_view', { url: (path = L.pathname) });
 }
 
 export function startNavigation() {
-  state.path = null;
+  path = null;
   arrived();
   if ((performance.getEntriesByType('navigation')[0] || {}).type == 'back_forward') push('back_nav');
 }
 
 export function bindNavigation() {
-  hook(H, 'pushState replaceState', () => {
+  hook(history, 'pushState replaceState', () => {
     respond(); // a route change answers the click that asked for it
     arrived();
   });
@@ -37,8 +42,8 @@ export function bindNavigation() {
     // Without the Navigation API the browser does not say which way it went:
     // any popstate that changes the page counts as back.
     const i = entryIndex();
-    const moved = here() != state.location;
-    if (i < 0 ? moved : i < state.historyIndex) push('back_nav');
+    const moved = here() != current;
+    if (i < 0 ? moved : i < historyIndex) push('back_nav');
     // A new fragment alone (href="#") answers nothing: the scroll or the change
     // it causes does. (One that names an element may show it, by :target.)
     if (moved || D.getElementById(L.hash.slice(1))) respond();
@@ -48,7 +53,7 @@ export function bindNavigation() {
   listen(W, 'pageshow', (e) => {
     if (!e.persisted) return;
     push('back_nav');
-    state.path = null;
+    path = null;
     arrived();
   });
 }

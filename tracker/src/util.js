@@ -1,4 +1,4 @@
-import { state } from './state.js';
+import { on, cfg } from './life.js';
 
 export const W = window;
 export const D = document;
@@ -10,7 +10,7 @@ export const safe =
   (fn) =>
   (...args) => {
     try {
-      if (state.on) return fn(...args);
+      if (on) return fn(...args);
     } catch (_) {}
   };
 
@@ -46,9 +46,15 @@ export const randomId = () =>
 export const distance = (x, y, r) =>
   Math.hypot(Math.max(r.left - x, 0, x - r.right), Math.max(r.top - y, 0, y - r.bottom));
 
-// Form fields where a click places a caret or opens a native picker: not buttons.
-const BUTTON_TYPES = /^(button|submit|reset|image)$/;
-export const isField = (el) =>
-  (/^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName) && !BUTTON_TYPES.test(el.type)) || el.isContentEditable;
+// Elements that promise a response when clicked (clicks.js; also anything with a
+// pointer cursor), and where the pointer resting means a question (fields.js).
+// (Not [tabindex]: pages put tabindex=-1 on whole sections, for skip links.)
+export const INTERACTIVE =
+  'a[href],button,input,select,summary,[onclick],[role=button],[role=tab],[role=menuitem],[role=option],[role=switch],[role=checkbox]';
 
-export const debug = (...args) => state.cfg.debug && console.debug('[SessionMood]', ...args);
+/** Form fields, where a click places a caret or opens a native picker: not buttons. */
+export const isField = (el) =>
+  (/^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName) && !/^(button|submit|reset|image)$/.test(el.type)) ||
+  el.isContentEditable;
+
+export const debug = (...args) => cfg.debug && console.debug('[SessionMood]', ...args);
