@@ -181,6 +181,27 @@ CORS = {"Access-Control-Allow-Origin": "*"}
 
 
 @pytest.mark.e2e
+def test_a_server_down_from_the_start_is_retried_with_backoff_not_in_a_loop(shop: Shop) -> None:
+    # The backoff doubles from 1 s (times a jitter in [0.5, 1)): in 3.5 s at
+    # most the first try and three retries. A backoff exponent that starts
+    # undefined makes every delay NaN, i.e. 0 ms: hundreds of requests.
+    page = shop.page
+    tries: list[float] = []
+
+    def down(route: Route) -> None:
+        tries.append(time.monotonic())
+        route.fulfill(status=503, json={"error": "Service Unavailable"}, headers=CORS)
+
+    page.route(re.compile(r"/v1/sessions/.*/events\?key="), down)
+    shop.open()
+    page.evaluate("() => SessionMood.flush()")
+    page.wait_for_timeout(3500)
+    assert 2 <= len(tries) <= 4, len(tries)
+    gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+    assert all(g >= 0.4 for g in gaps), gaps
+
+
+@pytest.mark.e2e
 def test_leaving_before_a_flush_is_delivered_by_beacon_and_coming_back_is_back_nav(
     shop: Shop,
 ) -> None:

@@ -14,7 +14,7 @@ let queue = [];
  */
 let inFlight;
 /** Failed attempts in a row (the backoff exponent). */
-let tries;
+let tries = 0;
 /** Sends run one after another. */
 let chain = Promise.resolve();
 /** The next try, while waiting out a backoff. */
