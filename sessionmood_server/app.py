@@ -28,10 +28,9 @@ from sessionmood_client import __version__ as VERSION
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.cors import CORS_RESPONSE_HEADERS, CORSMiddleware
 from sessionmood_server.http.errors import (
-    ApiError,
-    JSONResponse,
-    api_error,
+    HTTPProblem,
     http_error,
+    http_problem,
     unexpected_error,
 )
 from sessionmood_server.http.metrics import (
@@ -43,6 +42,7 @@ from sessionmood_server.http.metrics import (
 from sessionmood_server.http.openapi import build_openapi
 from sessionmood_server.http.reference import docs_routes
 from sessionmood_server.http.request_id import CURRENT_SCOPE
+from sessionmood_server.http.responses import NO_STORE, JSONResponse
 from sessionmood_server.http.routes import CONVERTORS, Endpoint, FastRoute, api_routes, fast_routes
 from sessionmood_server.http.static import CachedStaticFiles, SecurityHeaders
 from sessionmood_server.keys import new_key
@@ -86,7 +86,7 @@ class SessionMoodApp(Starlette):
     a site sends. Through the full stack each one walks three middleware
     layers, the route table and as many ``send`` wrappers, about a quarter of
     its CPU time. Here they go straight to their handler, with the same error
-    handling as the stack: ``ApiError`` rendered, anything else a logged 500
+    handling as the stack: ``HTTPProblem`` rendered, anything else a logged 500
     with a request id, and CORS headers when the request carries ``Origin``.
     Everything else, including HEAD and preflights, takes the ordinary path.
     ``tests/test_app.py`` checks both paths answer alike.
@@ -158,7 +158,7 @@ class SessionMoodApp(Starlette):
         request = Request(scope, receive, send)
         try:
             response = await handler(request)
-        except ApiError as exc:
+        except HTTPProblem as exc:
             response = exc.response()
         except Exception as exc:
             # Already carries the CORS headers; logged with its request id.
@@ -203,7 +203,7 @@ def create_app(
         if path.suffix != ".html":
             return FileResponse(path)
         html = path.read_text().replace("{{SESSIONMOOD_PUBLISHABLE_KEY}}", demo_keys["pk"])
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(html, headers=NO_STORE)
 
     metrics = MetricsEndpoint(api)
     routes: list[BaseRoute] = [
@@ -282,7 +282,7 @@ def create_app(
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
-            ApiError: api_error,
+            HTTPProblem: http_problem,
             HTTPException: http_error,
             Exception: unexpected_error,
         },

@@ -23,8 +23,7 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 from sessionmood_client import __version__ as VERSION
 from sessionmood_client.types import PLANS
 from sessionmood_server.http.request_id import request_id
-from sessionmood_server.keys import PLANS as PLAN_INFO
-from sessionmood_server.keys import new_key
+from sessionmood_server.keys import PLAN_INFO, new_key
 from sessionmood_server.settings import Settings, env_public_url
 from sessionmood_server.storage import Storage, StorageURLError, open_storage
 

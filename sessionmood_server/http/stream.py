@@ -17,13 +17,8 @@ from sessionmood_client.types import (
 )
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.auth import authenticate
-from sessionmood_server.http.errors import (
-    bad_request,
-)
-from sessionmood_server.http.responses import (
-    NO_STORE,
-    too_many,
-)
+from sessionmood_server.http.errors import bad_request, too_many
+from sessionmood_server.http.responses import NO_STORE
 from sessionmood_server.limits import client_source
 
 _EVENT_ID = re.compile(r"[0-9]{1,18}")

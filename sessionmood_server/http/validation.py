@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from sessionmood_client.types import EVENT_TYPES, EventsRequest, FeedbackRequest, event_adapter
-from sessionmood_server.http.errors import ApiError, bad_request
+from sessionmood_server.http.errors import HTTPProblem, bad_request
 
 M = TypeVar("M", bound=BaseModel)
 VALID_TYPES = frozenset(EVENT_TYPES)
@@ -62,7 +62,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     # text/plain is what browsers send without a CORS preflight (tracker.js).
     if media not in _JSON_TYPES and not media.endswith("+json"):
-        raise ApiError(
+        raise HTTPProblem(
             415,
             "Unsupported media type",
             message="send a JSON body with Content-Type: application/json",
@@ -77,7 +77,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             async with asyncio.timeout(BODY_TIMEOUT_S):
                 body = await _read_body(request, max_bytes)
         except TimeoutError:
-            raise ApiError(
+            raise HTTPProblem(
                 408, "Request timeout", message="the request body did not arrive in time"
             ) from None
     if not body:
@@ -106,7 +106,7 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             # Nobody is left to read the answer; this just ends the request quietly.
-            raise ApiError(400, "Client disconnected")
+            raise HTTPProblem(400, "Client disconnected")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
@@ -116,8 +116,8 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _too_large(max_bytes: int) -> ApiError:
-    return ApiError(
+def _too_large(max_bytes: int) -> HTTPProblem:
+    return HTTPProblem(
         413, "Payload too large", message=f"request bodies are limited to {max_bytes} bytes"
     )
 
@@ -128,7 +128,7 @@ def _require_object(data: Any) -> dict[str, Any]:
     return data
 
 
-def _first_error(exc: ValidationError, prefix: str, skip: int = 0) -> ApiError:
+def _first_error(exc: ValidationError, prefix: str, skip: int = 0) -> HTTPProblem:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"][skip:]]
     field = prefix + ("." if prefix and loc else "") + ".".join(loc)
@@ -199,7 +199,7 @@ def parse_events(
     data: Any, header_batch_id: str | None, max_events: int, received_at: float
 ) -> tuple[list[dict[str, Any]], str | None, str | None]:
     """Validate an events body: (events with ``ts`` filled, batch id, the batch's
-    fingerprint if it has an id) or ApiError.
+    fingerprint if it has an id) or HTTPProblem.
 
     A batch is atomic, so every event is checked before anything is stored.
     """
@@ -231,7 +231,7 @@ def parse_events(
             "Invalid field", field="events", message="events must contain at least one event"
         )
     if len(raw) > max_events:
-        raise ApiError(
+        raise HTTPProblem(
             413,
             "Too many events",
             field="events",

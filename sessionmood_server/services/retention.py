@@ -1,6 +1,6 @@
 """Retention: sessions live for their plan's window after their last activity.
 
-starter 7 days, growth 30, pro 90 (``keys.PLANS``). Purging erases the
+starter 7 days, growth 30, pro 90 (``keys.PLAN_INFO``). Purging erases the
 session's events, state, feedback, page and change history and webhook
 deliveries. Monthly usage is history and is kept, so quotas stay exact; the
 analytics simply no longer count the erased sessions. Safe to run from several
@@ -9,7 +9,7 @@ processes at once: each chunk is one transaction over whatever is still there.
 
 from __future__ import annotations
 
-from sessionmood_server.keys import PLANS
+from sessionmood_server.keys import PLAN_INFO
 from sessionmood_server.storage import Storage
 
 DAY_S = 86_400.0
@@ -17,7 +17,7 @@ DAY_S = 86_400.0
 
 def cutoffs(now: float) -> dict[str, float]:
     """Per plan: sessions last active before this instant are expired."""
-    return {name: now - info.retention_days * DAY_S for name, info in PLANS.items()}
+    return {name: now - info.retention_days * DAY_S for name, info in PLAN_INFO.items()}
 
 
 async def purge_expired(storage: Storage, now: float, chunk: int = 1000) -> int:
