@@ -16,6 +16,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ExceptionHandler
 
 from sessionmood_server.http.cors import CORS_RESPONSE_HEADERS
 from sessionmood_server.http.request_id import request_id as _request_id
@@ -82,7 +83,7 @@ def too_many(
     )
 
 
-# -- exception handlers -------------------------------------------------------
+# -- exception handlers (``EXCEPTION_HANDLERS``, at the end) ---------------------
 
 
 async def http_problem(request: Request, exc: Exception) -> Response:
@@ -134,3 +135,11 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
         status_code=500,
         headers=headers,
     )
+
+
+# The app's handlers, most specific first: what each exception becomes.
+EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
+    HTTPProblem: http_problem,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

@@ -1,4 +1,4 @@
-"""OpenAPI 3.1 document generated from the wire models.
+"""``GET /openapi.json``: the OpenAPI 3.1 document, generated from the wire models.
 
 The schemas come from the same pydantic models the server answers with and the
 client parses with; the operations come from the operation table
@@ -12,9 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from sessionmood_client import types as m
 from sessionmood_server.http.operations import OPERATIONS, Operation
+from sessionmood_server.http.responses import JSONResponse
 
 _REF = "#/components/schemas/{model}"
 
@@ -178,3 +182,13 @@ def build_openapi(version: str, operations: Sequence[Operation] = OPERATIONS) ->
             },
         },
     }
+
+
+def openapi_routes(version: str) -> list[BaseRoute]:
+    """``/openapi.json``, its document built once, when the app is."""
+    document = build_openapi(version)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    return [Route("/openapi.json", openapi, methods=["GET"])]
