@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -152,7 +152,7 @@ def batch_fingerprint(events: list[dict[str, Any]]) -> str:
 
 def parse_events_body(
     body: bytes, header_batch_id: str | None, max_events: int, received_at: float
-) -> tuple[list[dict[str, Any]], str | None, str | None]:
+) -> ParsedBatch:
     """``parse_events`` for raw bytes, with a fast path for the common valid batch.
 
     Valid batches are parsed and validated in one call into pydantic's Rust core.
@@ -177,7 +177,7 @@ def parse_events_body(
             for ev in events:
                 ts = ev.get("ts")
                 ev["ts"] = received_at if ts is None else ts if ts < latest else latest
-            return events, batch_id, fingerprint
+            return ParsedBatch(events, batch_id, fingerprint)
     return parse_events(parse_json(body), header_batch_id, max_events, received_at)
 
 
@@ -195,15 +195,37 @@ def _valid_batch_id(batch_id: object) -> bool:
     )
 
 
+class ParsedBatch(NamedTuple):
+    """An events body, validated: what ``append_events`` stores."""
+
+    events: list[dict[str, Any]]  # each as its model dumps it, ``ts`` filled in
+    batch_id: str | None  # the body's, else the Idempotency-Key header's
+    fingerprint: str | None  # ``batch_fingerprint`` of the events, when there is an id
+
+
 def parse_events(
     data: Any, header_batch_id: str | None, max_events: int, received_at: float
-) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    """Validate an events body: (events with ``ts`` filled, batch id, the batch's
-    fingerprint if it has an id) or HTTPProblem.
+) -> ParsedBatch:
+    """Validate an events body (or raise the HTTPProblem that says what is wrong).
 
-    A batch is atomic, so every event is checked before anything is stored.
+    A batch is atomic, so every event is checked before anything is stored:
+    the body's shape first, then every event's type (one 400 names all the
+    unknown ones), then each event's fields, then the batch id.
     """
     body = _require_object(data)
+    raw = _events_array(body, max_events)
+    _check_types(raw)
+    events = _validated_events(raw)
+    batch_id = _batch_id(body.get("batch_id"), header_batch_id)
+    fingerprint = None if batch_id is None else batch_fingerprint(events)
+    for ev in events:
+        ev["ts"] = _event_time(ev, received_at)
+    return ParsedBatch(events, batch_id, fingerprint)
+
+
+def _events_array(body: dict[str, Any], max_events: int) -> list[Any]:
+    """``events``: an array of 1 to ``max_events`` items; the 400s show the shape
+    that works (a body of one bare event is the usual mistake)."""
     if "events" not in body:
         looks_like_one = "type" in body
         raise bad_request(
@@ -238,6 +260,11 @@ def parse_events(
             limit=max_events,
             message=f"send at most {max_events} events per batch",
         )
+    return raw
+
+
+def _check_types(raw: list[Any]) -> None:
+    """Every item an object with a type; every unknown type named in one 400."""
     invalid: list[str] = []
     for i, ev in enumerate(raw):
         if not isinstance(ev, dict):
@@ -251,6 +278,10 @@ def parse_events(
             invalid.append(t if isinstance(t, str) else orjson.dumps(t).decode())
     if invalid:
         raise bad_request("Invalid event type(s)", invalid=invalid, valid_types=list(EVENT_TYPES))
+
+
+def _validated_events(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each event through its wire model; the 400 names the first bad field."""
     events: list[dict[str, Any]] = []
     for i, ev in enumerate(raw):
         try:
@@ -259,20 +290,19 @@ def parse_events(
             # loc starts with the discriminator tag ("click", ...): drop it.
             raise _first_error(exc, f"events[{i}]", skip=1) from None
         events.append(model.model_dump(exclude_none=True))
+    return events
 
-    batch_id = body.get("batch_id")
-    if batch_id is None:  # absent or null: the Idempotency-Key header, if any
-        batch_id = header_batch_id
+
+def _batch_id(given: Any, header_batch_id: str | None) -> str | None:
+    """The body's ``batch_id``; absent or null: the Idempotency-Key header, if any."""
+    batch_id = header_batch_id if given is None else given
     if batch_id is not None and not _valid_batch_id(batch_id):
         raise bad_request(
             "Invalid field",
             field="batch_id",
             message=f"batch_id must be a string of 1-{MAX_BATCH_ID} characters, without NUL",
         )
-    fingerprint = None if batch_id is None else batch_fingerprint(events)
-    for ev in events:
-        ev["ts"] = _event_time(ev, received_at)
-    return events, batch_id, fingerprint
+    return batch_id
 
 
 def validate_body(model: type[M], data: Any) -> M:
