@@ -21,6 +21,14 @@ Every error the client raises on purpose derives from one root, so
 Any other status raises a plain ``APIStatusError``. httpx exceptions are
 translated into this tree in exactly one place, ``_base.translate_httpx_errors``;
 the original is kept as ``__cause__``.
+
+``APIStatusError`` is the exception; the JSON the server sent with it is the
+wire model ``types.ApiError`` (the API reference's ``interface ApiError``:
+``error``, then ``message``, ``field``, ``limit``... as the case needs).
+``body`` keeps that JSON as decoded, whatever its shape (a proxy may answer
+with HTML); ``error_model`` is the same body parsed into ``ApiError``, or None
+when it is not that shape. ``error``, ``request_id`` and ``RateLimitError``'s
+``plan``, ``limit`` and ``reset_at`` are read from the same body.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
+
+from .types import ApiError
 
 __all__ = [
     "APIConnectionError",
@@ -99,7 +110,8 @@ class APIStatusError(SessionMoodError):
     Attributes:
         status_code: the HTTP status.
         error: the server's ``error`` string, if the body had one.
-        body: the decoded JSON body (usually a dict), or the raw text if it was not JSON.
+        body: the decoded JSON body (usually a dict), or the raw text if it was not JSON;
+            ``error_model`` is it as the wire model ``ApiError``.
         request_id: the server's request id (body ``request_id`` or ``X-Request-Id``
             header), worth quoting in a support request.
         response: the ``httpx.Response``.
@@ -116,6 +128,18 @@ class APIStatusError(SessionMoodError):
         self.request_id: str | None = (
             request_id if isinstance(request_id, str) else response.headers.get("x-request-id")
         )
+
+    @property
+    def error_model(self) -> ApiError | None:
+        """``body`` as the wire model ``ApiError`` (typed ``message``, ``field``,
+        ``limit``...; fields it does not name in ``extra_fields()``), or None when
+        the body is not the server's error shape (not JSON, or no ``error``)."""
+        if not isinstance(self.body, dict):
+            return None
+        try:
+            return ApiError.model_validate(self.body)
+        except ValidationError:
+            return None
 
 
 class BadRequestError(APIStatusError):

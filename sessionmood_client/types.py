@@ -81,6 +81,9 @@ MoodLabel: TypeAlias = Literal[
 SuggestedAction: TypeAlias = Literal[
     "no_action", "show_live_chat", "show_tooltip", "show_recommendations", "show_exit_offer"
 ]
+# The event types, for type checkers: each event model below declares its own
+# (``type: Literal["click"]``), and ``EVENT_TYPES`` is read from those models;
+# this alias must list the same names in the same order (checked at import).
 EventType: TypeAlias = Literal[
     "click",
     "rage_click",
@@ -99,7 +102,6 @@ Plan: TypeAlias = Literal["starter", "growth", "pro"]
 
 MOODS: tuple[MoodLabel, ...] = get_args(MoodLabel)
 ACTIONS: tuple[SuggestedAction, ...] = get_args(SuggestedAction)
-EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 PLANS: tuple[Plan, ...] = get_args(Plan)
 
 # The API reference's mood table: the action each mood suggests by default.
@@ -256,6 +258,18 @@ Event: TypeAlias = Annotated[
 ]
 
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+# The one list of event types, in the models' order: the server validates with
+# it and the OpenAPI document is built from the same models. The tracker's
+# copy (tracker/src/config.js) is held to it by tests/test_event_types.py.
+_EVENT_MODELS: tuple[type[BaseModel], ...] = get_args(get_args(Event)[0])
+EVENT_TYPES: tuple[EventType, ...] = tuple(
+    model.model_fields["type"].default for model in _EVENT_MODELS
+)
+if get_args(EventType) != EVENT_TYPES:
+    raise TypeError(
+        f"EventType lists {get_args(EventType)}, the event models {EVENT_TYPES}: make them agree"
+    )
 
 
 class EventsRequest(BaseModel):

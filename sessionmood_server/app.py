@@ -1,81 +1,48 @@
 """Application factory, the entry point for embedding: builds the ASGI app from
-the operation table, the services and one storage. Nothing happens at import
-time: storage opens in the lifespan."""
+the routes of each concern (the API's from the operation table, then
+``/openapi.json``, ``/metrics``, ``/docs`` and the pages beside the API), the
+services that run beside the requests and one storage. Nothing happens at
+import time: storage opens in the lifespan (``Lifespan``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
+from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from starlette.applications import Starlette
 from starlette.convertors import register_url_convertor
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from sessionmood_client import __version__ as VERSION
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.cors import CORS_RESPONSE_HEADERS, CORSMiddleware
-from sessionmood_server.http.errors import (
-    ApiError,
-    JSONResponse,
-    api_error,
-    http_error,
-    unexpected_error,
-)
+from sessionmood_server.http.errors import EXCEPTION_HANDLERS, HTTPProblem, unexpected_error
 from sessionmood_server.http.metrics import (
     KNOWN_METHODS,
     MetricsEndpoint,
     metrics_routes,
     route_template,
 )
-from sessionmood_server.http.openapi import build_openapi
+from sessionmood_server.http.openapi import openapi_routes
 from sessionmood_server.http.reference import docs_routes
 from sessionmood_server.http.request_id import CURRENT_SCOPE
 from sessionmood_server.http.routes import CONVERTORS, Endpoint, FastRoute, api_routes, fast_routes
-from sessionmood_server.http.static import CachedStaticFiles, SecurityHeaders
-from sessionmood_server.keys import new_key
+from sessionmood_server.http.site import DemoKeys, DemoShop, site_routes
+from sessionmood_server.http.static import SecurityHeaders
 from sessionmood_server.services.metrics import METRICS
-from sessionmood_server.services.retention import purge_expired
+from sessionmood_server.services.retention import RetentionPurger
 from sessionmood_server.services.webhooks import DeliveryWorker
 from sessionmood_server.settings import Settings
 from sessionmood_server.storage import Storage, open_storage
 
 log = logging.getLogger("sessionmood")
-PACKAGE_DIR = Path(__file__).resolve().parent
-ROOT_DIR = PACKAGE_DIR.parent
-
-
-def _shipped(name: str, in_checkout: Path) -> Path:
-    """A directory the wheel ships inside this package, mapped there from its
-    place in the repository (``package-dir`` in pyproject.toml); in a checkout
-    or an editable install, where the package is the repository's own
-    directory, that place itself."""
-    inside = PACKAGE_DIR / name
-    return inside if inside.is_dir() else in_checkout
-
-
-STATIC_DIR = _shipped("static", ROOT_DIR / "static")
-DEMO_DIR = _shipped("demo", ROOT_DIR / "examples" / "demo_site")
-DASHBOARD_DIR = PACKAGE_DIR / "dashboard"
-
-
-def _redirect(to: str) -> Any:
-    async def endpoint(request: Request) -> Response:
-        return RedirectResponse(to)
-
-    return endpoint
 
 
 class SessionMoodApp(Starlette):
@@ -86,7 +53,7 @@ class SessionMoodApp(Starlette):
     a site sends. Through the full stack each one walks three middleware
     layers, the route table and as many ``send`` wrappers, about a quarter of
     its CPU time. Here they go straight to their handler, with the same error
-    handling as the stack: ``ApiError`` rendered, anything else a logged 500
+    handling as the stack: ``HTTPProblem`` rendered, anything else a logged 500
     with a request id, and CORS headers when the request carries ``Origin``.
     Everything else, including HEAD and preflights, takes the ordinary path.
     ``tests/test_app.py`` checks both paths answer alike.
@@ -158,7 +125,7 @@ class SessionMoodApp(Starlette):
         request = Request(scope, receive, send)
         try:
             response = await handler(request)
-        except ApiError as exc:
+        except HTTPProblem as exc:
             response = exc.response()
         except Exception as exc:
             # Already carries the CORS headers; logged with its request id.
@@ -185,107 +152,21 @@ def create_app(
     for name, convertor in CONVERTORS.items():
         register_url_convertor(name, convertor)
     api = Api(settings, store)
-    openapi_doc = build_openapi(VERSION)
-
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_doc)
-
-    demo_keys: dict[str, str] = {}
-
-    async def demo_page(request: Request) -> Response:
-        """The demo shop, with this run's publishable key filled in."""
-        rel = request.path_params["path"] or "index.html"
-        if "\x00" in rel:  # the file system would raise, not answer "no such file"
-            raise HTTPException(404)
-        path = (DEMO_DIR / rel).resolve()
-        if DEMO_DIR not in path.parents or not path.is_file():
-            raise HTTPException(404)
-        if path.suffix != ".html":
-            return FileResponse(path)
-        html = path.read_text().replace("{{SESSIONMOOD_PUBLISHABLE_KEY}}", demo_keys["pk"])
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
-
     metrics = MetricsEndpoint(api)
-    routes: list[BaseRoute] = [
-        *api_routes(api),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        *metrics_routes(metrics),
-        *docs_routes(),
-    ]
-    if STATIC_DIR.is_dir():
-        routes.append(Mount("/static", app=CachedStaticFiles(directory=STATIC_DIR), name="static"))
-    if DASHBOARD_DIR.is_dir():
-        routes += [
-            Route("/dashboard", _redirect("/dashboard/"), methods=["GET"]),
-            Mount("/dashboard", app=StaticFiles(directory=DASHBOARD_DIR, html=True)),
-        ]
-    if settings.demo and DEMO_DIR.is_dir():
-        routes += [
-            Route("/", _redirect("/demo/"), methods=["GET"]),
-            Route("/demo", _redirect("/demo/"), methods=["GET"]),
-            Route("/demo/{path:path}", demo_page, methods=["GET"]),
-        ]
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open()
-        log.info("SessionMood %s storing in %s", VERSION, _redact(settings.database_url))
-        if settings.demo:
-            demo_keys["sm"], demo_keys["pk"] = new_key("secret"), new_key("publishable")
-            await store.ensure_demo_tenant(
-                demo_keys["sm"], demo_keys["pk"], settings.demo_origins, time.time()
-            )
-            app.state.demo_keys = dict(demo_keys)
-            base = settings.public_url.rstrip("/")
-            # Printed, never logged, and only for a local demo: the one secret
-            # this server ever prints. On any other address it would land in
-            # whatever collects the process's output.
-            if settings.demo_key_printed:
-                dashboard = f"{base}/dashboard/#key={demo_keys['sm']}"
-            else:
-                dashboard = f"{base}/dashboard/ (its key is only printed when serving on 127.0.0.1)"
-            print(
-                f"\n  Demo shop:  {base}/demo/\n"
-                f"  Dashboard:  {dashboard}\n"
-                "  (new demo keys on every start; leave --demo out in production)\n",
-                flush=True,
-            )
-        background: list[Callable[[], Awaitable[None]]] = []
-        if settings.webhooks_enabled:
-            worker = DeliveryWorker(
-                store,
-                allow_private=settings.allow_private_webhooks,
-                retry_base_s=settings.webhook_retry_base_s,
-                timeout_s=settings.webhook_timeout_s,
-                per_endpoint=settings.webhook_concurrency,
-                max_in_flight=settings.webhook_max_in_flight,
-            )
-            worker.start()
-            background.append(worker.stop)
-        if settings.purge_interval_s > 0:
-            purger = asyncio.create_task(_purge_forever(store, settings.purge_interval_s))
-            background.append(lambda: _cancel(purger))
-        api.feed.start()
-        background.append(api.feed.stop)
-        metrics.start()
-        background.append(metrics.stop)
-        try:
-            yield
-        finally:
-            for stop in background:
-                await stop()
-            await store.close()
-
-    middleware = [Middleware(CORSMiddleware), Middleware(SecurityHeaders)]
+    demo = DemoShop() if settings.demo else None
+    # Made anew at each start: a stopped delivery worker has closed its client.
+    services = functools.partial(background_services, api, metrics)
     app = SessionMoodApp(
-        routes=routes,
-        middleware=middleware,
-        lifespan=lifespan,
-        exception_handlers={
-            ApiError: api_error,
-            HTTPException: http_error,
-            Exception: unexpected_error,
-        },
+        routes=[
+            *api_routes(api),
+            *openapi_routes(VERSION),
+            *metrics_routes(metrics),
+            *docs_routes(),
+            *site_routes(demo),
+        ],
+        middleware=[Middleware(CORSMiddleware), Middleware(SecurityHeaders)],
+        lifespan=Lifespan(settings, store, services, demo),
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     # An API has no directory pages: /v1/sessions/ is a JSON 404, not a redirect.
     app.router.redirect_slashes = False
@@ -296,22 +177,85 @@ def create_app(
     return app
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+class Service(Protocol):
+    """Something that runs beside the requests, from the app's start to its stop."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
-async def _purge_forever(store: Storage, interval_s: float) -> None:
-    """Retention: erase sessions past their plan's window, a chunk at a time."""
-    while True:
+def background_services(api: Api, metrics: MetricsEndpoint) -> list[Service]:
+    """One run's services, in the order they start and stop."""
+    settings, store = api.settings, api.storage
+    running: list[Service] = []
+    if settings.webhooks_enabled:
+        running.append(
+            DeliveryWorker(
+                store,
+                allow_private=settings.allow_private_webhooks,
+                retry_base_s=settings.webhook_retry_base_s,
+                timeout_s=settings.webhook_timeout_s,
+                per_endpoint=settings.webhook_concurrency,
+                max_in_flight=settings.webhook_max_in_flight,
+            )
+        )
+    if settings.purge_interval_s > 0:
+        running.append(RetentionPurger(store, settings.purge_interval_s))
+    return [*running, api.feed, metrics]
+
+
+class Lifespan:
+    """The app's life between start and stop: storage opens, the demo (if any)
+    gets this run's tenant and keys, the services start; at the stop they stop
+    in the same order, then storage closes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        services: Callable[[], list[Service]],
+        demo: DemoShop | None = None,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.services = services
+        self.demo = demo
+
+    @asynccontextmanager
+    async def __call__(self, app: Starlette) -> AsyncIterator[None]:
+        await self.storage.open()
+        log.info("SessionMood %s storing in %s", VERSION, _redact(self.settings.database_url))
+        if self.demo is not None:
+            keys = await self.demo.open(self.storage, self.settings.demo_origins, time.time())
+            app.state.demo_keys = {"sm": keys.secret, "pk": keys.publishable}
+            print(_demo_banner(self.settings, keys), flush=True)
+        started: list[Service] = []
         try:
-            total = await purge_expired(store, time.time())
-            if total:
-                log.info("retention purge erased %d session(s)", total)
-        except Exception:  # a failed pass is retried next period
-            log.exception("retention purge failed")
-        await asyncio.sleep(interval_s)
+            for service in self.services():
+                service.start()
+                started.append(service)
+            yield
+        finally:
+            for service in started:
+                await service.stop()
+            await self.storage.close()
+
+
+def _demo_banner(settings: Settings, keys: DemoKeys) -> str:
+    """Where the demo is. Printed, never logged, and only for a local demo: the
+    one secret this server ever prints. On any other address it would land in
+    whatever collects the process's output."""
+    base = settings.public_url.rstrip("/")
+    if settings.demo_key_printed:
+        dashboard = f"{base}/dashboard/#key={keys.secret}"
+    else:
+        dashboard = f"{base}/dashboard/ (its key is only printed when serving on 127.0.0.1)"
+    return (
+        f"\n  Demo shop:  {base}/demo/\n"
+        f"  Dashboard:  {dashboard}\n"
+        "  (new demo keys on every start; leave --demo out in production)\n"
+    )
 
 
 def _redact(url: str) -> str:

@@ -17,16 +17,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from sessionmood_client import __version__ as VERSION
 from sessionmood_client.types import PLANS
 from sessionmood_server.http.request_id import request_id
-from sessionmood_server.keys import PLANS as PLAN_INFO
-from sessionmood_server.keys import new_key
+from sessionmood_server.keys import PLAN_INFO, new_key
 from sessionmood_server.settings import Settings, env_public_url
 from sessionmood_server.storage import Storage, StorageURLError, open_storage
+
+if TYPE_CHECKING:
+    import uvicorn
 
 # Anything shaped like an API key, in any case (a mangled key is still a secret).
 _KEY_SHAPED = re.compile(r"(?i)(?:sm|pk)_[0-9a-f]{48}")
@@ -158,8 +160,20 @@ def _parser() -> argparse.ArgumentParser:
     # Not required: a bare ``sessionmood`` prints this help (commands listed)
     # instead of argparse's "the following arguments are required".
     sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    _serve_parser(sub.add_parser("serve", help="run the HTTP server"))
+    purge = sub.add_parser(
+        "purge", help="erase sessions past their plan's retention window (7/30/90 days)"
+    )
+    purge.add_argument(
+        "--as-of",
+        type=float,
+        help="Unix time to treat as now (default: now); for audits and tests",
+    )
+    _keys_parser(sub.add_parser("keys", help="manage API keys"))
+    return p
 
-    serve = sub.add_parser("serve", help="run the HTTP server")
+
+def _serve_parser(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=port_number, default=8000, help="1-65535 (default 8000)")
     serve.add_argument(
@@ -193,16 +207,8 @@ def _parser() -> argparse.ArgumentParser:
     # The default since the demo became opt-in; still accepted.
     serve.add_argument("--no-demo", action="store_true", help=argparse.SUPPRESS)
 
-    purge = sub.add_parser(
-        "purge", help="erase sessions past their plan's retention window (7/30/90 days)"
-    )
-    purge.add_argument(
-        "--as-of",
-        type=float,
-        help="Unix time to treat as now (default: now); for audits and tests",
-    )
 
-    keys = sub.add_parser("keys", help="manage API keys")
+def _keys_parser(keys: argparse.ArgumentParser) -> None:
     ksub = keys.add_subparsers(dest="keys_command", required=True)
     create = ksub.add_parser("create", help="create a tenant and its secret key")
     create.add_argument("--customer", required=True)
@@ -211,7 +217,6 @@ def _parser() -> argparse.ArgumentParser:
     revoke = ksub.add_parser("revoke", help="revoke every key whose prefix starts with PREFIX")
     revoke.add_argument("prefix")
     ksub.add_parser("list", help="list keys (prefixes only: keys are stored hashed)")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -345,24 +350,26 @@ def tune_gc() -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
-    from sessionmood_server.app import create_app
-    from sessionmood_server.protocol import DeadlineProtocol
+    sock = _listen(args.host, args.port)
+    if sock is None:
+        return 2
+    _announce(args, settings)
+    server = _server(args, settings)
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
+        server.run(sockets=[sock])
+    return 0 if server.started else STARTUP_FAILURE
 
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:  # the lifespan has run (storage open) and sockets listen
-                tune_gc()
 
+def _listen(host: str, port: int) -> socket.socket | None:
+    """The bound socket, or None once the reason it cannot be is printed."""
     try:
-        sock = bind(args.host, args.port)
+        return bind(host, port)
     except PortInUse:
-        other = free_port_near(args.host, args.port)
+        other = free_port_near(host, port)
         print(
-            f"sessionmood: port {args.port} on {args.host} is already in use "
+            f"sessionmood: port {port} on {host} is already in use "
             "(another SessionMood, or another server). Nothing was changed.\n"
             + (
                 f"  Port {other} is free: make run PORT={other}  or  "
@@ -372,10 +379,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             ),
             file=sys.stderr,
         )
-        return 2
     except OSError as exc:
-        print(f"sessionmood: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
+        print(f"sessionmood: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+    return None
+
+
+def _announce(args: argparse.Namespace, settings: Settings) -> None:
+    """Where the server listens and where it is reached, on stdout."""
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"SessionMood listening on http://{shown}:{args.port}", flush=True)
     if settings.public_url != f"http://{shown}:{args.port}":
@@ -386,6 +396,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "they use, for the links below and the demo's allowed origin",
             flush=True,
         )
+
+
+def _server(args: argparse.Namespace, settings: Settings) -> uvicorn.Server:
+    """uvicorn, serving the app with our protocol (and the GC tuned once it has started)."""
+    import uvicorn
+
+    from sessionmood_server.app import create_app
+    from sessionmood_server.protocol import DeadlineProtocol
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # the lifespan has run (storage open) and sockets listen
+                tune_gc()
+
     log_config: dict[str, Any] | None = None
     if settings.log_format == "json":
         log_config = json_log_config(args.log_level)
@@ -407,10 +432,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.access_log:
         # Whatever the log format: keys never reach a log line.
         logging.getLogger("uvicorn.access").addFilter(RedactKeys())
-    server = Server(config)
-    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
-        server.run(sockets=[sock])
-    return 0 if server.started else STARTUP_FAILURE
+    return Server(config)
 
 
 async def _keys(args: argparse.Namespace, storage: Storage) -> int:

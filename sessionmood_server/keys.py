@@ -37,7 +37,7 @@ class PlanInfo:
         return f"{self.monthly_sessions:,} sessions/month"
 
 
-PLANS: dict[Plan, PlanInfo] = {
+PLAN_INFO: dict[Plan, PlanInfo] = {
     "starter": PlanInfo("starter", 5_000, True, 7),
     "growth": PlanInfo("growth", 50_000, True, 30),
     "pro": PlanInfo("pro", 200_000, False, 90),

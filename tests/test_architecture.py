@@ -228,9 +228,11 @@ def test_storage_reads_rows_by_column_name() -> None:
 # -- short functions ---------------------------------------------------------------------
 
 MAX_FUNCTION_LINES = 60
-# What the limit holds for so far; widen to the whole package ("sessionmood_server")
-# once the long functions elsewhere are split.
-SHORT_FUNCTION_PATHS = ["sessionmood_server/storage", "sessionmood_server/http/sessions.py"]
+# What the limit holds for: the whole server package, but for the files below.
+SHORT_FUNCTION_PATHS = ["sessionmood_server"]
+# Not held to the limit yet, each with its reason; delete an entry once its
+# file passes.
+SHORT_FUNCTION_EXCEPTIONS: list[str] = []
 
 
 def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
@@ -256,8 +258,11 @@ def test_the_long_function_finder_finds_one() -> None:
 
 def test_no_function_is_over_60_lines() -> None:
     paths = [ROOT / p for p in SHORT_FUNCTION_PATHS]
-    files = sorted({f for p in paths for f in (p.rglob("*.py") if p.is_dir() else [p])})
-    assert len(files) > 10  # really found the modules
+    excepted = {ROOT / p for p in SHORT_FUNCTION_EXCEPTIONS}
+    assert all(p.is_file() for p in excepted)  # no stale entry
+    found_files = {f for p in paths for f in (p.rglob("*.py") if p.is_dir() else [p])}
+    files = sorted(found_files - excepted)
+    assert len(files) > 50  # really found the modules
     found = {
         str(f.relative_to(ROOT)): hits for f in files if (hits := long_functions(f.read_text()))
     }

@@ -129,8 +129,9 @@ def _clean_env() -> dict[str, str]:
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed: Path) -> None:
     out = _run(installed / "bin" / "python", "-c",
-               "import sessionmood_server.app as a; print(a.__file__); print(a.STATIC_DIR); "
-               "print(a.DEMO_DIR)", cwd=installed, env=_clean_env())  # fmt: skip
+               "import sessionmood_server.app as a, sessionmood_server.http.site as s; "
+               "print(a.__file__); print(s.STATIC_DIR); print(s.DEMO_DIR)",
+               cwd=installed, env=_clean_env())  # fmt: skip
     for line in out.split():
         path = Path(line)
         assert installed in path.parents, line

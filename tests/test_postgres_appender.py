@@ -12,7 +12,13 @@ import orjson
 import pytest
 
 from sessionmood_server.records import Batch
-from sessionmood_server.storage.postgres.appender import GROUP_SHARE, IN_FLIGHT, Appender, Folded
+from sessionmood_server.storage.postgres.appender import (
+    GROUP_SHARE,
+    IN_FLIGHT,
+    Appender,
+    BatchRow,
+    Folded,
+)
 from sessionmood_server.storage.postgres.locks import lock_key
 from tests.test_postgres import MONTH, NOW, _fetch, _tenant, fresh_schema, storages
 
@@ -103,6 +109,28 @@ async def test_a_queue_goes_out_in_shares_that_overlap_not_in_one_convoy() -> No
         assert rows[0][0] == 2 * len(sessions)
 
 
+def _row(tenant: int, sid: str, version: int, *, state: str, total: int, last_url: str) -> BatchRow:
+    """A batch without an id, folded to a neutral mood."""
+    return BatchRow(
+        tenant_id=tenant,
+        session_id=sid,
+        version=version,
+        batch_lock=None,
+        session_lock=lock_key("session", "x", tenant, sid),
+        batch_id=None,
+        fingerprint=None,
+        response=None,
+        month=MONTH.month,
+        state=state,
+        mood="neutral",
+        confidence=0.25,
+        action="none",
+        total=total,
+        last_url=last_url,
+        now=NOW,
+    )
+
+
 AWKWARD = ['"quoted"', "back\\slash\\", "{braces,commas}", "NULL", " spaced ", "é€😀", ""]
 
 
@@ -113,17 +141,19 @@ async def test_text_with_quotes_backslashes_braces_and_null_lands_unchanged() ->
         t = await _tenant(store, "pro")
         await store.append_events(Batch(t, "odd", CLICK, None, MONTH, NOW))
         version = (await _fetch(url, "SELECT version FROM sessions"))[0][0]
-        fields = [orjson.dumps({"message": v}).decode() for v in AWKWARD]
         state = '{"v": 2, "odd": ' + orjson.dumps(AWKWARD).decode() + "}"
         page = "/p?" + "".join(AWKWARD)
         row = await store._appender.append(
             Folded(
-                t, "odd", version, None, lock_key("session", "x", t, "odd"), None, None, None,
-                MONTH.month, state, "neutral", 0.25, "none", 1 + len(AWKWARD), page, NOW,
-                [(2 + i, "error", NOW + i, f) for i, f in enumerate(fields)],
-                {page: "neutral"}, ["insufficient_data"],
+                _row(t, "odd", version, state=state, total=1 + len(AWKWARD), last_url=page),
+                events=[
+                    {"type": "error", "ts": NOW + i, "message": v} for i, v in enumerate(AWKWARD)
+                ],
+                first_seq=2,
+                pages={page: "neutral"},
+                signals=["insufficient_data"],
             )
-        )  # fmt: skip
+        )
         assert row[1] == 0
         stored = await _fetch(url, "SELECT state, last_url FROM sessions")
         assert tuple(stored[0]) == (state, page)
@@ -146,10 +176,12 @@ async def test_a_failing_group_is_sent_again_batch_by_batch() -> None:
 
         def folded(sid: str, url_: str) -> Folded:
             return Folded(
-                t, sid, versions[sid], None, lock_key("session", "x", t, sid), None, None, None,
-                MONTH.month, '{"v": 2}', "neutral", 0.1, "none", 2, url_, NOW,
-                [(2, "page_view", NOW + 1, None)], {url_: "neutral"}, ["insufficient_data"],
-            )  # fmt: skip
+                _row(t, sid, versions[sid], state='{"v": 2}', total=2, last_url=url_),
+                events=[{"type": "page_view", "ts": NOW + 1}],
+                first_seq=2,
+                pages={url_: "neutral"},
+                signals=["insufficient_data"],
+            )
 
         sent: list[int] = []
 

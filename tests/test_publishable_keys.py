@@ -183,9 +183,9 @@ def test_drive_by_sessions_cannot_burn_the_month(
     """The public key is in the page: anyone can send one batch per made-up
     session id without an Origin. Such sessions never count; visitors who come
     back for a second batch do, and the site keeps working for them."""
-    from sessionmood_server.keys import PLANS, PlanInfo
+    from sessionmood_server.keys import PLAN_INFO, PlanInfo
 
-    monkeypatch.setitem(PLANS, "starter", PlanInfo("starter", 5, True, 7))
+    monkeypatch.setitem(PLAN_INFO, "starter", PlanInfo("starter", 5, True, 7))
     pk = _pk(client, auth)
     for i in range(25):  # five times the month
         r = client.post(f"/v1/sessions/made-up-{i}/events?key={pk}", json=EVENTS)

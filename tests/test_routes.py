@@ -553,9 +553,9 @@ def test_usage(client: TestClient, auth: dict[str, str]) -> None:
 def test_quota_429_then_open_sessions_keep_working(
     client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sessionmood_server.keys import PLANS, PlanInfo
+    from sessionmood_server.keys import PLAN_INFO, PlanInfo
 
-    monkeypatch.setitem(PLANS, "starter", PlanInfo("starter", 2, True, 7))
+    monkeypatch.setitem(PLAN_INFO, "starter", PlanInfo("starter", 2, True, 7))
     assert post_events(client, auth, "q1", RAGE).status_code == 200
     assert post_events(client, auth, "q2", RAGE).status_code == 200
     r = post_events(client, auth, "q3", RAGE)
@@ -573,9 +573,9 @@ def test_quota_429_then_open_sessions_keep_working(
 def test_pro_is_not_blocked_and_overage_is_counted(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sessionmood_server.keys import PLANS, PlanInfo
+    from sessionmood_server.keys import PLAN_INFO, PlanInfo
 
-    monkeypatch.setitem(PLANS, "pro", PlanInfo("pro", 1, False, 90))
+    monkeypatch.setitem(PLAN_INFO, "pro", PlanInfo("pro", 1, False, 90))
     pro = {"X-Api-Key": make_key(client, "pro")}
     for sid in ("p1", "p2", "p3"):
         assert post_events(client, pro, sid, RAGE).status_code == 200

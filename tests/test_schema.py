@@ -3,6 +3,7 @@ backends: a statement may hold ``;`` (a trigger's or a function's body)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from sessionmood_server.storage.postgres import schema as postgres_schema
 from sessionmood_server.storage.shared import load_migrations
 from sessionmood_server.storage.sqlite import schema as sqlite_schema
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # A trigger whose body holds two statements, each ending in ';', and a string
 # literal holding one: a script cut at every ';' breaks on all three.
@@ -112,3 +115,16 @@ async def test_postgres_migrations_run_whole_scripts() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_the_appenders_parameters_are_sm_append_cacheds_in_order_and_type() -> None:
+    """``appender.BatchRow`` then ``GroupRows`` name the arrays the group call
+    sends, in the order and with the types ``sm_append_cached`` declares."""
+    from sessionmood_server.storage.postgres import appender
+
+    sql = (ROOT / "sessionmood_server/storage/postgres/migrations/009.sql").read_text()
+    signature = sql[sql.index("CREATE FUNCTION sm_append_cached(") : sql.index(") RETURNS TABLE")]
+    declared = re.findall(r"\bp_\w+ ([A-Z ]+?)\[\]", signature)
+    assert len(declared) == len(appender.BatchRow._fields) + len(appender.GroupRows._fields)
+    assert [t.lower() for t in declared] == [t for t, _ in appender._PARAMS]
+    assert appender.APPEND_SQL.count("::text::") == len(declared)

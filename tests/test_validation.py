@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from sessionmood_server.http.errors import ApiError
+from sessionmood_server.http.errors import HTTPProblem
 from sessionmood_server.http.validation import MAX_FUTURE_S, parse_events, parse_events_body
 
 NOW = 1_795_000_000.0
@@ -80,9 +80,9 @@ def test_fast_path_equals_careful_path(body: dict[str, Any], header_batch_id: st
     ],
 )
 def test_fast_path_refusals_get_the_careful_paths_error(body: bytes) -> None:
-    with pytest.raises(ApiError) as fast:
+    with pytest.raises(HTTPProblem) as fast:
         parse_events_body(body, None, 1000, NOW)
-    with pytest.raises(ApiError) as careful:
+    with pytest.raises(HTTPProblem) as careful:
         parse_events(orjson.loads(body), None, 1000, NOW)
     assert (fast.value.status, fast.value.body) == (careful.value.status, careful.value.body)
     assert fast.value.status == 400
@@ -104,7 +104,7 @@ def test_dead_is_a_boolean_of_clicks_only(event: dict[str, Any], message: str) -
         lambda: parse_events_body(orjson.dumps(body), None, 1000, NOW),
         lambda: parse_events(body, None, 1000, NOW),
     ):
-        with pytest.raises(ApiError) as err:
+        with pytest.raises(HTTPProblem) as err:
             parse()
         assert err.value.status == 400
         assert err.value.body == {

@@ -17,10 +17,10 @@ from sessionmood_client.types import (
 )
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.auth import authenticate
-from sessionmood_server.http.errors import JSONResponse
 from sessionmood_server.http.params import int_param, parse_time_param
 from sessionmood_server.http.responses import (
     NO_STORE,
+    JSONResponse,
     distribution,
     distribution_rows,
     dt,
@@ -28,7 +28,7 @@ from sessionmood_server.http.responses import (
     model_response,
     month_bounds,
 )
-from sessionmood_server.keys import PLANS as PLAN_INFO
+from sessionmood_server.keys import PLAN_INFO
 
 DEFAULT_PAGES = 100  # GET /v1/analytics/pages without ``limit``
 

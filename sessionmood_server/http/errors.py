@@ -1,42 +1,43 @@
 """One exception type for every client-facing error, and the JSON it becomes.
 
-Handlers raise ``ApiError``; the app turns it into the reference's error shape
-(``{"error": ..., ...}``). Anything else that escapes becomes a 500 with a
-``request_id`` that is also logged, never a stack trace.
+Handlers raise ``HTTPProblem``; the app turns it into the reference's error
+shape (``{"error": ..., ...}``, the wire model ``sessionmood_client.types.ApiError``).
+Anything else that escapes becomes a 500 with a ``request_id`` that is also
+logged, never a stack trace.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from http import HTTPStatus
 from typing import Any
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ExceptionHandler
 
 from sessionmood_server.http.cors import CORS_RESPONSE_HEADERS
 from sessionmood_server.http.request_id import request_id as _request_id
+from sessionmood_server.http.responses import NO_STORE, JSONResponse
 from sessionmood_server.services.metrics import METRICS
 
 log = logging.getLogger("sessionmood")
 
 
-class JSONResponse(Response):
-    """orjson-backed JSON response (faster than the stdlib, rejects NaN)."""
+class HTTPProblem(Exception):
+    """An error the caller can act on: a status, and a ``body`` sent as JSON.
 
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-_NO_STORE = {"Cache-Control": "no-store"}
-
-
-class ApiError(Exception):
-    """An error the caller can act on; ``body`` is sent as JSON."""
+    The body has the shape of the wire model ``sessionmood_client.types.ApiError``
+    (``error``, then fields such as ``message``, ``field``, ``limit``), which is
+    what the client parses it with (``APIStatusError.error_model``). The server's
+    exception is named apart from that model on purpose: one is the thing a
+    handler raises, the other the JSON a caller reads, and the client has its
+    own ``APIStatusError`` for the same answer seen from the other end. (A
+    "problem" as in "the caller's problem to fix"; the body is the reference's
+    error shape, not RFC 9457's ``application/problem+json``.)
+    """
 
     def __init__(
         self, status: int, error: str, headers: dict[str, str] | None = None, **fields: Any
@@ -49,32 +50,45 @@ class ApiError(Exception):
     def response(self) -> JSONResponse:
         # Never cached: an error about a key or a session is as private as an answer.
         return JSONResponse(
-            self.body, status_code=self.status, headers={**_NO_STORE, **(self.headers or {})}
+            self.body, status_code=self.status, headers={**NO_STORE, **(self.headers or {})}
         )
 
 
-def bad_request(error: str, **fields: Any) -> ApiError:
-    return ApiError(400, error, **fields)
+def bad_request(error: str, **fields: Any) -> HTTPProblem:
+    return HTTPProblem(400, error, **fields)
 
 
-def unauthorized(message: str = "Missing or invalid API key") -> ApiError:
-    return ApiError(401, "Unauthorized", headers={"WWW-Authenticate": "Bearer"}, message=message)
+def unauthorized(message: str = "Missing or invalid API key") -> HTTPProblem:
+    return HTTPProblem(401, "Unauthorized", headers={"WWW-Authenticate": "Bearer"}, message=message)
 
 
-def forbidden(message: str) -> ApiError:
-    return ApiError(403, "Forbidden", message=message)
+def forbidden(message: str) -> HTTPProblem:
+    return HTTPProblem(403, "Forbidden", message=message)
 
 
-def session_not_found(session_id: str) -> ApiError:
-    return ApiError(404, "Session not found", session_id=session_id)
+def session_not_found(session_id: str) -> HTTPProblem:
+    return HTTPProblem(404, "Session not found", session_id=session_id)
 
 
-# -- exception handlers -------------------------------------------------------
+def too_many(
+    message: str, retry_after: float, error: str = "Too many requests", **fields: Any
+) -> HTTPProblem:
+    """A 429 for a rate or count limit: JSON, with ``Retry-After`` in seconds."""
+    return HTTPProblem(
+        429,
+        error,
+        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+        message=message,
+        **fields,
+    )
 
 
-async def api_error(request: Request, exc: Exception) -> Response:
-    """``ApiError`` as the reference's JSON error."""
-    assert isinstance(exc, ApiError)
+# -- exception handlers (``EXCEPTION_HANDLERS``, at the end) ---------------------
+
+
+async def http_problem(request: Request, exc: Exception) -> Response:
+    """``HTTPProblem`` as the reference's JSON error."""
+    assert isinstance(exc, HTTPProblem)
     return exc.response()
 
 
@@ -121,3 +135,11 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
         status_code=500,
         headers=headers,
     )
+
+
+# The app's handlers, most specific first: what each exception becomes.
+EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
+    HTTPProblem: http_problem,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

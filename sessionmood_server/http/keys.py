@@ -17,20 +17,13 @@ from sessionmood_client.types import (
 )
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.auth import authenticate, is_admin
-from sessionmood_server.http.errors import (
-    bad_request,
-    forbidden,
-)
-from sessionmood_server.http.responses import (
-    model_response,
-    too_many,
-)
+from sessionmood_server.http.errors import bad_request, forbidden, too_many
+from sessionmood_server.http.responses import model_response
 from sessionmood_server.http.validation import (
     read_json,
     validate_body,
 )
-from sessionmood_server.keys import PLANS as PLAN_INFO
-from sessionmood_server.keys import new_key
+from sessionmood_server.keys import PLAN_INFO, new_key
 from sessionmood_server.limits import admit, client_source
 
 

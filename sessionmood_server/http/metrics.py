@@ -30,7 +30,8 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.auth import is_admin
-from sessionmood_server.http.errors import ApiError, unauthorized
+from sessionmood_server.http.errors import HTTPProblem, unauthorized
+from sessionmood_server.http.responses import NO_STORE
 from sessionmood_server.services.metrics import (
     DELIVERY_OUTCOMES,
     LATENCY_BUCKETS,
@@ -133,7 +134,7 @@ class MetricsEndpoint:
 
     async def serve(self, request: Request) -> Response:
         if not self.api.settings.admin_token:
-            raise ApiError(
+            raise HTTPProblem(
                 404,
                 "Not Found",
                 message="metrics need an admin token: set SESSIONMOOD_ADMIN_TOKEN",
@@ -153,7 +154,7 @@ class MetricsEndpoint:
         registry.register(_Families(snapshot, backlog))
         return Response(
             generate_latest(registry),
-            headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+            headers={"Content-Type": CONTENT_TYPE_LATEST, **NO_STORE},
         )
 
     # -- multiprocess: this process's file, written once a second ----------------

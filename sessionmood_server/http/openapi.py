@@ -1,4 +1,4 @@
-"""OpenAPI 3.1 document generated from the wire models.
+"""``GET /openapi.json``: the OpenAPI 3.1 document, generated from the wire models.
 
 The schemas come from the same pydantic models the server answers with and the
 client parses with; the operations come from the operation table
@@ -7,14 +7,18 @@ client parses with; the operations come from the operation table
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from sessionmood_client import types as m
 from sessionmood_server.http.operations import OPERATIONS, Operation
+from sessionmood_server.http.responses import JSONResponse
 
 _REF = "#/components/schemas/{model}"
 
@@ -61,58 +65,10 @@ def _operation_id(method: str, path: str) -> str:
 
 def build_openapi(version: str, operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``operations`` (every endpoint, by default)."""
-    models: list[type[BaseModel]] = []
-    for operation in operations:
-        req = operation.request
-        for model in ([req] if req else []) + list(operation.responses.values()):
-            if model not in models:
-                models.append(model)
-    if m.WebhookEvent not in models:
-        models.append(m.WebhookEvent)
-    keyed, schema = models_json_schema([(mdl, "validation") for mdl in models], ref_template=_REF)
-    refs = {mdl: keyed[(mdl, "validation")] for mdl in models}
+    refs, schemas = _schemas(operations)
     paths: dict[str, dict[str, Any]] = {}
     for operation in operations:
-        method, path, summary, req = (
-            operation.method.lower(),
-            operation.path,
-            operation.summary,
-            operation.request,
-        )
-        auth = operation.auth != "none"
-        responses = {**_common_errors(path, req is not None, auth), **operation.responses}
-        op: dict[str, Any] = {
-            "summary": summary,
-            "operationId": _operation_id(method, path),
-            "tags": [operation.tag],
-            "description": operation.description or _WHO[operation.auth],
-            "responses": {
-                str(status): {
-                    "description": summary if status < 300 else "Error",
-                    "content": {"application/json": {"schema": refs[model]}},
-                }
-                for status, model in responses.items()
-            },
-        }
-        parameters = [_PATH_PARAMS[name] for name in operation.path_params]
-        parameters += operation.query
-        if parameters:
-            op["parameters"] = parameters
-        if operation.stream:
-            ok = op["responses"]["200"]
-            ok["content"] = {"text/event-stream": ok["content"]["application/json"]}
-            ok["description"] = (
-                "A stream of `event: mood.changed` messages whose `data` is a MoodChange; "
-                "resume with the Last-Event-ID header"
-            )
-        if req is not None:
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": refs[req]}},
-            }
-        if auth:
-            op["security"] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
-        paths.setdefault(path, {})[method] = op
+        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation, refs)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -123,58 +79,141 @@ def build_openapi(version: str, operations: Sequence[Operation] = OPERATIONS) ->
         },
         "servers": [{"url": "/"}],
         "paths": paths,
-        # What SessionMood POSTs to subscribed URLs (OpenAPI 3.1 webhooks).
-        "webhooks": {
-            "mood.changed": {
-                "post": {
-                    "summary": "A session's mood changed",
-                    "description": "Signed the Standard Webhooks way "
-                    "(https://www.standardwebhooks.com): verify with any of its libraries "
-                    "and the webhook's `whsec_` secret. `webhook-id` is the same on every "
-                    "retry of a delivery: deduplicate on it. Answer 2xx; 410 disables the "
-                    "webhook; anything else is retried with backoff (or after your "
-                    "`Retry-After`, at most an hour) for 24 h.",
-                    "parameters": [
-                        {
-                            "name": "webhook-id",
-                            "in": "header",
-                            "required": True,
-                            "description": "The delivery's id, the same on each retry",
-                            "schema": {"type": "string", "examples": ["msg_42"]},
-                        },
-                        {
-                            "name": "webhook-timestamp",
-                            "in": "header",
-                            "required": True,
-                            "description": "Unix seconds of this attempt",
-                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                        },
-                        {
-                            "name": "webhook-signature",
-                            "in": "header",
-                            "required": True,
-                            "description": "v1,<base64 HMAC-SHA256 of "
-                            '"{webhook-id}.{webhook-timestamp}.{body}">, keyed with the '
-                            "base64 decoding of the secret after whsec_",
-                            "schema": {"type": "string"},
-                        },
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": refs[m.WebhookEvent]}},
-                    },
-                    "responses": {
-                        "200": {"description": "Received (any 2xx)"},
-                        "410": {"description": "Gone: the webhook is disabled"},
-                    },
-                }
-            }
-        },
+        "webhooks": _webhooks(refs),
         "components": {
-            "schemas": schema.get("$defs", {}),
+            "schemas": schemas,
             "securitySchemes": {
                 "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
                 "BearerAuth": {"type": "http", "scheme": "bearer"},
             },
         },
     }
+
+
+def _schemas(
+    operations: Sequence[Operation],
+) -> tuple[dict[type[BaseModel], dict[str, Any]], dict[str, Any]]:
+    """The ``$ref`` of every model the operations (and the webhook) take or
+    give, and the schemas they refer to."""
+    models: list[type[BaseModel]] = []
+    for operation in operations:
+        req = operation.request
+        for model in ([req] if req else []) + list(operation.responses.values()):
+            if model not in models:
+                models.append(model)
+    if m.WebhookEvent not in models:
+        models.append(m.WebhookEvent)
+    keyed, schema = models_json_schema([(mdl, "validation") for mdl in models], ref_template=_REF)
+    refs = {mdl: keyed[(mdl, "validation")] for mdl in models}
+    return refs, schema.get("$defs", {})
+
+
+def _operation(
+    operation: Operation, refs: Mapping[type[BaseModel], dict[str, Any]]
+) -> dict[str, Any]:
+    """One operation of ``paths``: its responses (the common errors of its kind
+    included), parameters, body and security."""
+    method, path, summary, req = (
+        operation.method.lower(),
+        operation.path,
+        operation.summary,
+        operation.request,
+    )
+    auth = operation.auth != "none"
+    responses = {**_common_errors(path, req is not None, auth), **operation.responses}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "operationId": _operation_id(method, path),
+        "tags": [operation.tag],
+        "description": operation.description or _WHO[operation.auth],
+        "responses": {
+            str(status): {
+                "description": summary if status < 300 else "Error",
+                "content": {"application/json": {"schema": refs[model]}},
+            }
+            for status, model in responses.items()
+        },
+    }
+    parameters = [_PATH_PARAMS[name] for name in operation.path_params]
+    parameters += operation.query
+    if parameters:
+        op["parameters"] = parameters
+    if operation.stream:
+        ok = op["responses"]["200"]
+        ok["content"] = {"text/event-stream": ok["content"]["application/json"]}
+        ok["description"] = (
+            "A stream of `event: mood.changed` messages whose `data` is a MoodChange; "
+            "resume with the Last-Event-ID header"
+        )
+    if req is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[req]}},
+        }
+    if auth:
+        op["security"] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
+    return op
+
+
+# The headers of a webhook delivery (Standard Webhooks).
+_SIGNATURE_HEADERS: list[dict[str, Any]] = [
+    {
+        "name": "webhook-id",
+        "in": "header",
+        "required": True,
+        "description": "The delivery's id, the same on each retry",
+        "schema": {"type": "string", "examples": ["msg_42"]},
+    },
+    {
+        "name": "webhook-timestamp",
+        "in": "header",
+        "required": True,
+        "description": "Unix seconds of this attempt",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    {
+        "name": "webhook-signature",
+        "in": "header",
+        "required": True,
+        "description": "v1,<base64 HMAC-SHA256 of "
+        '"{webhook-id}.{webhook-timestamp}.{body}">, keyed with the '
+        "base64 decoding of the secret after whsec_",
+        "schema": {"type": "string"},
+    },
+]
+
+
+def _webhooks(refs: Mapping[type[BaseModel], dict[str, Any]]) -> dict[str, Any]:
+    """What SessionMood POSTs to subscribed URLs (OpenAPI 3.1 webhooks)."""
+    return {
+        "mood.changed": {
+            "post": {
+                "summary": "A session's mood changed",
+                "description": "Signed the Standard Webhooks way "
+                "(https://www.standardwebhooks.com): verify with any of its libraries "
+                "and the webhook's `whsec_` secret. `webhook-id` is the same on every "
+                "retry of a delivery: deduplicate on it. Answer 2xx; 410 disables the "
+                "webhook; anything else is retried with backoff (or after your "
+                "`Retry-After`, at most an hour) for 24 h.",
+                "parameters": _SIGNATURE_HEADERS,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": refs[m.WebhookEvent]}},
+                },
+                "responses": {
+                    "200": {"description": "Received (any 2xx)"},
+                    "410": {"description": "Gone: the webhook is disabled"},
+                },
+            }
+        }
+    }
+
+
+def openapi_routes(version: str) -> list[BaseRoute]:
+    """``/openapi.json``, its document built once, when the app is."""
+    document = build_openapi(version)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    return [Route("/openapi.json", openapi, methods=["GET"])]

@@ -1,13 +1,14 @@
-"""Answers: JSON bodies from wire models, the headers every authenticated answer
-carries, and the date and distribution formats of the API reference."""
+"""Answers: the JSON response class, JSON bodies from wire models, the headers
+every authenticated answer carries, and the date and distribution formats of
+the API reference."""
 
 from __future__ import annotations
 
 import functools
-import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 from sessionmood_client.types import (
@@ -15,14 +16,20 @@ from sessionmood_client.types import (
     MoodDistributionItem,
     MoodLabel,
 )
-from sessionmood_server.http.errors import (
-    ApiError,
-)
 
 # Authenticated answers must not be kept by browsers or proxies: they carry
 # moods, events, usage and, once, keys.
 NO_STORE = {"Cache-Control": "no-store"}
 REPLAYED = {"Idempotent-Replayed": "true", **NO_STORE}
+
+
+class JSONResponse(Response):
+    """orjson-backed JSON response (faster than the stdlib, rejects NaN)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def iso(ts: float) -> str:
@@ -78,17 +85,4 @@ def model_response(
         status_code=status,
         headers={**NO_STORE, **(headers or {})},
         media_type="application/json",
-    )
-
-
-def too_many(
-    message: str, retry_after: float, error: str = "Too many requests", **fields: Any
-) -> ApiError:
-    """A 429 for a rate or count limit: JSON, with ``Retry-After`` in seconds."""
-    return ApiError(
-        429,
-        error,
-        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
-        message=message,
-        **fields,
     )

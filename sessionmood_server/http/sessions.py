@@ -17,19 +17,19 @@ from sessionmood_client.types import (
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.auth import authenticate, session_id_param
 from sessionmood_server.http.errors import (
-    ApiError,
-    JSONResponse,
+    HTTPProblem,
     bad_request,
     session_not_found,
+    too_many,
 )
 from sessionmood_server.http.params import int_param
 from sessionmood_server.http.responses import (
     NO_STORE,
     REPLAYED,
+    JSONResponse,
     iso,
     model_response,
     month_bounds,
-    too_many,
 )
 from sessionmood_server.http.validation import (
     parse_events_body,
@@ -37,7 +37,7 @@ from sessionmood_server.http.validation import (
     read_body,
     read_json,
 )
-from sessionmood_server.keys import PLANS as PLAN_INFO
+from sessionmood_server.keys import PLAN_INFO
 from sessionmood_server.learning import LEARNED_SIGNAL, apply_policy
 from sessionmood_server.limits import Admission, client_source
 from sessionmood_server.records import AppendResult, Batch, Feedback, KeyRecord, Quota
@@ -100,7 +100,7 @@ def _admission(api: Api, request: Request, key: KeyRecord) -> Admission:
 # -- what a refused batch answers: one function per AppendResult status ------------
 
 
-def _limited(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
+def _limited(api: Api, key: KeyRecord, result: AppendResult, now: float) -> HTTPProblem:
     return too_many(
         "too many new sessions from this address, origin or publishable key; "
         "sessions already open keep working",
@@ -108,8 +108,8 @@ def _limited(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiE
     )
 
 
-def _full(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
-    return ApiError(
+def _full(api: Api, key: KeyRecord, result: AppendResult, now: float) -> HTTPProblem:
+    return HTTPProblem(
         429,
         "Session event limit reached",
         # Waiting does not make room: only erasing the session does.
@@ -120,8 +120,8 @@ def _full(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiErro
     )
 
 
-def _mismatch(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
-    return ApiError(
+def _mismatch(api: Api, key: KeyRecord, result: AppendResult, now: float) -> HTTPProblem:
+    return HTTPProblem(
         409,
         "Idempotency key reused",
         headers={"X-Should-Retry": "false"},
@@ -131,10 +131,10 @@ def _mismatch(api: Api, key: KeyRecord, result: AppendResult, now: float) -> Api
     )
 
 
-def _quota(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
+def _quota(api: Api, key: KeyRecord, result: AppendResult, now: float) -> HTTPProblem:
     _, next_month = month_bounds(now)
     reset_at = next_month.timestamp()
-    return ApiError(
+    return HTTPProblem(
         429,
         "Rate limit exceeded",
         headers={"Retry-After": str(max(1, int(reset_at - now)))},
@@ -144,8 +144,8 @@ def _quota(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiErr
     )
 
 
-def _conflict(api: Api, key: KeyRecord, result: AppendResult, now: float) -> ApiError:
-    return ApiError(
+def _conflict(api: Api, key: KeyRecord, result: AppendResult, now: float) -> HTTPProblem:
+    return HTTPProblem(
         409,
         "Idempotency key reused",
         # Permanent: retrying the same batch id cannot succeed.
@@ -155,7 +155,7 @@ def _conflict(api: Api, key: KeyRecord, result: AppendResult, now: float) -> Api
     )
 
 
-_REFUSALS: dict[str, Callable[[Api, KeyRecord, AppendResult, float], ApiError]] = {
+_REFUSALS: dict[str, Callable[[Api, KeyRecord, AppendResult, float], HTTPProblem]] = {
     "limited": _limited,
     "full": _full,
     "mismatch": _mismatch,

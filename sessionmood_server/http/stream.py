@@ -12,19 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from sessionmood_client.types import (
-    MoodChange,
-)
+from sessionmood_client.types import MoodChange
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.auth import authenticate
-from sessionmood_server.http.errors import (
-    bad_request,
-)
-from sessionmood_server.http.responses import (
-    NO_STORE,
-    too_many,
-)
+from sessionmood_server.http.errors import bad_request, too_many
+from sessionmood_server.http.responses import NO_STORE
 from sessionmood_server.limits import client_source
+from sessionmood_server.records import MoodChangeRecord
+from sessionmood_server.services.live import Subscription
 
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
 
@@ -58,64 +53,77 @@ async def stream_moods(api: Api, request: Request) -> Response:
     closing an idle stream. The stream ends when its key is revoked.
     """
     key = await authenticate(api.storage, request)
-    raw_last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    if raw_last is not None:
-        if not _EVENT_ID.fullmatch(raw_last):
-            raise bad_request("Invalid field", field="Last-Event-ID", message="must be an event id")
-        last = int(raw_last)
-    else:
-        last = await api.storage.last_mood_change_id(key.tenant_id)
+    last = await _resume_after(api, request, key.tenant_id)
     # Counted here, before the 200 and with no await between the check and
     # the count, so simultaneous opens cannot all slip under the limit.
     tenant = key.tenant_id
     source = client_source(request.client.host if request.client else None)
-    slots = api.stream_slots
-    if api.limits_on:
-        refused = slots.take(
-            tenant,
-            source,
-            api.settings.streams_per_tenant,
-            api.settings.streams_per_address,
-        )
-        if refused is not None:
-            raise too_many(refused, 10, "Too many streams")
-    else:
-        slots.take(tenant, source, 0, 0)
-    heartbeat = api.settings.sse_heartbeat_s
+    _take_slot(api, tenant, source)
     sub = api.feed.subscribe(key, last)
-
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            yield b"retry: 2000\n\n"
-            while True:
-                changes = await sub.next(heartbeat)
-                if changes is None:
-                    return  # key revoked, or the server is stopping
-                if not changes:
-                    yield b": heartbeat\n\n"
-                for ch in changes:
-                    payload = MoodChange(
-                        id=ch.id,
-                        session_id=ch.session_id,
-                        previous_mood=ch.previous_mood,
-                        mood=ch.mood,
-                        confidence=ch.confidence,
-                        signals=list(ch.signals),
-                        suggested_action=ch.suggested_action,
-                        url=ch.url,
-                        occurred_at=datetime.fromtimestamp(ch.occurred_at, UTC),
-                    ).model_dump_json()
-                    yield f"id: {ch.id}\nevent: mood.changed\ndata: {payload}\n\n".encode()
-        finally:
-            sub.close()
 
     def release() -> None:
         sub.close()  # also when the body never started
-        slots.give_back(tenant, source)
+        api.stream_slots.give_back(tenant, source)
 
     return _StreamResponse(
-        events(),
+        _messages(sub, api.settings.sse_heartbeat_s),
         release,
         media_type="text/event-stream",
         headers={**NO_STORE, "X-Accel-Buffering": "no"},
     )
+
+
+async def _resume_after(api: Api, request: Request, tenant_id: int) -> int:
+    """The id of the last change the client has: given, or the latest stored."""
+    raw_last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    if raw_last is None:
+        return await api.storage.last_mood_change_id(tenant_id)
+    if not _EVENT_ID.fullmatch(raw_last):
+        raise bad_request("Invalid field", field="Last-Event-ID", message="must be an event id")
+    return int(raw_last)
+
+
+def _take_slot(api: Api, tenant: int, source: str) -> None:
+    """One of the tenant's and the address's open streams, or a 429. With
+    the limits off the slot is still counted, so ``give_back`` balances."""
+    slots = api.stream_slots
+    if not api.limits_on:
+        slots.take(tenant, source, 0, 0)
+        return
+    refused = slots.take(
+        tenant, source, api.settings.streams_per_tenant, api.settings.streams_per_address
+    )
+    if refused is not None:
+        raise too_many(refused, 10, "Too many streams")
+
+
+async def _messages(sub: Subscription, heartbeat: float) -> AsyncIterator[bytes]:
+    """The stream's body: the retry hint, then each change (a heartbeat comment
+    when none came for ``heartbeat`` seconds), until the subscription ends."""
+    try:
+        yield b"retry: 2000\n\n"
+        while True:
+            changes = await sub.next(heartbeat)
+            if changes is None:
+                return  # key revoked, or the server is stopping
+            if not changes:
+                yield b": heartbeat\n\n"
+            for ch in changes:
+                yield _message(ch)
+    finally:
+        sub.close()
+
+
+def _message(ch: MoodChangeRecord) -> bytes:
+    payload = MoodChange(
+        id=ch.id,
+        session_id=ch.session_id,
+        previous_mood=ch.previous_mood,
+        mood=ch.mood,
+        confidence=ch.confidence,
+        signals=list(ch.signals),
+        suggested_action=ch.suggested_action,
+        url=ch.url,
+        occurred_at=datetime.fromtimestamp(ch.occurred_at, UTC),
+    ).model_dump_json()
+    return f"id: {ch.id}\nevent: mood.changed\ndata: {payload}\n\n".encode()

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from sessionmood_client.types import EVENT_TYPES, EventsRequest, FeedbackRequest, event_adapter
-from sessionmood_server.http.errors import ApiError, bad_request
+from sessionmood_server.http.errors import HTTPProblem, bad_request
 
 M = TypeVar("M", bound=BaseModel)
 VALID_TYPES = frozenset(EVENT_TYPES)
@@ -62,7 +62,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     # text/plain is what browsers send without a CORS preflight (tracker.js).
     if media not in _JSON_TYPES and not media.endswith("+json"):
-        raise ApiError(
+        raise HTTPProblem(
             415,
             "Unsupported media type",
             message="send a JSON body with Content-Type: application/json",
@@ -77,7 +77,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             async with asyncio.timeout(BODY_TIMEOUT_S):
                 body = await _read_body(request, max_bytes)
         except TimeoutError:
-            raise ApiError(
+            raise HTTPProblem(
                 408, "Request timeout", message="the request body did not arrive in time"
             ) from None
     if not body:
@@ -106,7 +106,7 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             # Nobody is left to read the answer; this just ends the request quietly.
-            raise ApiError(400, "Client disconnected")
+            raise HTTPProblem(400, "Client disconnected")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
@@ -116,8 +116,8 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _too_large(max_bytes: int) -> ApiError:
-    return ApiError(
+def _too_large(max_bytes: int) -> HTTPProblem:
+    return HTTPProblem(
         413, "Payload too large", message=f"request bodies are limited to {max_bytes} bytes"
     )
 
@@ -128,7 +128,7 @@ def _require_object(data: Any) -> dict[str, Any]:
     return data
 
 
-def _first_error(exc: ValidationError, prefix: str, skip: int = 0) -> ApiError:
+def _first_error(exc: ValidationError, prefix: str, skip: int = 0) -> HTTPProblem:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"][skip:]]
     field = prefix + ("." if prefix and loc else "") + ".".join(loc)
@@ -152,7 +152,7 @@ def batch_fingerprint(events: list[dict[str, Any]]) -> str:
 
 def parse_events_body(
     body: bytes, header_batch_id: str | None, max_events: int, received_at: float
-) -> tuple[list[dict[str, Any]], str | None, str | None]:
+) -> ParsedBatch:
     """``parse_events`` for raw bytes, with a fast path for the common valid batch.
 
     Valid batches are parsed and validated in one call into pydantic's Rust core.
@@ -177,7 +177,7 @@ def parse_events_body(
             for ev in events:
                 ts = ev.get("ts")
                 ev["ts"] = received_at if ts is None else ts if ts < latest else latest
-            return events, batch_id, fingerprint
+            return ParsedBatch(events, batch_id, fingerprint)
     return parse_events(parse_json(body), header_batch_id, max_events, received_at)
 
 
@@ -195,15 +195,37 @@ def _valid_batch_id(batch_id: object) -> bool:
     )
 
 
+class ParsedBatch(NamedTuple):
+    """An events body, validated: what ``append_events`` stores."""
+
+    events: list[dict[str, Any]]  # each as its model dumps it, ``ts`` filled in
+    batch_id: str | None  # the body's, else the Idempotency-Key header's
+    fingerprint: str | None  # ``batch_fingerprint`` of the events, when there is an id
+
+
 def parse_events(
     data: Any, header_batch_id: str | None, max_events: int, received_at: float
-) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    """Validate an events body: (events with ``ts`` filled, batch id, the batch's
-    fingerprint if it has an id) or ApiError.
+) -> ParsedBatch:
+    """Validate an events body (or raise the HTTPProblem that says what is wrong).
 
-    A batch is atomic, so every event is checked before anything is stored.
+    A batch is atomic, so every event is checked before anything is stored:
+    the body's shape first, then every event's type (one 400 names all the
+    unknown ones), then each event's fields, then the batch id.
     """
     body = _require_object(data)
+    raw = _events_array(body, max_events)
+    _check_types(raw)
+    events = _validated_events(raw)
+    batch_id = _batch_id(body.get("batch_id"), header_batch_id)
+    fingerprint = None if batch_id is None else batch_fingerprint(events)
+    for ev in events:
+        ev["ts"] = _event_time(ev, received_at)
+    return ParsedBatch(events, batch_id, fingerprint)
+
+
+def _events_array(body: dict[str, Any], max_events: int) -> list[Any]:
+    """``events``: an array of 1 to ``max_events`` items; the 400s show the shape
+    that works (a body of one bare event is the usual mistake)."""
     if "events" not in body:
         looks_like_one = "type" in body
         raise bad_request(
@@ -231,13 +253,18 @@ def parse_events(
             "Invalid field", field="events", message="events must contain at least one event"
         )
     if len(raw) > max_events:
-        raise ApiError(
+        raise HTTPProblem(
             413,
             "Too many events",
             field="events",
             limit=max_events,
             message=f"send at most {max_events} events per batch",
         )
+    return raw
+
+
+def _check_types(raw: list[Any]) -> None:
+    """Every item an object with a type; every unknown type named in one 400."""
     invalid: list[str] = []
     for i, ev in enumerate(raw):
         if not isinstance(ev, dict):
@@ -251,6 +278,10 @@ def parse_events(
             invalid.append(t if isinstance(t, str) else orjson.dumps(t).decode())
     if invalid:
         raise bad_request("Invalid event type(s)", invalid=invalid, valid_types=list(EVENT_TYPES))
+
+
+def _validated_events(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each event through its wire model; the 400 names the first bad field."""
     events: list[dict[str, Any]] = []
     for i, ev in enumerate(raw):
         try:
@@ -259,20 +290,19 @@ def parse_events(
             # loc starts with the discriminator tag ("click", ...): drop it.
             raise _first_error(exc, f"events[{i}]", skip=1) from None
         events.append(model.model_dump(exclude_none=True))
+    return events
 
-    batch_id = body.get("batch_id")
-    if batch_id is None:  # absent or null: the Idempotency-Key header, if any
-        batch_id = header_batch_id
+
+def _batch_id(given: Any, header_batch_id: str | None) -> str | None:
+    """The body's ``batch_id``; absent or null: the Idempotency-Key header, if any."""
+    batch_id = header_batch_id if given is None else given
     if batch_id is not None and not _valid_batch_id(batch_id):
         raise bad_request(
             "Invalid field",
             field="batch_id",
             message=f"batch_id must be a string of 1-{MAX_BATCH_ID} characters, without NUL",
         )
-    fingerprint = None if batch_id is None else batch_fingerprint(events)
-    for ev in events:
-        ev["ts"] = _event_time(ev, received_at)
-    return events, batch_id, fingerprint
+    return batch_id
 
 
 def validate_body(model: type[M], data: Any) -> M:

@@ -19,7 +19,7 @@ from sessionmood_client.types import (
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.auth import authenticate
 from sessionmood_server.http.errors import (
-    ApiError,
+    HTTPProblem,
     bad_request,
     forbidden,
 )
@@ -97,7 +97,7 @@ async def delete_webhook(api: Api, request: Request) -> Response:
     key = await _webhook_key(api, request)
     webhook_id = check_webhook_id(request.path_params["webhook_id"])
     if not await api.storage.delete_webhook(key.tenant_id, webhook_id, time.time()):
-        raise ApiError(404, "Webhook not found", webhook_id=webhook_id)
+        raise HTTPProblem(404, "Webhook not found", webhook_id=webhook_id)
     return model_response(WebhookDeleted(id=webhook_id, deleted=True))
 
 
@@ -106,7 +106,7 @@ async def list_deliveries(api: Api, request: Request) -> Response:
     webhook_id = check_webhook_id(request.path_params["webhook_id"])
     rows = await api.storage.list_deliveries(key.tenant_id, webhook_id)
     if rows is None:
-        raise ApiError(404, "Webhook not found", webhook_id=webhook_id)
+        raise HTTPProblem(404, "Webhook not found", webhook_id=webhook_id)
     body = WebhookDeliveryList(
         deliveries=[
             WebhookDelivery(

@@ -9,6 +9,7 @@ process's own feedback drops the entry at once (``forget``).
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from sessionmood_server.learning import Policy, learn_policy
 from sessionmood_server.storage import Storage
@@ -17,25 +18,32 @@ POLICY_TTL_S = 10.0
 MAX_TENANTS = 10_000  # entries kept before the cache starts over
 
 
+class _Learned(NamedTuple):
+    """A tenant's policy, and until when (``time.monotonic``) it stands."""
+
+    expires: float
+    policy: Policy
+
+
 class PolicyCache:
     """Per tenant: the policy learned from its trusted feedback, for ``ttl_s``."""
 
     def __init__(self, storage: Storage, ttl_s: float = POLICY_TTL_S) -> None:
         self.storage = storage
         self.ttl_s = ttl_s
-        self._policies: dict[int, tuple[float, Policy]] = {}  # tenant -> (expires, policy)
+        self._policies: dict[int, _Learned] = {}  # by tenant
 
     async def get(self, tenant_id: int) -> Policy:
         hit = self._policies.get(tenant_id)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+        if hit is not None and hit.expires > time.monotonic():
+            return hit.policy
         now = time.monotonic()
         # Only secret-key feedback teaches: publishable keys are public.
         counts = await self.storage.action_counts(tenant_id, None, None, trusted_only=True)
         policy = learn_policy(counts)
         if len(self._policies) > MAX_TENANTS:
             self._policies.clear()
-        self._policies[tenant_id] = (now + self.ttl_s, policy)
+        self._policies[tenant_id] = _Learned(now + self.ttl_s, policy)
         return policy
 
     def forget(self, tenant_id: int) -> None:

@@ -129,6 +129,8 @@ def test_sync_errors_come_back_typed(live_server: Any, api_key: str) -> None:
             client.send_events(_session(), [{"type": "page_visit"}])
         assert isinstance(caught.value.body, dict)
         assert caught.value.body.get("invalid") == ["page_visit"]
+        model = caught.value.error_model
+        assert model is not None and model.invalid == ["page_visit"]
     with (
         SessionMoodClient("sm_" + "0" * 48, base_url=live_server.base_url) as stranger,
         pytest.raises(AuthenticationError),

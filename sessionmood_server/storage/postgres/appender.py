@@ -21,6 +21,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from sessionmood_server.scoring import EventColumns, event_columns
+
 log = logging.getLogger("sessionmood.storage")
 
 IN_FLIGHT = 4  # groups at the database at once, per replica
@@ -34,20 +36,75 @@ MAX_GROUP = 256  # batches per call
 # grow again, so the commit is still shared by many.
 GROUP_SHARE = 16
 
-# sm_append_cached's parameters, in order (N: numbers, T: text). Each goes as
-# one text array literal, cast to its array type by the database: asyncpg's
-# array codec checks every element's type in Python (36 us of replica CPU per
-# batch in groups of 16; literals: 17 us), and the replica's CPU is what runs
-# out first.
-_PARAMS = (
-    ("bigint", "N"), ("text", "T"), ("bigint", "N"), ("bigint", "N"), ("bigint", "N"),
-    ("text", "T"), ("text", "T"), ("text", "T"), ("text", "T"), ("text", "T"), ("text", "T"),
-    ("double precision", "N"), ("text", "T"), ("bigint", "N"), ("text", "T"),
-    ("double precision", "N"),
-    ("int", "N"), ("bigint", "N"), ("text", "T"), ("double precision", "N"), ("text", "T"),
-    ("int", "N"), ("text", "T"), ("text", "T"),
-    ("int", "N"), ("text", "T"),
-)  # fmt: skip
+
+class BatchRow(NamedTuple):
+    """One batch's own parameters of ``sm_append_cached``, in the function's
+    order (``p_tenant`` to ``p_now``): a value per batch of the group."""
+
+    tenant_id: int
+    session_id: str
+    version: int  # of the row the batch was folded on
+    batch_lock: int | None
+    session_lock: int
+    batch_id: str | None
+    fingerprint: str | None
+    response: str | None  # stored for replays when the batch has an id
+    month: str
+    state: str
+    mood: str
+    confidence: float
+    action: str
+    total: int
+    last_url: str | None
+    now: float
+
+
+class Folded(NamedTuple):
+    """One batch folded on a cached state, everything ``sm_append_cached`` writes."""
+
+    row: BatchRow
+    events: list[dict[str, Any]]  # the batch's, validated; in columns once grouped
+    first_seq: int  # the number of the batch's first event in its session
+    pages: Mapping[str, str]  # url -> mood
+    signals: list[str]
+
+
+class GroupRows(NamedTuple):
+    """The rest of ``sm_append_cached``'s parameters, in its order (``p_ev_batch``
+    to ``p_signals``): the events, pages and signals of every batch of the group,
+    each with its batch's place in the group (1-based)."""
+
+    ev_batch: list[int]
+    seqs: list[int]
+    types: list[str]
+    ts: list[float]
+    fields: list[str | None]
+    page_batch: list[int]
+    urls: list[str]
+    moods: list[str]
+    signal_batch: list[int]
+    signals: list[str]
+
+
+# The array type of each parameter, by its field's name. Each goes as one text
+# array literal, cast to its array type by the database: asyncpg's array codec
+# checks every element's type in Python (36 us of replica CPU per batch in
+# groups of 16; literals: 17 us), and the replica's CPU is what runs out first.
+_SQL_TYPES = {
+    "tenant_id": "bigint", "session_id": "text", "version": "bigint", "batch_lock": "bigint",
+    "session_lock": "bigint", "batch_id": "text", "fingerprint": "text", "response": "text",
+    "month": "text", "state": "text", "mood": "text", "confidence": "double precision",
+    "action": "text", "total": "bigint", "last_url": "text", "now": "double precision",
+    "ev_batch": "int", "seqs": "bigint", "types": "text", "ts": "double precision",
+    "fields": "text", "page_batch": "int", "urls": "text", "moods": "text",
+    "signal_batch": "int", "signals": "text",
+}  # fmt: skip
+_NUMERIC = {"bigint", "int", "double precision"}
+# (type, numeric) of each parameter, in order: the records' fields give the order.
+_PARAMS = tuple(
+    (_SQL_TYPES[name], _SQL_TYPES[name] in _NUMERIC)
+    for name in (*BatchRow._fields, *GroupRows._fields)
+)
 # A row per batch: its place in the group (1-based), its status (0 stored,
 # 1 the row moved on: then the row as it is now, named as cached.READ_SQL's).
 APPEND_SQL = (
@@ -78,62 +135,48 @@ def _texts(xs: Sequence[str | None]) -> str:
     )
 
 
-class Folded(NamedTuple):
-    """One batch folded on a cached state, everything ``sm_append_cached`` writes."""
-
-    tenant_id: int
-    session_id: str
-    version: int  # of the row the batch was folded on
-    batch_lock: int | None
-    session_lock: int
-    batch_id: str | None
-    fingerprint: str | None
-    response: str | None  # stored for replays when the batch has an id
-    month: str
-    state: str
-    mood: str
-    confidence: float
-    action: str
-    total: int
-    last_url: str | None
-    now: float
-    events: list[tuple[int, str, float, str | None]]  # (seq, type, ts, fields)
-    pages: Mapping[str, str]
-    signals: list[str]
-
-
-def _arguments(group: list[Folded]) -> list[str]:
-    """``sm_append_cached``'s 26 arrays as literals (``_PARAMS``)."""
+def group_rows(group: list[Folded]) -> GroupRows:
+    """The events, pages and signals of ``group``, a column each. The events go
+    straight into the group's columns: no columns of their own per batch."""
     ev_batch: list[int] = []
-    seqs: list[int] = []
-    types: list[str] = []
-    ts: list[float] = []
-    fields: list[str | None] = []
+    events = EventColumns([], [], [], [])
     page_batch: list[int] = []
     urls: list[str] = []
     moods: list[str] = []
     signal_batch: list[int] = []
     signals: list[str] = []
     for k, f in enumerate(group, start=1):
-        for seq, type_, t, extra in f.events:
-            ev_batch.append(k)
-            seqs.append(seq)
-            types.append(type_)
-            ts.append(t)
-            fields.append(extra)
-        for url, mood in f.pages.items():
-            page_batch.append(k)
-            urls.append(url)
-            moods.append(mood)
+        ev_batch += [k] * len(f.events)
+        event_columns(f.events, f.first_seq, into=events)
+        page_batch += [k] * len(f.pages)
+        urls += f.pages
+        moods += f.pages.values()
         signal_batch += [k] * len(f.signals)
         signals += f.signals
+    return GroupRows(
+        ev_batch=ev_batch,
+        seqs=events.seqs,
+        types=events.types,
+        ts=events.ts,
+        fields=events.fields,
+        page_batch=page_batch,
+        urls=urls,
+        moods=moods,
+        signal_batch=signal_batch,
+        signals=signals,
+    )
+
+
+def _arguments(group: list[Folded]) -> list[str]:
+    """``sm_append_cached``'s 26 arrays as literals: a column of the batches'
+    ``BatchRow`` values per field, then the ``GroupRows``."""
     columns: list[Sequence[Any]] = [
-        *zip(*(f[:16] for f in group), strict=True),
-        ev_batch, seqs, types, ts, fields, page_batch, urls, moods, signal_batch, signals,
-    ]  # fmt: skip
+        *zip(*(f.row for f in group), strict=True),
+        *group_rows(group),
+    ]
     return [
-        _numbers(c) if kind == "N" else _texts(c)
-        for c, (_, kind) in zip(columns, _PARAMS, strict=True)
+        _numbers(c) if numeric else _texts(c)
+        for c, (_, numeric) in zip(columns, _PARAMS, strict=True)
     ]
 
 
@@ -175,9 +218,10 @@ class Appender:
         ids: set[tuple[int, str]] = set()
         limit = min(MAX_GROUP, max(GROUP_SHARE, -(-len(self._queue) // IN_FLIGHT)))
         for item in self._queue:
-            f, _ = item
-            session = (f.tenant_id, f.session_id)
-            batch = (f.tenant_id, f.batch_id) if f.batch_id is not None else None
+            folded, _ = item
+            row = folded.row
+            session = (row.tenant_id, row.session_id)
+            batch = (row.tenant_id, row.batch_id) if row.batch_id is not None else None
             if len(group) >= limit or session in sessions or batch in ids:
                 rest.append(item)
                 continue
@@ -210,7 +254,7 @@ class Appender:
 
 def _session_lock(item: tuple[Folded, asyncio.Future[Any]]) -> int:
     folded, _ = item
-    return folded.session_lock
+    return folded.row.session_lock
 
 
 def _answer(fut: asyncio.Future[Any], row: Any, error: BaseException | None) -> None:

@@ -26,9 +26,9 @@ from typing import Any, NamedTuple
 import orjson
 
 from sessionmood_server import engine, records
-from sessionmood_server.scoring import StoredSession, apply_batch, event_rows
+from sessionmood_server.scoring import AppliedBatch, StoredSession, apply_batch
 from sessionmood_server.storage import shared
-from sessionmood_server.storage.postgres.appender import Appender, Folded
+from sessionmood_server.storage.postgres.appender import Appender, BatchRow, Folded
 
 # Sessions whose state a replica keeps: a few KB each. Busy sites have far
 # more open sessions than this; the ones sending batches now are what counts.
@@ -104,7 +104,6 @@ async def append_cached(
     one at a time.
     """
     key = (batch.tenant_id, batch.session_id)
-    batch_lock, session_lock = locks
     entry = states.get(key)
     if entry is None:
         # Not held here: one plain read (no transaction, no lock) instead of
@@ -121,24 +120,49 @@ async def append_cached(
         b = apply_batch(batch.session_id, stored, events, batch.policy)
         if b.changed:
             break  # the mood change, its outbox rows and NOTIFY: the full path
-        verdict, out = b.folded.verdict, b.folded
-        response = b.response
-        row = await appender.append(
-            Folded(
-                batch.tenant_id, batch.session_id, entry.version, batch_lock, session_lock,
-                batch.batch_id, batch.fingerprint,
-                orjson.dumps(response).decode() if batch.batch_id is not None else None,
-                batch.quota.month, engine.dumps(out.state), verdict.mood, verdict.confidence,
-                b.action, b.total, out.last_url, batch.now,
-                event_rows(events, b.total - len(events) + 1), b.page_moods, b.signals,
-            )
-        )  # fmt: skip
+        row = await appender.append(_folded(batch, entry.version, locks, b))
         status = row["status"]
         if status == 0:
-            states.put(key, Cached(row["version"], out.state, b.total, out.last_url, verdict.mood))
-            return records.AppendResult("stored", response)
+            out = b.folded
+            states.put(
+                key, Cached(row["version"], out.state, b.total, out.last_url, out.verdict.mood)
+            )
+            return records.AppendResult("stored", b.response)
         if status != 1:
             break
         entry = _from_row(row)  # another replica wrote it: fold again on its row
     states.drop(key)
     return None
+
+
+def _folded(
+    batch: records.Batch, version: int, locks: tuple[int | None, int], b: AppliedBatch
+) -> Folded:
+    """What ``sm_append_cached`` writes for ``batch`` folded into ``b`` on the
+    row at ``version``."""
+    batch_lock, session_lock = locks
+    out, verdict = b.folded, b.folded.verdict
+    return Folded(
+        BatchRow(
+            tenant_id=batch.tenant_id,
+            session_id=batch.session_id,
+            version=version,
+            batch_lock=batch_lock,
+            session_lock=session_lock,
+            batch_id=batch.batch_id,
+            fingerprint=batch.fingerprint,
+            response=orjson.dumps(b.response).decode() if batch.batch_id is not None else None,
+            month=batch.quota.month,
+            state=engine.dumps(out.state),
+            mood=verdict.mood,
+            confidence=verdict.confidence,
+            action=b.action,
+            total=b.total,
+            last_url=out.last_url,
+            now=batch.now,
+        ),
+        events=batch.events,
+        first_seq=b.total - len(batch.events) + 1,
+        pages=b.page_moods,
+        signals=b.signals,
+    )

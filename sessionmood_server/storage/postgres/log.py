@@ -18,7 +18,13 @@ import orjson
 from sessionmood_server import engine
 from sessionmood_server.outbox import webhook_payload
 from sessionmood_server.records import AppendResult, Batch, Feedback, Quota, SessionRecord
-from sessionmood_server.scoring import AppliedBatch, StoredSession, apply_batch, event_rows
+from sessionmood_server.scoring import (
+    AppliedBatch,
+    EventColumns,
+    StoredSession,
+    apply_batch,
+    event_columns,
+)
 from sessionmood_server.storage import shared
 from sessionmood_server.storage.postgres.cached import Cached
 from sessionmood_server.storage.postgres.listener import CHANGES_CHANNEL
@@ -117,7 +123,7 @@ class BatchColumns(NamedTuple):
     tenant_id: int
     session_id: str
     now: float
-    events: Sequence[tuple[int, str, float, str | None]]  # (seq, type, ts, fields)
+    events: EventColumns
     page_moods: Mapping[str, str]  # url -> mood
     batch_id: str | None
     response: str | None  # stored for replays when the batch has an id
@@ -138,7 +144,7 @@ def batch_columns(batch: Batch, b: AppliedBatch) -> BatchColumns:
         tenant_id=batch.tenant_id,
         session_id=batch.session_id,
         now=batch.now,
-        events=event_rows(batch.events, b.total - len(batch.events) + 1),
+        events=event_columns(batch.events, b.total - len(batch.events) + 1),
         page_moods=b.page_moods,
         batch_id=batch.batch_id,
         response=orjson.dumps(b.response).decode() if batch.batch_id is not None else None,
@@ -160,10 +166,10 @@ def append_arguments(cols: BatchColumns) -> tuple[Any, ...]:
         cols.tenant_id,
         cols.session_id,
         cols.now,
-        [seq for seq, _, _, _ in events],
-        [type_ for _, type_, _, _ in events],
-        [float(ts) for _, _, ts, _ in events],
-        [fields for _, _, _, fields in events],
+        events.seqs,
+        events.types,
+        [float(ts) for ts in events.ts],
+        events.fields,
         list(cols.page_moods),
         list(cols.page_moods.values()),
         cols.batch_id,

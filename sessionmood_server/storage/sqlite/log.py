@@ -34,7 +34,7 @@ from sessionmood_server.scoring import AppliedBatch, StoredSession, apply_batch
 from sessionmood_server.storage import shared
 from sessionmood_server.storage.shared import Row
 from sessionmood_server.storage.sqlite.cache import HotEntry, SessionCache, SessionKey
-from sessionmood_server.storage.sqlite.queries import enqueue_webhooks
+from sessionmood_server.storage.sqlite.queries import ExpiredSession, enqueue_webhooks
 
 log = logging.getLogger("sessionmood.storage")
 
@@ -323,13 +323,11 @@ def delete_session(
     return row is not None
 
 
-def purge(
-    c: sqlite3.Connection, cache: SessionCache, found: list[tuple[int, str, int | None]]
-) -> int:
-    """Erase the sessions ``found`` (tenant, session, newest batch), all they hold."""
-    for tenant_id, session_id, last in found:
-        delete_batches(c, tenant_id, session_id, last)
-    victims = [(t, sid) for t, sid, _ in found]
+def purge(c: sqlite3.Connection, cache: SessionCache, found: list[ExpiredSession]) -> int:
+    """Erase the sessions ``found``, all they hold."""
+    for expired in found:
+        delete_batches(c, expired.tenant_id, expired.session_id, expired.last_batch)
+    victims = [(expired.tenant_id, expired.session_id) for expired in found]
     for table in ("sessions", *shared.SESSION_TABLES):
         c.executemany(f"DELETE FROM {table} WHERE tenant_id=? AND session_id=?", victims)
     for victim in victims:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import orjson
 
@@ -407,12 +408,21 @@ def release_leases(c: sqlite3.Connection) -> None:
 # -- retention ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ExpiredSession:
+    """A session past its plan's retention window, to purge."""
+
+    tenant_id: int
+    session_id: str
+    last_batch: int | None  # its newest row in event_batches
+
+
 def expired_sessions(
     c: sqlite3.Connection, cutoffs: Mapping[Plan, float], limit: int
-) -> list[tuple[int, str, int | None]]:
-    """(tenant, session, newest batch) of up to ``limit`` sessions past their cutoff
-    (rows caught up: ``last_batch`` is current)."""
-    found: list[tuple[int, str, int | None]] = []
+) -> list[ExpiredSession]:
+    """Up to ``limit`` sessions past their cutoff (rows caught up: ``last_batch``
+    is current)."""
+    found: list[ExpiredSession] = []
     for plan, cutoff in cutoffs.items():
         rows = c.execute(
             # per tenant through sessions_tenant_updated
@@ -421,7 +431,7 @@ def expired_sessions(
             "WHERE t.plan = ? AND s.updated_at < ? LIMIT ?",
             (plan, cutoff, limit - len(found)),
         )
-        found += [(row["tenant_id"], row["session_id"], row["last_batch"]) for row in rows]
+        found += [shared.record_from(ExpiredSession, row) for row in rows]
         if len(found) >= limit:
             break
     return found
