@@ -12,7 +12,7 @@ NPM    ?= npm
 TRACKER_DEPS := tracker/node_modules/.package-lock.json
 WIDGET_DEPS  := tests/e2e/widgets/node_modules/.package-lock.json
 
-.PHONY: run test lint typecheck format unasync bench chromium tracker widgets clean
+.PHONY: run test lint typecheck format unasync bench chromium tracker widgets wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ tracker: $(TRACKER_DEPS)
 
 widgets: $(WIDGET_DEPS)
 
+wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
+	  echo "no wrk (apt-get install -y wrk): bench/run.py uses its asyncio load generator"
+
 chromium: $(VENV)/.dev-installed
 	@PYTHON=$(BIN)/python bash scripts/ensure-chromium.sh
 
@@ -67,8 +72,13 @@ unasync: $(VENV)/.dev-installed
 test: $(VENV)/.dev-installed chromium $(TRACKER_DEPS) $(WIDGET_DEPS) lint typecheck
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev-installed
+# Every section of bench/results.md, each harness writing its own: throughput
+# and latency (both configurations against the bare app), then the tracker's
+# cost to the page in Chromium. wrk is installed with apt where we are root
+# (without it bench/run.py falls back to its asyncio load generator and says so).
+bench: $(VENV)/.dev-installed chromium $(WIDGET_DEPS) wrk
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/tracker_cost.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache .import_linter_cache tracker/node_modules tests/e2e/widgets/node_modules

@@ -25,8 +25,11 @@ def test_bench_smoke_prints_every_ratio(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = out.read_text()
     for metric in (
-        "POST events (5) req/s: SessionMood / bare",
-        "GET mood req/s: SessionMood / bare",
+        # both configurations against the bare app (issue 29)
+        "POST events (5), as shipped: req/s / bare",
+        "GET mood, as shipped: req/s / bare",
+        "POST events (5), limits off: req/s / bare",
+        "GET mood, limits off: req/s / bare",
         "p99 POST at 1,000 req/s open loop",
         "GET mood median latency",
         "POST req/s with",
