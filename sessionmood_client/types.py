@@ -32,7 +32,11 @@ __all__ = [
     "BacktrackEvent",
     "BlurEvent",
     "ClickEvent",
+    "ConversionRequest",
+    "ConversionResponse",
     "DeleteSessionResponse",
+    "ElementAnalyticsItem",
+    "ElementAnalyticsResponse",
     "ErrorEvent",
     "Event",
     "EventType",
@@ -43,9 +47,14 @@ __all__ = [
     "FeedbackResponse",
     "FocusEvent",
     "HealthResponse",
+    "HoldoutRequest",
+    "HoldoutResponse",
     "HoverEvent",
     "IdleEvent",
     "InputPauseEvent",
+    "JourneyAnalyticsResponse",
+    "JourneyItem",
+    "JourneyStep",
     "KeyGenerateRequest",
     "KeyGenerateResponse",
     "MoodChange",
@@ -62,6 +71,8 @@ __all__ = [
     "RageClickEvent",
     "ScrollEvent",
     "SuggestedAction",
+    "UpliftItem",
+    "UpliftResponse",
     "UsageResponse",
     "Webhook",
     "WebhookCreateRequest",
@@ -339,6 +350,10 @@ class PostEventsResponse(BaseModel):
     confidence: float = 0.0
     signals: list[str] = Field(default_factory=list)
     suggested_action: SuggestedAction = "no_action"
+    # Issue 27's holdout: a held-out session gets ``no_action`` and is told the
+    # action it would have got, so its outcome can be compared with treated ones.
+    holdout: bool = False
+    held_out_action: SuggestedAction | None = None
 
 
 class MoodResponse(BaseModel):
@@ -352,6 +367,10 @@ class MoodResponse(BaseModel):
     suggested_action: SuggestedAction
     event_count: int
     updated_at: datetime
+    # Issue 27's holdout: a held-out session gets ``no_action`` and is told the
+    # action it would have got, so its outcome can be compared with treated ones.
+    holdout: bool = False
+    held_out_action: SuggestedAction | None = None
 
 
 class FeedbackResponse(BaseModel):
@@ -416,6 +435,142 @@ class ActionAnalyticsResponse(BaseModel):
     actions: list[ActionAnalyticsItem]
 
 
+class ElementAnalyticsItem(BaseModel):
+    """One element (``target`` descriptor) on one page and the struggle around it."""
+
+    model_config = _RESPONSE
+    page: str = Field(description="URL path of the page the element is on")
+    target: str = Field(description="The tracker's element descriptor (see docs/tracker.md)")
+    sessions: int = Field(description="Sessions that acted on the element")
+    clicks: int
+    rage_clicks: int
+    dead_clicks: int
+    error_clicks: int = Field(description="Errors that followed a click on the element")
+    hesitations: int = Field(description="Hovers and typing pauses past the engine's thresholds")
+    frustrated_sessions: int = Field(
+        description="Sessions that turned frustrated or confused within 10 s after acting on it"
+    )
+    struggle_rate: float = Field(description="frustrated_sessions / sessions, 0-1")
+    suggested_fix: str | None = Field(
+        description="What the signals suggest fixing (docs/tracker.md); null if nothing stands out"
+    )
+
+
+class ElementAnalyticsResponse(BaseModel):
+    """Answer to ``GET /v1/analytics/elements``: most frustrated sessions first."""
+
+    model_config = _RESPONSE
+    since: datetime | None
+    until: datetime | None
+    page: str | None = Field(description="The page filter, if one was given")
+    elements: list[ElementAnalyticsItem]
+
+
+class JourneyStep(BaseModel):
+    """One page view of a journey and the moods visitors left it in."""
+
+    model_config = _RESPONSE
+    url: str
+    mood_distribution: list[MoodDistributionItem]
+
+
+class JourneyItem(BaseModel):
+    """One path through the site: a session's first page views, repeats collapsed."""
+
+    model_config = _RESPONSE
+    path: list[str]
+    sessions: int
+    steps: list[JourneyStep]
+    frustration_starts_at: int | None = Field(
+        description="0-based step where most of the path's frustrated sessions first turned "
+        "frustrated; null when none did"
+    )
+
+
+class JourneyAnalyticsResponse(BaseModel):
+    """Answer to ``GET /v1/analytics/journeys``: the most common paths first."""
+
+    model_config = _RESPONSE
+    since: datetime | None
+    until: datetime | None
+    steps: int
+    journeys: list[JourneyItem]
+
+
+class HoldoutRequest(BaseModel):
+    """Body of ``PUT /v1/holdout``."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+    share: Annotated[float, Field(ge=0, le=0.5)]
+
+
+class HoldoutResponse(BaseModel):
+    """Answer to ``GET``/``PUT /v1/holdout``: the share of new sessions held out."""
+
+    model_config = _RESPONSE
+    share: float
+    updated_at: datetime | None = None
+
+
+class ConversionRequest(BaseModel):
+    """Body of ``POST /v1/sessions/{id}/conversions``."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
+        "conversion"
+    )
+    value: Annotated[float, Field(ge=0, le=1e9)] | None = None
+
+
+class ConversionResponse(BaseModel):
+    """Answer to ``POST /v1/sessions/{id}/conversions``."""
+
+    model_config = _RESPONSE
+    session_id: str
+    name: str
+    value: float | None
+    counted: bool = Field(description="False when this (session, name) was already counted")
+    holdout: bool
+
+
+class UpliftItem(BaseModel):
+    """Treated against held-out sessions for one mood x action (or the overall row)."""
+
+    model_config = _RESPONSE
+    mood: MoodLabel | None = Field(description="null on the overall row")
+    action: SuggestedAction | None = Field(description="null on the overall row")
+    treated_sessions: int
+    treated_conversions: int
+    treated_rate: float | None
+    control_sessions: int
+    control_conversions: int
+    control_rate: float | None
+    uplift: float | None = Field(description="treated_rate - control_rate (absolute)")
+    uplift_low: float | None = Field(description="95 % interval, Newcombe hybrid score")
+    uplift_high: float | None
+    relative_uplift: float | None = Field(description="uplift / control_rate")
+    treated_value_per_session: float | None
+    control_value_per_session: float | None
+    verdict: Literal["helps", "hurts", "unclear"]
+    sessions_needed: int | None = Field(
+        default=None,
+        description="Per group, for 80 % power to detect a 2-point uplift at the control rate; "
+        "null once the interval decides",
+    )
+
+
+class UpliftResponse(BaseModel):
+    """Answer to ``GET /v1/analytics/uplift``."""
+
+    model_config = _RESPONSE
+    name: str
+    since: datetime | None
+    until: datetime | None
+    method: str = Field(description="How the interval is computed")
+    uplift: list[UpliftItem]
+    overall: UpliftItem
+
+
 class MoodChange(BaseModel):
     """One ``mood.changed`` event of ``GET /v1/stream/moods`` (Server-Sent Events)."""
 
@@ -429,6 +584,10 @@ class MoodChange(BaseModel):
     suggested_action: SuggestedAction
     url: str | None
     occurred_at: datetime
+    # Issue 27's holdout: a held-out session gets ``no_action`` and is told the
+    # action it would have got, so its outcome can be compared with treated ones.
+    holdout: bool = False
+    held_out_action: SuggestedAction | None = None
 
 
 class DeleteSessionResponse(BaseModel):
@@ -530,6 +689,10 @@ class WebhookMoodChange(BaseModel):
     signals: list[str]
     suggested_action: SuggestedAction
     occurred_at: datetime
+    # Issue 27's holdout: a held-out session gets ``no_action`` and is told the
+    # action it would have got, so its outcome can be compared with treated ones.
+    holdout: bool = False
+    held_out_action: SuggestedAction | None = None
 
 
 class WebhookEvent(BaseModel):
