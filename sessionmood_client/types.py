@@ -141,6 +141,20 @@ NO_NUL = r"^[^\x00]*$"
 Timestamp = Annotated[float, Field(ge=0, le=1e11, description="Unix time in seconds")]
 Coordinate = Annotated[float, Field(ge=-1e6, le=1e6, description="Viewport pixels")]
 DurationMs = Annotated[float, Field(ge=0, le=1e9, description="Milliseconds")]
+# The element an event happened on, as tracker.js describes it: the site's own
+# ``data-sm-name``, else a short CSS-like selector; never page text or values
+# (docs/tracker.md). Optional everywhere it may appear, so trackers that do
+# not send it keep working. Control characters are refused: a descriptor is
+# shown in the dashboard and exported, and no selector holds one.
+Target = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The element, as tracker.js describes it (docs/tracker.md)",
+    ),
+]
 
 
 class _EventBase(BaseModel):
@@ -165,6 +179,7 @@ class ClickEvent(_EventBase):
 
     _may_be_dead: ClassVar[bool] = True
     type: Literal["click"] = "click"
+    target: Target | None = None
     x: Coordinate | None = None
     y: Coordinate | None = None
     dead: bool | None = Field(  # type: ignore[assignment]
@@ -181,6 +196,7 @@ class RageClickEvent(_EventBase):
     """Rapid repeated clicks in a tight area."""
 
     type: Literal["rage_click"] = "rage_click"
+    target: Target | None = None
     x: Coordinate | None = None
     y: Coordinate | None = None
 
@@ -197,6 +213,7 @@ class InputPauseEvent(_EventBase):
     """Typing stopped mid-field for ``duration_ms``."""
 
     type: Literal["input_pause"] = "input_pause"
+    target: Target | None = None
     duration_ms: DurationMs | None = None
 
 
@@ -223,6 +240,7 @@ class ErrorEvent(_EventBase):
     """A JS or API error surfaced to the visitor."""
 
     type: Literal["error"] = "error"
+    target: Target | None = None
     message: Annotated[str, Field(max_length=512, pattern=NO_NUL)] | None = None
 
 
@@ -237,6 +255,7 @@ class HoverEvent(_EventBase):
     """The pointer dwelt on an element for ``duration_ms`` without clicking."""
 
     type: Literal["hover"] = "hover"
+    target: Target | None = None
     duration_ms: DurationMs | None = None
 
 
@@ -244,12 +263,14 @@ class FocusEvent(_EventBase):
     """A form field received focus."""
 
     type: Literal["focus"] = "focus"
+    target: Target | None = None
 
 
 class BlurEvent(_EventBase):
     """A form field lost focus."""
 
     type: Literal["blur"] = "blur"
+    target: Target | None = None
 
 
 Event: TypeAlias = Annotated[
