@@ -152,6 +152,34 @@ class ActionCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class ElementCounts:
+    """One element on one page, summed over the sessions that acted on it
+    (``Storage.element_counts``)."""
+
+    page: str
+    target: str
+    sessions: int
+    clicks: int
+    rage_clicks: int
+    dead_clicks: int
+    error_clicks: int
+    hesitations: int
+    frustrated_sessions: int  # turned frustrated or confused within 10 s after acting on it
+
+
+@dataclass(slots=True)
+class JourneyCounts:
+    """One path of a session's first page views (``Storage.journeys``)."""
+
+    path: tuple[str, ...]
+    sessions: int = 0
+    # Per step: how many of the sessions left that page in each mood.
+    moods: list[dict[MoodLabel, int]] = field(default_factory=list)
+    # Step (1-based) -> sessions that were first frustrated on it.
+    first_frustrated: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookRecord:
     id: str
     tenant_id: int

@@ -16,8 +16,20 @@ import orjson
 from sessionmood_client.types import MoodLabel, SuggestedAction
 from sessionmood_server import engine
 from sessionmood_server.learning import apply_policy
+from sessionmood_server.rules import HOVER_HESITATION_MS, INPUT_HESITATION_MS
 
 _EVENT_CORE = frozenset({"type", "ts"})
+
+# Element analytics (GET /v1/analytics/elements): a session "struggled with"
+# an element when it turned frustrated or confused within this many seconds
+# (on the events' clock) after acting on it.
+STRUGGLE_WINDOW_S = 10.0
+STRUGGLE_MOODS = frozenset({"frustrated", "confused"})
+# Journeys keep a session's first MAX_STEPS page views, plus one more row that
+# only absorbs later updates (see ``Visit``), so a page deep in a long visit
+# never rewrites an early step that happens to have its URL.
+MAX_STEPS = 8
+STORED_STEPS = MAX_STEPS + 1
 
 
 class StoredSession(NamedTuple):
@@ -29,6 +41,48 @@ class StoredSession(NamedTuple):
     mood: str
 
 
+class Visit(NamedTuple):
+    """One step of a session's journey as a batch saw it: a page and the mood it
+    was left in (or is in now); ``frustrated`` if the session was frustrated
+    on it at a verdict of this batch. ``continued``: the page the session was
+    on before the batch (its stored step is updated, not a new one added)."""
+
+    url: str
+    mood: MoodLabel
+    frustrated: bool
+    continued: bool
+
+
+@dataclass(slots=True)
+class ElementTally:
+    """What one batch did to one element on one page (GET /v1/analytics/elements)."""
+
+    clicks: int = 0
+    rage_clicks: int = 0
+    dead_clicks: int = 0
+    error_clicks: int = 0
+    hesitations: int = 0  # hovers and typing pauses past the engine's thresholds
+    last_ts: float = 0.0  # the latest action on it, on the events' clock
+
+
+def _tally(tally: ElementTally, ev: dict[str, Any], t: float) -> None:
+    etype = ev["type"]
+    if etype == "click":
+        tally.clicks += 1
+        tally.dead_clicks += ev.get("dead") is True
+    elif etype == "rage_click":
+        tally.rage_clicks += 1
+    elif etype == "error":
+        tally.error_clicks += 1  # tracker.js names the element only after a click
+    elif etype in ("hover", "input_pause"):
+        # The engine's own thresholds; a bare one counts, as in its rules.
+        least = HOVER_HESITATION_MS if etype == "hover" else INPUT_HESITATION_MS
+        duration = ev.get("duration_ms")
+        tally.hesitations += duration is None or duration >= least
+    if t > tally.last_ts:
+        tally.last_ts = t
+
+
 @dataclass(slots=True)
 class BatchOutcome:
     state: engine.State
@@ -37,24 +91,46 @@ class BatchOutcome:
     # The mood each page was left in (or is in now): url -> mood. Feeds the
     # per-page heatmap; a page visited twice keeps its latest visit.
     page_moods: dict[str, MoodLabel]
+    # The pages of the batch in order, consecutive repeats collapsed (journeys).
+    visits: list[Visit]
+    # (page, target) -> what the batch did to it; page "" before any page_view.
+    elements: dict[tuple[str, str], ElementTally]
 
 
 def fold_batch(
     state: engine.State, event_count: int, last_url: str | None, events: list[dict[str, Any]]
 ) -> BatchOutcome:
     page_moods: dict[str, MoodLabel] = {}
+    visits: list[Visit] = []
+    elements: dict[tuple[str, str], ElementTally] = {}
+    first_url = last_url if state.n else None
     for ev in events:
         url = ev.get("url") if ev["type"] == "page_view" else None
         if url and last_url and url != last_url and state.n:
             # Leaving a page: remember the mood the visitor left it in.
-            page_moods[last_url] = engine.verdict(state).mood
+            mood = engine.verdict(state).mood
+            page_moods[last_url] = mood
+            visits.append(_visit(last_url, mood, visits, first_url))
         state = engine.fold(state, ev)
         if url:
             last_url = url
+        target = ev.get("target")
+        if target is not None:
+            key = (last_url or "", target)
+            tally = elements.get(key)
+            if tally is None:
+                tally = elements[key] = ElementTally()
+            _tally(tally, ev, state.t_max)
     verdict = engine.verdict(state)
     if last_url:
         page_moods[last_url] = verdict.mood
-    return BatchOutcome(state, verdict, last_url, page_moods)
+        visits.append(_visit(last_url, verdict.mood, visits, first_url))
+    return BatchOutcome(state, verdict, last_url, page_moods, visits, elements)
+
+
+def _visit(url: str, mood: MoodLabel, visits: list[Visit], first_url: str | None) -> Visit:
+    """``url`` left (or still open) in ``mood``, after ``visits`` of this batch."""
+    return Visit(url, mood, mood == "frustrated", not visits and url == first_url)
 
 
 class EventColumns(NamedTuple):
@@ -106,6 +182,11 @@ class AppliedBatch:
     # on the same page in the same mood.
     page_moods: dict[str, MoodLabel]
     response: dict[str, Any]  # the PostEventsResponse body
+    # The journey steps to (re)record: as ``page_moods``, none when nothing moved.
+    visits: list[Visit]
+    # Set when the batch turned the session frustrated or confused: elements
+    # acted on since this time (events' clock) are marked as struggled with.
+    struggled_since: float | None
 
     @property
     def changed(self) -> bool:
@@ -130,6 +211,9 @@ def apply_batch(
     action = apply_policy(policy or {}, verdict.mood, verdict.suggested_action, signals)
     total = count + len(events)
     pages = folded.page_moods if folded.page_moods != {last_url: previous} else {}
+    visits = folded.visits if pages else []
+    turned = verdict.mood in STRUGGLE_MOODS and verdict.mood != previous
+    struggled_since = folded.state.t_max - STRUGGLE_WINDOW_S if turned else None
     response = {
         "session_id": session_id,
         "events_stored": len(events),
@@ -139,4 +223,6 @@ def apply_batch(
         "signals": signals,
         "suggested_action": action,
     }
-    return AppliedBatch(folded, previous, total, signals, action, pages, response)
+    return AppliedBatch(
+        folded, previous, total, signals, action, pages, response, visits, struggled_since
+    )

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from sessionmood_server.records import Batch
+from sessionmood_server.scoring import ElementTally
 from sessionmood_server.storage.postgres.appender import (
     GROUP_SHARE,
     IN_FLIGHT,
@@ -152,6 +153,7 @@ async def test_text_with_quotes_backslashes_braces_and_null_lands_unchanged() ->
                 first_seq=2,
                 pages={page: "neutral"},
                 signals=["insufficient_data"],
+                elements={(page, v): ElementTally(clicks=1, last_ts=NOW) for v in AWKWARD},
             )
         )
         assert row[1] == 0
@@ -161,6 +163,8 @@ async def test_text_with_quotes_backslashes_braces_and_null_lands_unchanged() ->
         assert [orjson.loads(r[0]) for r in events] == [{"message": v} for v in AWKWARD]
         pages = await _fetch(url, "SELECT url FROM page_moods ORDER BY updated_at DESC")
         assert pages[0][0] == page
+        elements = await _fetch(url, "SELECT page, target, clicks FROM element_sessions")
+        assert sorted(tuple(r) for r in elements) == sorted((page, v, 1) for v in AWKWARD)
 
 
 async def test_a_failing_group_is_sent_again_batch_by_batch() -> None:
@@ -181,6 +185,7 @@ async def test_a_failing_group_is_sent_again_batch_by_batch() -> None:
                 first_seq=2,
                 pages={url_: "neutral"},
                 signals=["insufficient_data"],
+                elements={},
             )
 
         sent: list[int] = []

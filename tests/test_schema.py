@@ -82,8 +82,9 @@ def test_a_failing_sqlite_migration_leaves_nothing_behind(tmp_path: Path) -> Non
 def test_the_migration_files_are_found_in_version_order() -> None:
     sqlite_versions = [v for v, _ in load_migrations("sessionmood_server.storage.sqlite")]
     postgres_versions = [v for v, _ in load_migrations("sessionmood_server.storage.postgres")]
-    assert sqlite_versions == [1, 2, 3, 4, 5, 6, 8]  # 7 is PostgreSQL's only
-    assert postgres_versions == [1, 4, 6, 7, 8, 9]  # 9: row versions, PostgreSQL only
+    assert sqlite_versions == [1, 2, 3, 4, 5, 6, 8, 10]  # 7 is PostgreSQL's only
+    # 9: row versions, PostgreSQL only; 10: elements and journeys, both
+    assert postgres_versions == [1, 4, 6, 7, 8, 9, 10]
     assert sqlite_schema.MIGRATIONS[0][1].lstrip().startswith("CREATE TABLE tenants")
 
 
@@ -122,7 +123,11 @@ def test_the_appenders_parameters_are_sm_append_cacheds_in_order_and_type() -> N
     sends, in the order and with the types ``sm_append_cached`` declares."""
     from sessionmood_server.storage.postgres import appender
 
-    sql = (ROOT / "sessionmood_server/storage/postgres/migrations/009.sql").read_text()
+    # The newest migration that (re)creates the function is the one in force.
+    migrations = sorted((ROOT / "sessionmood_server/storage/postgres/migrations").glob("*.sql"))
+    sql = [
+        m.read_text() for m in migrations if "CREATE FUNCTION sm_append_cached(" in m.read_text()
+    ][-1]
     signature = sql[sql.index("CREATE FUNCTION sm_append_cached(") : sql.index(") RETURNS TABLE")]
     declared = re.findall(r"\bp_\w+ ([A-Z ]+?)\[\]", signature)
     assert len(declared) == len(appender.BatchRow._fields) + len(appender.GroupRows._fields)

@@ -1,4 +1,4 @@
-"""Analytics endpoints: moods, pages, actions, and this month's usage."""
+"""Analytics endpoints: moods, pages, elements, journeys, actions, and this month's usage."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from sessionmood_client.types import (
     ActionAnalyticsItem,
     ActionAnalyticsResponse,
     AnalyticsResponse,
+    ElementAnalyticsResponse,
+    JourneyAnalyticsResponse,
     PageAnalyticsResponse,
     UsageResponse,
 )
 from sessionmood_server.http.api import Api
 from sessionmood_server.http.auth import authenticate
+from sessionmood_server.http.errors import bad_request
 from sessionmood_server.http.params import int_param, parse_time_param
 from sessionmood_server.http.responses import (
     NO_STORE,
@@ -29,8 +32,31 @@ from sessionmood_server.http.responses import (
     month_bounds,
 )
 from sessionmood_server.keys import PLAN_INFO
+from sessionmood_server.records import ElementCounts, JourneyCounts
+from sessionmood_server.scoring import MAX_STEPS
 
 DEFAULT_PAGES = 100  # GET /v1/analytics/pages without ``limit``
+DEFAULT_ELEMENTS, MOST_ELEMENTS = 50, 1000  # GET /v1/analytics/elements
+DEFAULT_STEPS = 4  # GET /v1/analytics/journeys: first page views per path (at most MAX_STEPS)
+DEFAULT_JOURNEYS, MOST_JOURNEYS = 20, 1000
+MAX_PAGE = 2048  # as a page_view's url
+
+# What an element's signals suggest fixing (docs/tracker.md, "Where visitors
+# struggle"): the kind of signal with the most occurrences wins; on a tie the
+# more concrete finding (a failure, then no answer, then doubt).
+FIX_ERRORS = "the action fails"
+FIX_DEAD = "looks clickable but does nothing, or answers too slowly"
+FIX_HESITATION = "the field or its label is unclear"
+
+
+def suggested_fix(e: ElementCounts) -> str | None:
+    found = [
+        (e.error_clicks, FIX_ERRORS),
+        (e.dead_clicks + e.rage_clicks, FIX_DEAD),
+        (e.hesitations, FIX_HESITATION),
+    ]
+    n, fix = max(found, key=lambda f: f[0])  # the first of equals
+    return fix if n else None
 
 
 async def analytics_moods(api: Api, request: Request) -> Response:
@@ -66,6 +92,79 @@ async def analytics_pages(api: Api, request: Request) -> Response:
     body = PageAnalyticsResponse(since=dt(since), until=dt(until), pages=[])
     payload = body.model_dump(mode="json")
     payload["pages"] = items
+    return JSONResponse(payload, headers=NO_STORE)
+
+
+def _page_param(request: Request) -> str | None:
+    page = request.query_params.get("page")
+    if page is None or page == "":
+        return None
+    if len(page) > MAX_PAGE or "\x00" in page:
+        raise bad_request(
+            "Invalid field",
+            field="page",
+            message=f"page is a URL path of at most {MAX_PAGE} characters, without NUL",
+        )
+    return page
+
+
+async def analytics_elements(api: Api, request: Request) -> Response:
+    key = await authenticate(api.storage, request)
+    since, until = parse_time_param(request, "since"), parse_time_param(request, "until")
+    page = _page_param(request)
+    limit = int_param(request, "limit", DEFAULT_ELEMENTS, MOST_ELEMENTS)
+    rows = await api.storage.element_counts(key.tenant_id, since, until, page, limit)
+    body = ElementAnalyticsResponse(since=dt(since), until=dt(until), page=page, elements=[])
+    payload = body.model_dump(mode="json")
+    # Plain dicts in the ElementAnalyticsItem shape (a test checks it), as for pages.
+    payload["elements"] = [
+        {
+            "page": e.page,
+            "target": e.target,
+            "sessions": e.sessions,
+            "clicks": e.clicks,
+            "rage_clicks": e.rage_clicks,
+            "dead_clicks": e.dead_clicks,
+            "error_clicks": e.error_clicks,
+            "hesitations": e.hesitations,
+            "frustrated_sessions": e.frustrated_sessions,
+            "struggle_rate": round(e.frustrated_sessions / e.sessions, 4),
+            "suggested_fix": suggested_fix(e),
+        }
+        for e in rows
+    ]
+    return JSONResponse(payload, headers=NO_STORE)
+
+
+def frustration_starts_at(j: JourneyCounts) -> int | None:
+    """The (0-based) step on which most of the path's frustrated sessions were
+    first frustrated; the earliest of equals."""
+    if not j.first_frustrated:
+        return None
+    step = max(sorted(j.first_frustrated), key=lambda s: j.first_frustrated[s])
+    return step - 1
+
+
+async def analytics_journeys(api: Api, request: Request) -> Response:
+    key = await authenticate(api.storage, request)
+    since, until = parse_time_param(request, "since"), parse_time_param(request, "until")
+    steps = int_param(request, "steps", DEFAULT_STEPS, MAX_STEPS)
+    limit = int_param(request, "limit", DEFAULT_JOURNEYS, MOST_JOURNEYS)
+    rows = await api.storage.journeys(key.tenant_id, since, until, steps, limit)
+    body = JourneyAnalyticsResponse(since=dt(since), until=dt(until), steps=steps, journeys=[])
+    payload = body.model_dump(mode="json")
+    payload["journeys"] = [
+        {
+            "path": list(j.path),
+            "sessions": j.sessions,
+            "steps": [
+                {"url": url, "mood_distribution": distribution_rows(moods)}
+                for url, moods in zip(j.path, j.moods, strict=True)
+            ],
+            "frustration_starts_at": frustration_starts_at(j),
+        }
+        for j in rows
+    ]
     return JSONResponse(payload, headers=NO_STORE)
 
 

@@ -48,6 +48,24 @@ PAGES_LIMIT = _query(
     "pages at most, busiest first (default 100, cap 1,000)",
     {"type": "integer", "minimum": 1},
 )
+ELEMENTS_LIMIT = _query(
+    "limit",
+    "elements at most, most struggling sessions first (default 50, cap 1,000)",
+    {"type": "integer", "minimum": 1},
+)
+PAGE = _query(
+    "page", "only elements on this page (a URL path, as page_view sent it)", {"type": "string"}
+)
+STEPS = _query(
+    "steps",
+    "page views per path: a session's first ones, repeats collapsed (default 4, cap 8)",
+    {"type": "integer", "minimum": 1},
+)
+JOURNEYS_LIMIT = _query(
+    "limit",
+    "paths at most, commonest first (default 20, cap 1,000)",
+    {"type": "integer", "minimum": 1},
+)
 CURSOR = _query(
     "cursor",
     "the next_cursor of the previous page",
@@ -197,6 +215,33 @@ OPERATIONS: tuple[Operation, ...] = (
         description="Secret keys only. The `limit` busiest pages (default 100, capped at 1,000 "
         "unless configured).",
         query=(SINCE, UNTIL, PAGES_LIMIT),
+    ),
+    Operation(
+        "GET",
+        "/v1/analytics/elements",
+        analytics.analytics_elements,
+        "Where visitors struggle: per page and element, its signals and a suggested fix",
+        "analytics",
+        {200: m.ElementAnalyticsResponse, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        description="Secret keys only. Per (page, element) that tracker.js named (`target`, "
+        "see docs/tracker.md): sessions, clicks, rage, dead and error clicks, hesitations, the "
+        "sessions that turned frustrated or confused within 10 s after acting on it, their "
+        "share and a suggested fix. Most struggling sessions first; `since`/`until` select "
+        "sessions active in the window.",
+        query=(SINCE, UNTIL, PAGE, ELEMENTS_LIMIT),
+    ),
+    Operation(
+        "GET",
+        "/v1/analytics/journeys",
+        analytics.analytics_journeys,
+        "The commonest paths of a session's first page views, with the mood at each step",
+        "analytics",
+        {200: m.JourneyAnalyticsResponse, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        description="Secret keys only. Sessions whose first page view falls in "
+        "`since`/`until`, grouped by their first `steps` pages (URL paths, consecutive repeats "
+        "collapsed): sessions, the mood visitors left each step in, and the step where most "
+        "of the path's frustrated sessions first turned frustrated.",
+        query=(SINCE, UNTIL, STEPS, JOURNEYS_LIMIT),
     ),
     Operation(
         "GET",

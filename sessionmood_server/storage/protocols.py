@@ -21,7 +21,9 @@ from sessionmood_server.records import (
     Batch,
     DeliveryJob,
     DeliveryRecord,
+    ElementCounts,
     Feedback,
+    JourneyCounts,
     KeyRecord,
     MoodChangeRecord,
     MoodCounts,
@@ -111,6 +113,21 @@ class Storage(Protocol):
     async def action_counts(
         self, tenant_id: int, since: float | None, until: float | None, trusted_only: bool = False
     ) -> list[ActionCounts]: ...
+
+    async def element_counts(
+        self, tenant_id: int, since: float | None, until: float | None, page: str | None, limit: int
+    ) -> list[ElementCounts]:
+        """Per (page, element) of sessions active in the window (on ``page`` only,
+        if given): the ``limit`` with the most struggling sessions, then the most
+        sessions, ties by page and element (code point order)."""
+        ...
+
+    async def journeys(
+        self, tenant_id: int, since: float | None, until: float | None, steps: int, limit: int
+    ) -> list[JourneyCounts]:
+        """Sessions whose journey began in the window, by their first ``steps``
+        pages (1 to ``scoring.MAX_STEPS``): the ``limit`` commonest paths, ties by path."""
+        ...
 
     async def mood_changes(
         self, tenant_id: int, after_id: int, limit: int = 100

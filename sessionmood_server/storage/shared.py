@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 
 from sessionmood_client.types import MOODS, MoodLabel
 from sessionmood_server.limits import Admission
-from sessionmood_server.records import AppendResult, KeyRecord, MoodCounts, Quota
+from sessionmood_server.records import (
+    AppendResult,
+    ElementCounts,
+    JourneyCounts,
+    KeyRecord,
+    MoodCounts,
+    Quota,
+)
 from sessionmood_server.storage.protocols import ChangeListener
 
 DEMO_CUSTOMER = "SessionMood demo"
@@ -29,6 +36,8 @@ SESSION_TABLES = (
     "feedback",
     "batches",
     "page_moods",
+    "element_sessions",
+    "journey_steps",
     "mood_changes",
     "webhook_deliveries",
     # Erased too (the id may be a user id); the month's usage count is kept in
@@ -51,6 +60,28 @@ FOREVER = 1e18
 # asyncpg's ``Record``), never by position.
 Row = Any
 R = TypeVar("R")
+
+
+# A journey step, the same SQL on both backends: ``{p}`` is the driver's
+# parameter mark (SQLite's ``?N``, asyncpg's ``$N``). Parameters: 1 url,
+# 2 mood, 3 frustrated (0/1), 4 now, 5 tenant, 6 session, 7 the most rows.
+# The page the session was on: its latest step takes the mood it is in now.
+JOURNEY_CONTINUE_SQL = (
+    "UPDATE journey_steps SET mood = {p}2, updated_at = {p}4, "
+    "frustrated = CASE WHEN frustrated > {p}3 THEN frustrated ELSE {p}3 END "
+    "WHERE tenant_id = {p}5 AND session_id = {p}6 AND url = {p}1 AND step = "
+    "(SELECT max(step) FROM journey_steps WHERE tenant_id = {p}5 AND session_id = {p}6)"
+)
+# A new page: the next step, while the session has fewer than {p}7. Its step
+# number is read in the same statement, under the batch's session lock.
+JOURNEY_STEP_SQL = (
+    "INSERT INTO journey_steps (tenant_id, session_id, step, url, mood, frustrated, "
+    "started_at, updated_at) SELECT CAST({p}5 AS BIGINT), CAST({p}6 AS TEXT), m.n + 1, "
+    "CAST({p}1 AS TEXT), CAST({p}2 AS TEXT), CAST({p}3 AS INT), "
+    "coalesce(m.started, CAST({p}4 AS DOUBLE PRECISION)), CAST({p}4 AS DOUBLE PRECISION) "
+    "FROM (SELECT coalesce(max(step), 0) AS n, min(started_at) AS started "
+    "FROM journey_steps WHERE tenant_id = {p}5 AND session_id = {p}6) m WHERE m.n < {p}7"
+)
 
 
 def key_record(row: Row, origins: Iterable[str]) -> KeyRecord:
@@ -163,6 +194,78 @@ def page_moods(rows: Iterable[Row]) -> dict[str, dict[MoodLabel, int]]:
     for row in rows:
         out.setdefault(row["url"], {})[row["mood"]] = row["sessions"]
     return busiest_first(out)
+
+
+# GET /v1/analytics/elements: per (page, element), most struggling sessions
+# first. Parameters: 1 tenant, 2-3 the window (updated_at), 4 page or NULL,
+# 5 limit. ``{c}`` orders text by code point on both backends.
+ELEMENT_COUNTS_SQL = (
+    "SELECT page, target, count(*) AS sessions, sum(clicks) AS clicks, "
+    "sum(rage_clicks) AS rage_clicks, sum(dead_clicks) AS dead_clicks, "
+    "sum(error_clicks) AS error_clicks, sum(hesitations) AS hesitations, "
+    "sum(frustrated) AS frustrated_sessions FROM element_sessions "
+    "WHERE tenant_id = {p}1 AND updated_at >= {p}2 AND updated_at < {p}3 "
+    "AND (CAST({p}4 AS TEXT) IS NULL OR page = {p}4) GROUP BY page, target "
+    "ORDER BY frustrated_sessions DESC, sessions DESC, page{c}, target{c} LIMIT {p}5"
+)
+
+
+def element_counts(rows: Iterable[Row]) -> list[ElementCounts]:
+    # sum() of integers is numeric on PostgreSQL: int() keeps the records exact ints.
+    return [
+        ElementCounts(
+            page=row["page"],
+            target=row["target"],
+            sessions=int(row["sessions"]),
+            clicks=int(row["clicks"]),
+            rage_clicks=int(row["rage_clicks"]),
+            dead_clicks=int(row["dead_clicks"]),
+            error_clicks=int(row["error_clicks"]),
+            hesitations=int(row["hesitations"]),
+            frustrated_sessions=int(row["frustrated_sessions"]),
+        )
+        for row in rows
+    ]
+
+
+def journeys_sql(steps: int, p: str) -> str:
+    """Sessions whose journey started in the window ({p}1 tenant, {p}2-{p}3),
+    grouped by their first ``steps`` pages, the mood each was left in and the
+    first step they were frustrated on: one row per combination, ``n`` sessions."""
+    urls = [f"max(CASE WHEN step = {i} THEN url END) AS u{i}" for i in range(1, steps + 1)]
+    moods = [f"max(CASE WHEN step = {i} THEN mood END) AS m{i}" for i in range(1, steps + 1)]
+    numbers = range(1, steps + 1)
+    keys = ", ".join([f"u{i}" for i in numbers] + [f"m{i}" for i in numbers])
+    return (
+        f"WITH s AS (SELECT session_id, {', '.join(urls + moods)}, "
+        "min(CASE WHEN frustrated = 1 THEN step END) AS ff FROM journey_steps "
+        f"WHERE tenant_id = {p}1 AND started_at >= {p}2 AND started_at < {p}3 "
+        f"AND step <= {steps} GROUP BY session_id) "
+        f"SELECT {keys}, ff, count(*) AS n FROM s GROUP BY {keys}, ff"
+    )
+
+
+def journeys(rows: Iterable[Row], steps: int, limit: int) -> list[JourneyCounts]:
+    """``journeys_sql``'s rows as paths: the ``limit`` with the most sessions,
+    ties by path (code point order)."""
+    paths: dict[tuple[str, ...], JourneyCounts] = {}
+    for row in rows:
+        path = tuple(u for i in range(1, steps + 1) if (u := row[f"u{i}"]) is not None)
+        if not path:
+            continue
+        found = paths.get(path)
+        if found is None:
+            found = paths[path] = JourneyCounts(path, moods=[{} for _ in path])
+        n = int(row["n"])
+        found.sessions += n
+        for i, step in enumerate(found.moods, start=1):
+            mood = row[f"m{i}"]
+            step[mood] = step.get(mood, 0) + n
+        ff = row["ff"]
+        if ff is not None:
+            found.first_frustrated[ff] = found.first_frustrated.get(ff, 0) + n
+    ranked = sorted(paths.values(), key=lambda j: (-j.sessions, j.path))
+    return ranked[:limit] if limit else ranked
 
 
 class KeyCache:

@@ -1,6 +1,6 @@
 """Group commit for the PostgreSQL fast path: the cached batches of concurrent
 requests go to the database together, in one call of ``sm_append_cached``
-(``migrations/009.sql``): one round trip, one transaction, one commit flush
+(``migrations/009.sql``, 010's since): one round trip, one transaction, one commit flush
 for the whole group.
 
 At most ``IN_FLIGHT`` groups are at the database at once; whatever arrives
@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sessionmood_server.scoring import EventColumns, event_columns
+from sessionmood_server.scoring import ElementTally, EventColumns, event_columns
 
 log = logging.getLogger("sessionmood.storage")
 
@@ -67,12 +67,13 @@ class Folded(NamedTuple):
     first_seq: int  # the number of the batch's first event in its session
     pages: Mapping[str, str]  # url -> mood
     signals: list[str]
+    elements: Mapping[tuple[str, str], ElementTally]  # (page, target) -> its counts
 
 
 class GroupRows(NamedTuple):
     """The rest of ``sm_append_cached``'s parameters, in its order (``p_ev_batch``
-    to ``p_signals``): the events, pages and signals of every batch of the group,
-    each with its batch's place in the group (1-based)."""
+    to ``p_el_ts``): the events, pages, signals and element counts of every
+    batch of the group, each with its batch's place in the group (1-based)."""
 
     ev_batch: list[int]
     seqs: list[int]
@@ -84,6 +85,15 @@ class GroupRows(NamedTuple):
     moods: list[str]
     signal_batch: list[int]
     signals: list[str]
+    el_batch: list[int]
+    el_page: list[str]
+    el_target: list[str]
+    el_clicks: list[int]
+    el_rage: list[int]
+    el_dead: list[int]
+    el_error: list[int]
+    el_hesitations: list[int]
+    el_ts: list[float]
 
 
 # The array type of each parameter, by its field's name. Each goes as one text
@@ -97,7 +107,9 @@ _SQL_TYPES = {
     "action": "text", "total": "bigint", "last_url": "text", "now": "double precision",
     "ev_batch": "int", "seqs": "bigint", "types": "text", "ts": "double precision",
     "fields": "text", "page_batch": "int", "urls": "text", "moods": "text",
-    "signal_batch": "int", "signals": "text",
+    "signal_batch": "int", "signals": "text", "el_batch": "int", "el_page": "text",
+    "el_target": "text", "el_clicks": "int", "el_rage": "int", "el_dead": "int",
+    "el_error": "int", "el_hesitations": "int", "el_ts": "double precision",
 }  # fmt: skip
 _NUMERIC = {"bigint", "int", "double precision"}
 # (type, numeric) of each parameter, in order: the records' fields give the order.
@@ -136,8 +148,8 @@ def _texts(xs: Sequence[str | None]) -> str:
 
 
 def group_rows(group: list[Folded]) -> GroupRows:
-    """The events, pages and signals of ``group``, a column each. The events go
-    straight into the group's columns: no columns of their own per batch."""
+    """The events, pages, signals and elements of ``group``, a column each. The
+    events go straight into the group's columns: no columns of their own per batch."""
     ev_batch: list[int] = []
     events = EventColumns([], [], [], [])
     page_batch: list[int] = []
@@ -145,6 +157,9 @@ def group_rows(group: list[Folded]) -> GroupRows:
     moods: list[str] = []
     signal_batch: list[int] = []
     signals: list[str] = []
+    el_batch: list[int] = []
+    keys: list[tuple[str, str]] = []
+    tallies: list[ElementTally] = []
     for k, f in enumerate(group, start=1):
         ev_batch += [k] * len(f.events)
         event_columns(f.events, f.first_seq, into=events)
@@ -153,6 +168,9 @@ def group_rows(group: list[Folded]) -> GroupRows:
         moods += f.pages.values()
         signal_batch += [k] * len(f.signals)
         signals += f.signals
+        el_batch += [k] * len(f.elements)
+        keys += f.elements
+        tallies += f.elements.values()
     return GroupRows(
         ev_batch=ev_batch,
         seqs=events.seqs,
@@ -164,11 +182,20 @@ def group_rows(group: list[Folded]) -> GroupRows:
         moods=moods,
         signal_batch=signal_batch,
         signals=signals,
+        el_batch=el_batch,
+        el_page=[page for page, _ in keys],
+        el_target=[target for _, target in keys],
+        el_clicks=[e.clicks for e in tallies],
+        el_rage=[e.rage_clicks for e in tallies],
+        el_dead=[e.dead_clicks for e in tallies],
+        el_error=[e.error_clicks for e in tallies],
+        el_hesitations=[e.hesitations for e in tallies],
+        el_ts=[e.last_ts for e in tallies],
     )
 
 
 def _arguments(group: list[Folded]) -> list[str]:
-    """``sm_append_cached``'s 26 arrays as literals: a column of the batches'
+    """``sm_append_cached``'s 35 arrays as literals: a column of the batches'
     ``BatchRow`` values per field, then the ``GroupRows``."""
     columns: list[Sequence[Any]] = [
         *zip(*(f.row for f in group), strict=True),

@@ -118,8 +118,10 @@ async def append_cached(
             break
         stored = StoredSession(entry.state.copy(), entry.event_count, entry.last_url, entry.mood)
         b = apply_batch(batch.session_id, stored, events, batch.policy)
-        if b.changed:
-            break  # the mood change, its outbox rows and NOTIFY: the full path
+        if b.changed or b.visits:
+            # The mood change, its outbox rows and NOTIFY, or a journey step
+            # (its number is read in SQL): the full path.
+            break
         row = await appender.append(_folded(batch, entry.version, locks, b))
         status = row["status"]
         if status == 0:
@@ -165,4 +167,5 @@ def _folded(
         first_seq=b.total - len(batch.events) + 1,
         pages=b.page_moods,
         signals=b.signals,
+        elements=b.folded.elements,
     )

@@ -19,6 +19,7 @@ from sessionmood_server import engine
 from sessionmood_server.outbox import webhook_payload
 from sessionmood_server.records import AppendResult, Batch, Feedback, Quota, SessionRecord
 from sessionmood_server.scoring import (
+    STORED_STEPS,
     AppliedBatch,
     EventColumns,
     StoredSession,
@@ -210,6 +211,7 @@ async def append(c: Any, batch: Batch, schema: str) -> tuple[AppendResult, Cache
         and not await count_session_month(c, batch.tenant_id, batch.session_id, batch.quota)
     ):
         raise Rollback(AppendResult("quota"))
+    await record_struggle(c, batch, b)
     if b.changed:
         await record_change(c, batch, b, schema)
     out = b.folded
@@ -221,6 +223,53 @@ def _stored_session(row: Row) -> StoredSession:
     return StoredSession(
         engine.loads(row["state"]), row["event_count"], row["last_url"], row["mood"]
     )
+
+
+# What a batch did to each element adds to the session's row for it (the fast
+# path's sm_append_cached, migration 10, does the same).
+ELEMENTS_SQL = (
+    "INSERT INTO element_sessions AS e (tenant_id, session_id, page_key, page, target, "
+    "clicks, rage_clicks, dead_clicks, error_clicks, hesitations, last_ts, updated_at) "
+    "SELECT $1::bigint, $2::text, sha256(convert_to(x.page, 'UTF8')), x.page, x.target, "
+    "x.clicks, x.rage, x.dead, x.error, x.hes, x.ts, $3::float8 "
+    "FROM unnest($4::text[], $5::text[], $6::int[], $7::int[], $8::int[], $9::int[], "
+    "$10::int[], $11::float8[]) AS x(page, target, clicks, rage, dead, error, hes, ts) "
+    "ON CONFLICT (tenant_id, session_id, page_key, target) DO UPDATE "
+    "SET clicks = e.clicks + excluded.clicks, rage_clicks = e.rage_clicks + excluded.rage_clicks, "
+    "dead_clicks = e.dead_clicks + excluded.dead_clicks, "
+    "error_clicks = e.error_clicks + excluded.error_clicks, "
+    "hesitations = e.hesitations + excluded.hesitations, "
+    "last_ts = GREATEST(e.last_ts, excluded.last_ts), updated_at = excluded.updated_at"
+)
+# The session turned frustrated or confused: the elements it acted on since $3 struggled.
+STRUGGLED_SQL = (
+    "UPDATE element_sessions SET frustrated = 1 WHERE tenant_id = $1 AND session_id = $2 "
+    "AND last_ts >= $3 AND frustrated = 0"
+)
+JOURNEY_CONTINUE_SQL = shared.JOURNEY_CONTINUE_SQL.format(p="$")
+JOURNEY_STEP_SQL = shared.JOURNEY_STEP_SQL.format(p="$")
+
+
+async def record_struggle(c: Any, batch: Batch, b: AppliedBatch) -> None:
+    """Elements, journey steps and struggle marks of a batch on the full path."""
+    t, sid, now = batch.tenant_id, batch.session_id, batch.now
+    elements = b.folded.elements
+    if elements:
+        tallies = elements.values()
+        await c.execute(
+            ELEMENTS_SQL, t, sid, now, [page for page, _ in elements],
+            [target for _, target in elements], [e.clicks for e in tallies],
+            [e.rage_clicks for e in tallies], [e.dead_clicks for e in tallies],
+            [e.error_clicks for e in tallies], [e.hesitations for e in tallies],
+            [e.last_ts for e in tallies],
+        )  # fmt: skip
+    for visit in b.visits:
+        args = (visit.url, visit.mood, int(visit.frustrated), now, t, sid)
+        if visit.continued and await c.fetchval(JOURNEY_CONTINUE_SQL + " RETURNING 1", *args):
+            continue
+        await c.execute(JOURNEY_STEP_SQL, *args, STORED_STEPS)
+    if b.struggled_since is not None:
+        await c.execute(STRUGGLED_SQL, t, sid, b.struggled_since)
 
 
 # Count session $5 in month $2 unless the plan ($3 blocks, $4 limit) refuses it.

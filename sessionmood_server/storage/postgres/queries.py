@@ -19,6 +19,8 @@ from sessionmood_server.records import (
     Attempt,
     DeliveryJob,
     DeliveryRecord,
+    ElementCounts,
+    JourneyCounts,
     KeyRecord,
     MoodChangeRecord,
     MoodCounts,
@@ -190,6 +192,23 @@ async def action_counts(
 ) -> list[ActionCounts]:
     rows = await c.fetch(ACTION_COUNTS_SQL, tenant_id, *shared.window(since, until), trusted_only)
     return [shared.record_from(ActionCounts, row) for row in rows]
+
+
+ELEMENT_COUNTS_SQL = shared.ELEMENT_COUNTS_SQL.format(p="$", c=' COLLATE "C"')
+
+
+async def element_counts(
+    c: Any, tenant_id: int, since: float | None, until: float | None, page: str | None, limit: int
+) -> list[ElementCounts]:
+    rows = await c.fetch(ELEMENT_COUNTS_SQL, tenant_id, *shared.window(since, until), page, limit)
+    return shared.element_counts(rows)
+
+
+async def journeys(
+    c: Any, tenant_id: int, since: float | None, until: float | None, steps: int, limit: int
+) -> list[JourneyCounts]:
+    rows = await c.fetch(shared.journeys_sql(steps, "$"), tenant_id, *shared.window(since, until))
+    return shared.journeys(rows, steps, limit)
 
 
 def _mood_change(row: Row) -> MoodChangeRecord:

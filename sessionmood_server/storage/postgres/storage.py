@@ -307,6 +307,18 @@ class PostgresStorage(Notifications):
         async with self._conn() as conn:
             return await queries.action_counts(conn, tenant_id, since, until, trusted_only)
 
+    async def element_counts(
+        self, tenant_id: int, since: float | None, until: float | None, page: str | None, limit: int
+    ) -> list[records.ElementCounts]:
+        async with self._conn() as conn:
+            return await queries.element_counts(conn, tenant_id, since, until, page, limit)
+
+    async def journeys(
+        self, tenant_id: int, since: float | None, until: float | None, steps: int, limit: int
+    ) -> list[records.JourneyCounts]:
+        async with self._conn() as conn:
+            return await queries.journeys(conn, tenant_id, since, until, steps, limit)
+
     async def mood_changes(
         self, tenant_id: int, after_id: int, limit: int = 100
     ) -> list[records.MoodChangeRecord]:

@@ -30,7 +30,7 @@ from sessionmood_server.records import (
     Quota,
     SessionRecord,
 )
-from sessionmood_server.scoring import AppliedBatch, StoredSession, apply_batch
+from sessionmood_server.scoring import STORED_STEPS, AppliedBatch, StoredSession, apply_batch
 from sessionmood_server.storage import shared
 from sessionmood_server.storage.shared import Row
 from sessionmood_server.storage.sqlite.cache import HotEntry, SessionCache, SessionKey
@@ -125,6 +125,12 @@ def append(c: sqlite3.Connection, cache: SessionCache, batch: Batch) -> tuple[Ap
         cache.stage_lag(key, batch_row)
     if b.page_moods:
         _record_pages(c, batch, b)
+    if b.folded.elements:
+        _record_elements(c, batch, b)
+    if b.visits:
+        _record_journey(c, batch, b)
+    if b.struggled_since is not None:
+        c.execute(STRUGGLED_SQL, (batch.tenant_id, batch.session_id, b.struggled_since))
     if b.changed:
         _record_change(c, batch, b)
     if batch.batch_id is not None:
@@ -206,6 +212,45 @@ def _record_pages(c: sqlite3.Connection, batch: Batch, b: AppliedBatch) -> None:
             for url, mood in b.page_moods.items()
         ],
     )
+
+
+# What a batch did to each element adds to the session's row for it.
+ELEMENTS_SQL = (
+    "INSERT INTO element_sessions VALUES (?,?,?,?,?,?,?,?,?,0,?,?) ON CONFLICT "
+    "(tenant_id, session_id, page, target) DO UPDATE SET clicks=clicks+excluded.clicks, "
+    "rage_clicks=rage_clicks+excluded.rage_clicks, dead_clicks=dead_clicks+excluded.dead_clicks, "
+    "error_clicks=error_clicks+excluded.error_clicks, "
+    "hesitations=hesitations+excluded.hesitations, last_ts=max(last_ts, excluded.last_ts), "
+    "updated_at=excluded.updated_at"
+)
+# The session turned frustrated or confused: the elements it acted on since ? struggled.
+STRUGGLED_SQL = (
+    "UPDATE element_sessions SET frustrated=1 WHERE tenant_id=? AND session_id=? "
+    "AND last_ts >= ? AND frustrated=0"
+)
+
+
+def _record_elements(c: sqlite3.Connection, batch: Batch, b: AppliedBatch) -> None:
+    t, sid, now = batch.tenant_id, batch.session_id, batch.now
+    c.executemany(
+        ELEMENTS_SQL,
+        [
+            (t, sid, page, target, e.clicks, e.rage_clicks, e.dead_clicks, e.error_clicks,
+             e.hesitations, e.last_ts, now)
+            for (page, target), e in b.folded.elements.items()
+        ],
+    )  # fmt: skip
+
+
+def _record_journey(c: sqlite3.Connection, batch: Batch, b: AppliedBatch) -> None:
+    """The batch's pages as steps: the page it was on before is its latest step
+    (updated); every other one is the next step, up to ``STORED_STEPS``."""
+    t, sid, now = batch.tenant_id, batch.session_id, batch.now
+    for visit in b.visits:
+        args = (visit.url, visit.mood, int(visit.frustrated), now, t, sid)
+        if visit.continued and c.execute(shared.JOURNEY_CONTINUE_SQL.format(p="?"), args).rowcount:
+            continue
+        c.execute(shared.JOURNEY_STEP_SQL.format(p="?"), (*args, STORED_STEPS))
 
 
 def _record_change(c: sqlite3.Connection, batch: Batch, b: AppliedBatch) -> None:

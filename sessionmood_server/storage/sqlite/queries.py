@@ -21,6 +21,8 @@ from sessionmood_server.records import (
     Attempt,
     DeliveryJob,
     DeliveryRecord,
+    ElementCounts,
+    JourneyCounts,
     KeyRecord,
     MoodChangeRecord,
     MoodCounts,
@@ -201,6 +203,32 @@ def page_moods(
             (*window, limit or -1, *window),
         )
     )
+
+
+def element_counts(
+    c: sqlite3.Connection,
+    tenant_id: int,
+    since: float | None,
+    until: float | None,
+    page: str | None,
+    limit: int,
+) -> list[ElementCounts]:
+    sql = shared.ELEMENT_COUNTS_SQL.format(p="?", c="")
+    return shared.element_counts(
+        c.execute(sql, (tenant_id, *shared.window(since, until), page, limit))
+    )
+
+
+def journeys(
+    c: sqlite3.Connection,
+    tenant_id: int,
+    since: float | None,
+    until: float | None,
+    steps: int,
+    limit: int,
+) -> list[JourneyCounts]:
+    rows = c.execute(shared.journeys_sql(steps, "?"), (tenant_id, *shared.window(since, until)))
+    return shared.journeys(rows, steps, limit)
 
 
 def action_counts(

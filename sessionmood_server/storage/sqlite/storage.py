@@ -356,6 +356,20 @@ class SQLiteStorage(Notifications):
             lambda c: queries.action_counts(c, tenant_id, since, until, trusted_only)
         )
 
+    async def element_counts(
+        self, tenant_id: int, since: float | None, until: float | None, page: str | None, limit: int
+    ) -> list[records.ElementCounts]:
+        return await self._writer.read_large(
+            lambda c: queries.element_counts(c, tenant_id, since, until, page, limit)
+        )
+
+    async def journeys(
+        self, tenant_id: int, since: float | None, until: float | None, steps: int, limit: int
+    ) -> list[records.JourneyCounts]:
+        return await self._writer.read_large(
+            lambda c: queries.journeys(c, tenant_id, since, until, steps, limit)
+        )
+
     async def mood_changes(
         self, tenant_id: int, after_id: int, limit: int = 100
     ) -> list[records.MoodChangeRecord]:
