@@ -45,10 +45,12 @@ from .types import (
     ActionAnalyticsResponse,
     AnalyticsResponse,
     DeleteSessionResponse,
+    ElementAnalyticsResponse,
     Event,
     ExportEventsResponse,
     FeedbackResponse,
     HealthResponse,
+    JourneyAnalyticsResponse,
     KeyGenerateResponse,
     MoodChange,
     MoodLabel,
@@ -186,6 +188,14 @@ def _time_params(since: TimeInput | None, until: TimeInput | None) -> dict[str, 
     if until is not None:
         params["until"] = format_time(until, "until")
     return params
+
+
+def _positive(params: dict[str, str], name: str, value: int | None) -> None:
+    """``value`` as query parameter ``name``, if given: a positive int."""
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int")
+        params[name] = str(value)
 
 
 def _string_list(values: Sequence[str], name: str) -> list[str]:
@@ -402,11 +412,35 @@ class BaseClient(Generic[HttpClientT]):
         self, since: TimeInput | None, until: TimeInput | None, limit: int | None = None
     ) -> RequestSpec[PageAnalyticsResponse]:
         params = _time_params(since, until)
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise ValueError("limit must be a positive int")
-            params["limit"] = str(limit)
+        _positive(params, "limit", limit)
         return RequestSpec("GET", "/v1/analytics/pages", PageAnalyticsResponse, params=params)
+
+    def _get_element_analytics_spec(
+        self,
+        since: TimeInput | None,
+        until: TimeInput | None,
+        page: str | None,
+        limit: int | None,
+    ) -> RequestSpec[ElementAnalyticsResponse]:
+        params = _time_params(since, until)
+        if page is not None:
+            if not isinstance(page, str) or not page:
+                raise ValueError("page must be a non-empty URL path")
+            params["page"] = page
+        _positive(params, "limit", limit)
+        return RequestSpec("GET", "/v1/analytics/elements", ElementAnalyticsResponse, params=params)
+
+    def _get_journeys_spec(
+        self,
+        since: TimeInput | None,
+        until: TimeInput | None,
+        steps: int | None,
+        limit: int | None,
+    ) -> RequestSpec[JourneyAnalyticsResponse]:
+        params = _time_params(since, until)
+        _positive(params, "steps", steps)
+        _positive(params, "limit", limit)
+        return RequestSpec("GET", "/v1/analytics/journeys", JourneyAnalyticsResponse, params=params)
 
     def _get_action_analytics_spec(
         self, since: TimeInput | None, until: TimeInput | None

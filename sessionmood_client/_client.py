@@ -33,9 +33,11 @@ from .types import (
     ActionAnalyticsResponse,
     AnalyticsResponse,
     DeleteSessionResponse,
+    ElementAnalyticsResponse,
     ExportEventsResponse,
     FeedbackResponse,
     HealthResponse,
+    JourneyAnalyticsResponse,
     KeyGenerateResponse,
     MoodLabel,
     MoodResponse,
@@ -190,6 +192,36 @@ class SessionMoodClient(BaseClient[httpx.Client]):
         ``limit`` pages at most (the server's default is 100).
         """
         return self._request(self._get_page_analytics_spec(since, until, limit))
+
+    def get_element_analytics(
+        self,
+        since: TimeInput | None = None,
+        until: TimeInput | None = None,
+        page: str | None = None,
+        limit: int | None = None,
+    ) -> ElementAnalyticsResponse:
+        """Where visitors struggle: per page and element (tracker.js's ``target``),
+        its clicks, rage, dead and error clicks, hesitations, the sessions that
+        turned frustrated or confused within 10 s after acting on it, and a
+        suggested fix; most struggling sessions first.
+
+        ``page`` keeps one page's elements (a URL path); ``limit`` elements at
+        most (the server's default is 50, its cap 1,000).
+        """
+        return self._request(self._get_element_analytics_spec(since, until, page, limit))
+
+    def get_journeys(
+        self,
+        since: TimeInput | None = None,
+        until: TimeInput | None = None,
+        steps: int | None = None,
+        limit: int | None = None,
+    ) -> JourneyAnalyticsResponse:
+        """The commonest paths of a session's first ``steps`` page views (server
+        default 4, at most 8; repeats collapsed), with the mood visitors left each
+        step in and the step where frustration starts; ``limit`` paths (default 20).
+        """
+        return self._request(self._get_journeys_spec(since, until, steps, limit))
 
     def get_action_analytics(
         self, since: TimeInput | None = None, until: TimeInput | None = None
@@ -398,6 +430,36 @@ class AsyncSessionMoodClient(BaseClient[httpx.AsyncClient]):
         ``limit`` pages at most (the server's default is 100).
         """
         return await self._request(self._get_page_analytics_spec(since, until, limit))
+
+    async def get_element_analytics(
+        self,
+        since: TimeInput | None = None,
+        until: TimeInput | None = None,
+        page: str | None = None,
+        limit: int | None = None,
+    ) -> ElementAnalyticsResponse:
+        """Where visitors struggle: per page and element (tracker.js's ``target``),
+        its clicks, rage, dead and error clicks, hesitations, the sessions that
+        turned frustrated or confused within 10 s after acting on it, and a
+        suggested fix; most struggling sessions first.
+
+        ``page`` keeps one page's elements (a URL path); ``limit`` elements at
+        most (the server's default is 50, its cap 1,000).
+        """
+        return await self._request(self._get_element_analytics_spec(since, until, page, limit))
+
+    async def get_journeys(
+        self,
+        since: TimeInput | None = None,
+        until: TimeInput | None = None,
+        steps: int | None = None,
+        limit: int | None = None,
+    ) -> JourneyAnalyticsResponse:
+        """The commonest paths of a session's first ``steps`` page views (server
+        default 4, at most 8; repeats collapsed), with the mood visitors left each
+        step in and the step where frustration starts; ``limit`` paths (default 20).
+        """
+        return await self._request(self._get_journeys_spec(since, until, steps, limit))
 
     async def get_action_analytics(
         self, since: TimeInput | None = None, until: TimeInput | None = None

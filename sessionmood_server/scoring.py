@@ -120,7 +120,7 @@ def fold_batch(
             tally = elements.get(key)
             if tally is None:
                 tally = elements[key] = ElementTally()
-            _tally(tally, ev, state.t_max)
+            _tally(tally, ev, float(ev["ts"]))
     verdict = engine.verdict(state)
     if last_url:
         page_moods[last_url] = verdict.mood

@@ -94,7 +94,13 @@ def test_dashboard_endpoints_need_a_secret_key(client: TestClient, auth: dict[st
     pk = client.post(
         "/v1/keys/publishable", json={"allowed_origins": ["https://a.b"]}, headers=auth
     ).json()["publishable_key"]
-    for path in ("/v1/analytics/pages", "/v1/analytics/actions", "/v1/stream/moods"):
+    for path in (
+        "/v1/analytics/pages",
+        "/v1/analytics/elements",
+        "/v1/analytics/journeys",
+        "/v1/analytics/actions",
+        "/v1/stream/moods",
+    ):
         assert client.get(path).status_code == 401
         assert client.get(path, headers={"X-Api-Key": pk}).status_code == 403
 

@@ -60,6 +60,8 @@ SEMANTIC_VALIDATION = {
     ("POST", "/v1/keys/generate"),
     ("POST", "/v1/keys/publishable"),
     ("GET", "/v1/analytics/pages"),
+    ("GET", "/v1/analytics/elements"),
+    ("GET", "/v1/analytics/journeys"),
     ("GET", "/v1/analytics/actions"),
     ("POST", "/v1/webhooks"),
 }

@@ -41,6 +41,8 @@ def test_publishable_key_sends_events_and_learns_the_mood_from_the_answer(
         ("GET", "/v1/sessions/b1/mood"),
         ("GET", "/v1/stream/moods"),
         ("GET", "/v1/analytics/pages"),
+        ("GET", "/v1/analytics/elements"),
+        ("GET", "/v1/analytics/journeys"),
         ("GET", "/v1/analytics/moods"),
         ("GET", "/v1/usage"),
         ("GET", "/v1/sessions/b1/events"),

@@ -54,7 +54,9 @@ ELEMENTS_LIMIT = _query(
     {"type": "integer", "minimum": 1},
 )
 PAGE = _query(
-    "page", "only elements on this page (a URL path, as page_view sent it)", {"type": "string"}
+    "page",
+    "only elements on this page (a URL path, as page_view sent it)",
+    {"type": "string", "maxLength": 2048, "pattern": m.NO_NUL},
 )
 STEPS = _query(
     "steps",

@@ -32,10 +32,12 @@ from sessionmood_client import (
     ClickEvent,
     ConflictError,
     DeleteSessionResponse,
+    ElementAnalyticsResponse,
     ExportEventsResponse,
     FeedbackResponse,
     HealthResponse,
     InternalServerError,
+    JourneyAnalyticsResponse,
     KeyGenerateResponse,
     MoodResponse,
     NotFoundError,
@@ -614,6 +616,60 @@ async def test_get_action_analytics(api: respx.MockRouter, client: AsyncSessionM
     assert route.calls.last.request.url.query == b""
     await client.get_action_analytics(until=1_777_000_000)
     assert dict(route.calls.last.request.url.params) == {"until": "1777000000"}
+
+
+ELEMENT = {
+    "page": "/checkout",
+    "target": "Pay",
+    "sessions": 4,
+    "clicks": 9,
+    "rage_clicks": 2,
+    "dead_clicks": 5,
+    "error_clicks": 1,
+    "hesitations": 0,
+    "frustrated_sessions": 3,
+    "struggle_rate": 0.75,
+    "suggested_fix": "looks clickable but does nothing, or answers too slowly",
+}
+
+
+async def test_get_element_analytics(api: respx.MockRouter, client: AsyncSessionMoodClient) -> None:
+    route = api.get("/v1/analytics/elements").respond(
+        200, json={"since": None, "until": None, "page": "/checkout", "elements": [ELEMENT]}
+    )
+    result = await client.get_element_analytics(page="/checkout", limit=5, until=1_777_000_000)
+    assert isinstance(result, ElementAnalyticsResponse)
+    assert result.elements[0].target == "Pay" and result.elements[0].struggle_rate == 0.75
+    assert dict(route.calls.last.request.url.params) == {
+        "page": "/checkout",
+        "limit": "5",
+        "until": "1777000000",
+    }
+    await client.get_element_analytics()
+    assert route.calls.last.request.url.query == b""
+    for bad in ({"limit": 0}, {"limit": True}, {"page": ""}):
+        with pytest.raises(ValueError):
+            await client.get_element_analytics(**bad)
+    assert route.call_count == 2
+
+
+async def test_get_journeys(api: respx.MockRouter, client: AsyncSessionMoodClient) -> None:
+    step = {"url": "/", "mood_distribution": [{"mood": "neutral", "count": 2, "percentage": 100.0}]}
+    journey = {"path": ["/"], "sessions": 2, "steps": [step], "frustration_starts_at": None}
+    route = api.get("/v1/analytics/journeys").respond(
+        200, json={"since": None, "until": None, "steps": 3, "journeys": [journey]}
+    )
+    result = await client.get_journeys(steps=3, limit=10, since=1_777_000_000)
+    assert isinstance(result, JourneyAnalyticsResponse)
+    assert result.journeys[0].path == ["/"] and result.journeys[0].frustration_starts_at is None
+    assert dict(route.calls.last.request.url.params) == {
+        "steps": "3",
+        "limit": "10",
+        "since": "1777000000",
+    }
+    with pytest.raises(ValueError, match="steps"):
+        await client.get_journeys(steps=0)
+    assert route.call_count == 1
 
 
 @pytest.mark.parametrize(
