@@ -5,14 +5,16 @@
     .venv/bin/python bench/abuse.py signup                       # keys/minute from one client
     .venv/bin/python bench/abuse.py streams --backend sqlite     # 400 idle SSE streams vs POSTs
     .venv/bin/python bench/abuse.py stall --backend postgres     # /health during big answers
+    .venv/bin/python bench/abuse.py struggle                     # /health during elements, journeys
     .venv/bin/python bench/abuse.py all                          # everything, both backends
 
 Each section starts its own server (SQLite in a temporary directory, or
 PostgreSQL in a throwaway schema of ``SESSIONMOOD_BENCH_DATABASE_URL`` /
 ``SESSIONMOOD_TEST_DATABASE_URL``) and prints one table. ``quota`` and
 ``signup`` run with the server's default limits, since those are what they
-measure; ``streams`` and ``stall`` run with ``SESSIONMOOD_LIMITS=off`` so that
-one address may open 400 streams and build a 300,000-event session. Loads are
+measure; ``streams``, ``stall`` and ``struggle`` run with ``SESSIONMOOD_LIMITS=off``
+so that one address may open 400 streams, build a 300,000-event session or
+store a million events with 50,000 distinct elements. Loads are
 bounded and loopback only. Timings on a shared machine drift: ``streams``
 therefore reports ratios of interleaved rounds (no streams, 400 streams, ...).
 The script runs against older servers too (it only uses the HTTP API and
@@ -554,9 +556,105 @@ def stall(tmp: Path, backend: str, events: int = 300_000, urls: int = 20_000) ->
     table(f"/health latency during big answers ({backend})", rows)
 
 
+# -- struggle: /health while elements and journeys are computed -------------------------------
+
+
+def _visitor(k: int, events: int, targets: int, rng: Any) -> str:
+    """Session ``k``: ``events`` events over a path of up to 8 of 40 pages, each
+    click on one of ``targets`` elements (a few popular ones, a long tail); one
+    session in five hammers a dead control and gets an error."""
+    path = [f"/p/{rng.randrange(40)}" for _ in range(rng.randint(1, 8))]
+    out: list[dict[str, Any]] = []
+    ts = 1_790_000_000.0 + k * 3600
+    angry = k % 5 == 0
+    for step, page in enumerate(path):
+        out.append({"type": "page_view", "url": page, "ts": ts})
+        for i in range((events - len(path)) * (step + 1) // len(path) - len(out) + step + 1):
+            ts += 0.7
+            el = int(targets * rng.random() ** 3)  # popular elements first, a long tail
+            kind = "click"
+            if angry and i % 50 == 7:
+                kind = "rage_click"
+            elif angry and i % 50 == 9:
+                kind = "error"
+            out.append({"type": kind, "x": 1, "y": 2, "ts": ts, "target": f"#el-{el}"})
+    return json.dumps({"events": out[:events]}, separators=(",", ":"))
+
+
+async def _struggle_run(port: int, events: int, targets: int) -> list[tuple[str, str]]:
+    import random
+
+    key = await new_key(port, "pro", "struggle")
+    h = {"Content-Type": "application/json", "X-Api-Key": key}
+    rng = random.Random(26)
+    per_session = 500
+    sessions = events // per_session
+    t0 = time.perf_counter()
+
+    async def fill(worker: int) -> None:
+        c = Conn(port)
+        for k in range(worker, sessions, 4):
+            status, body = await c.request(
+                "POST", f"/v1/sessions/v{k}/events", _visitor(k, per_session, targets, rng), h
+            )
+            if status != 200:
+                raise RuntimeError(f"filling: {status} {body[:200]!r}")
+        c.close()
+
+    await asyncio.gather(*(fill(w) for w in range(4)))
+    filled = time.perf_counter() - t0
+    await asyncio.sleep(6)  # lagging session rows catch up first (SQLite)
+    c = Conn(port)
+
+    def answer(path: str, key_name: str) -> Any:
+        async def run() -> tuple[int, int]:
+            status, payload = await c.request("GET", path, "", h)
+            if status != 200:
+                raise RuntimeError(f"{path}: {status} {payload[:200]!r}")
+            return len(json.loads(payload)[key_name]), len(payload)
+
+        return run
+
+    rows = [
+        (f"stored {sessions * per_session:,} events in {sessions:,} sessions", f"{filled:.0f} s")
+    ]
+    lat, _, _ = await _probe_during(port, lambda: asyncio.sleep(2))
+    rows.append(
+        ("/health while idle: p50 / max", f"{pct(lat, 0.5) * 1e3:.1f} / {max(lat) * 1e3:.1f} ms")
+    )
+    for path, key_name in (
+        ("/v1/analytics/elements", "elements"),
+        ("/v1/analytics/elements?limit=1000", "elements"),
+        ("/v1/analytics/elements?page=/p/7", "elements"),
+        ("/v1/analytics/journeys", "journeys"),
+        ("/v1/analytics/journeys?steps=8&limit=1000", "journeys"),
+    ):
+        lat, took, (count, size) = await _probe_during(port, answer(path, key_name))
+        rows.append(
+            (
+                f"GET {path} ({count:,} rows, {size / 1e3:,.0f} kB, {took:.2f} s)",
+                f"/health max {max(lat) * 1e3:,.0f} ms, p99 {pct(lat, 0.99) * 1e3:,.0f} ms",
+            )
+        )
+    c.close()
+    return rows
+
+
+def struggle(tmp: Path, backend: str, events: int = 1_000_000, targets: int = 50_000) -> None:
+    with serve(backend, tmp, SESSIONMOOD_LIMITS="off") as s:
+        rows = asyncio.run(_struggle_run(s.port, events, targets))
+    table(
+        f"/health latency while elements and journeys are computed ({backend}, "
+        f"{events:,} events, {targets:,} elements)",
+        rows,
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("section", choices=["quota", "signup", "streams", "stall", "all"])
+    ap.add_argument("section", choices=["quota", "signup", "streams", "stall", "struggle", "all"])
+    ap.add_argument("--events", type=int, default=1_000_000, help="struggle: events stored")
+    ap.add_argument("--targets", type=int, default=50_000, help="struggle: distinct elements")
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--rounds", type=int, default=5, help="streams: interleaved rounds")
     ap.add_argument("--seconds", type=float, default=3.0, help="streams: seconds per round")
@@ -581,6 +679,8 @@ def main() -> int:
                 streams(tmp, backend, a.rounds, a.seconds)
             if a.section in {"stall", "all"}:
                 stall(tmp, backend)
+            if a.section in {"struggle", "all"}:
+                struggle(tmp, backend, a.events, a.targets)
     return 0
 
 
