@@ -14,6 +14,9 @@
   const LAST_ID_STORE = 'sessionmood_dashboard_last_event';
   const REFRESH_MS = 5000;
   const FEED_MAX = 50;
+  const STRUGGLE_FETCH = 60; // elements read; shown: STRUGGLE_PAGES pages x STRUGGLE_PER_PAGE
+  const STRUGGLE_PAGES = 5, STRUGGLE_PER_PAGE = 4;
+  const JOURNEYS_SHOWN = 8;
   const MOODS = ['frustrated', 'confused', 'disengaged', 'browsing', 'decisive', 'focused', 'neutral'];
   const COLOURS = {
     frustrated: '#e5484d', confused: '#f5a524', disengaged: '#8b8d98', browsing: '#12a594',
@@ -122,8 +125,10 @@
     const range = $('[data-range]').value;
     const q = range ? '?since=' + Math.floor(Date.now() / 1000 - Number(range)) : '';
     const k = key;
-    refreshing = Promise.all([api('/v1/analytics/moods'), api('/v1/analytics/pages' + q), api('/v1/analytics/actions' + q), api('/v1/usage')])
-      .then(([moods, pages, actions, usage]) => {
+    const more = q ? q + '&' : '?';
+    refreshing = Promise.all([api('/v1/analytics/moods'), api('/v1/analytics/pages' + q), api('/v1/analytics/actions' + q), api('/v1/usage'),
+      api('/v1/analytics/elements' + more + 'limit=' + STRUGGLE_FETCH), api('/v1/analytics/journeys' + more + 'limit=' + JOURNEYS_SHOWN)])
+      .then(([moods, pages, actions, usage, elements, journeys]) => {
         if (k !== key) return;
         demo = usage.customer === DEMO_CUSTOMER;
         $('[data-customer]').textContent = usage.customer ? 'Signed in as ' + usage.customer : '';
@@ -133,6 +138,8 @@
         renderDistribution(moods);
         renderHeatmap(pages.pages);
         renderActions(actions.actions);
+        renderStruggle(elements.elements);
+        renderJourneys(journeys.journeys);
         $('[data-updated]').textContent = 'Updated ' + new Date().toLocaleTimeString();
       })
       .catch(err => {
@@ -249,6 +256,64 @@
       el('thead', {}, el('tr', {}, ...['Intervention', 'Mood', 'Shown', 'Helpful', 'Not helpful', '', 'Helpful rate']
         .map((t, i) => el('th', { scope: 'col', class: i >= 2 && i !== 5 ? 'num' : null }, t || el('span', { class: 'sr-only', text: 'Ratings' }))))),
       el('tbody', {}, ...rows)));
+  }
+
+  // Where visitors struggle: the API's elements (most struggling sessions first),
+  // grouped by page in that order, each with its signals and the suggested fix.
+  function renderStruggle(elements) {
+    const box = $('[data-struggle]');
+    const byPage = new Map();
+    for (const e of elements) {
+      if (!byPage.has(e.page)) byPage.set(e.page, []);
+      byPage.get(e.page).push(e);
+    }
+    const pages = [...byPage].filter(([, els]) => els.some(e => e.frustrated_sessions)).slice(0, STRUGGLE_PAGES);
+    if (!pages.length) {
+      box.replaceChildren(el('p', { class: 'empty', text: elements.length
+        ? 'No element preceded a frustrated or confused session in this period.'
+        : 'No elements named yet: tracker.js names what visitors click, hover and type in (docs/tracker.md).' }));
+      return;
+    }
+    const signal = (n, one, many) => (n ? n + ' ' + (n === 1 ? one : many) : null);
+    box.replaceChildren(...pages.map(([page, els]) => el('section', { class: 'struggle-page', 'data-page': page },
+      el('h3', { class: 'url', title: page, text: page || '(before any page view)' }),
+      el('ol', { class: 'struggle' }, ...els.slice(0, STRUGGLE_PER_PAGE).map(e => {
+        const signals = [signal(e.dead_clicks, 'dead click', 'dead clicks'), signal(e.rage_clicks, 'rage click', 'rage clicks'),
+          signal(e.error_clicks, 'error after a click', 'errors after a click'), signal(e.hesitations, 'hesitation', 'hesitations')]
+          .filter(Boolean);
+        return el('li', { class: 'element', 'data-target': e.target, 'data-struggle-rate': e.struggle_rate },
+          el('div', { class: 'element-head' },
+            el('code', { class: 'target', title: e.target, text: e.target }),
+            el('span', { class: 'rate', text: pct(e.struggle_rate) }),
+            el('span', { class: 'muted small', text: e.frustrated_sessions + ' of ' + e.sessions + ' sessions' })),
+          el('div', { class: 'meter', role: 'img', 'aria-label': pct(e.struggle_rate) + ' of its sessions struggled' },
+            el('span', { style: 'width:' + Math.round(e.struggle_rate * 100) + '%' })),
+          signals.length ? el('p', { class: 'signals small', text: signals.join(' · ') }) : null,
+          e.suggested_fix ? el('p', { class: 'fix small' }, el('strong', { text: 'Likely: ' }), e.suggested_fix) : null);
+      })))));
+  }
+
+  // Journeys: each path as its steps, a mood bar per step (the mood visitors left
+  // it in), the step where most of its frustrated sessions first turned so marked.
+  function renderJourneys(journeys) {
+    const box = $('[data-journeys]');
+    if (!journeys.length) {
+      box.replaceChildren(el('p', { class: 'empty', text: 'No page views in this period.' }));
+      return;
+    }
+    box.replaceChildren(el('ol', { class: 'journeys' }, ...journeys.map(j => el('li', { class: 'journey', 'data-path': j.path.join(' > ') },
+      el('div', { class: 'journey-head' }, el('strong', { text: j.sessions.toLocaleString() }), el('span', { class: 'muted small', text: j.sessions === 1 ? ' session' : ' sessions' })),
+      el('ol', { class: 'steps' }, ...j.steps.map((step, i) => {
+        const total = step.mood_distribution.reduce((n, d) => n + d.count, 0) || 1;
+        const starts = i === j.frustration_starts_at;
+        const moods = step.mood_distribution.filter(d => d.count);
+        return el('li', { class: 'step' + (starts ? ' starts' : ''), 'data-url': step.url, 'data-frustration-starts': starts ? 'true' : null },
+          el('code', { class: 'url', title: step.url, text: step.url }),
+          el('div', { class: 'moodbar', role: 'img', 'aria-label': moods.map(d => d.mood + ' ' + d.count).join(', ') },
+            ...moods.map(d => el('span', { 'data-mood': d.mood, title: d.count + ' left it ' + d.mood,
+              style: 'width:' + (100 * d.count / total).toFixed(1) + '%;background:' + COLOURS[d.mood] }))),
+          starts ? el('span', { class: 'starts-label small', text: 'frustration starts here' }) : null);
+      }))))));
   }
 
   // -- live feed ----------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -114,10 +116,20 @@ async def analytics_elements(api: Api, request: Request) -> Response:
     page = _page_param(request)
     limit = int_param(request, "limit", DEFAULT_ELEMENTS, MOST_ELEMENTS)
     rows = await api.storage.element_counts(key.tenant_id, since, until, page, limit)
-    body = ElementAnalyticsResponse(since=dt(since), until=dt(until), page=page, elements=[])
-    payload = body.model_dump(mode="json")
+    head = ElementAnalyticsResponse(since=dt(since), until=dt(until), page=page, elements=[])
+    return await off_the_loop(lambda: {**head.model_dump(mode="json"), "elements": _elements(rows)})
+
+
+async def off_the_loop(build: Callable[[], dict[str, Any]]) -> Response:
+    """The JSON answer ``build`` makes, built and encoded on a worker thread: a
+    thousand journeys of eight steps are 56,000 small dicts and 2 MB, which
+    held the event loop (and every other request) for 140 ms."""
+    return await asyncio.to_thread(lambda: JSONResponse(build(), headers=NO_STORE))
+
+
+def _elements(rows: list[ElementCounts]) -> list[dict[str, Any]]:
     # Plain dicts in the ElementAnalyticsItem shape (a test checks it), as for pages.
-    payload["elements"] = [
+    return [
         {
             "page": e.page,
             "target": e.target,
@@ -133,7 +145,6 @@ async def analytics_elements(api: Api, request: Request) -> Response:
         }
         for e in rows
     ]
-    return JSONResponse(payload, headers=NO_STORE)
 
 
 def frustration_starts_at(j: JourneyCounts) -> int | None:
@@ -151,9 +162,12 @@ async def analytics_journeys(api: Api, request: Request) -> Response:
     steps = int_param(request, "steps", DEFAULT_STEPS, MAX_STEPS)
     limit = int_param(request, "limit", DEFAULT_JOURNEYS, MOST_JOURNEYS)
     rows = await api.storage.journeys(key.tenant_id, since, until, steps, limit)
-    body = JourneyAnalyticsResponse(since=dt(since), until=dt(until), steps=steps, journeys=[])
-    payload = body.model_dump(mode="json")
-    payload["journeys"] = [
+    head = JourneyAnalyticsResponse(since=dt(since), until=dt(until), steps=steps, journeys=[])
+    return await off_the_loop(lambda: {**head.model_dump(mode="json"), "journeys": _journeys(rows)})
+
+
+def _journeys(rows: list[JourneyCounts]) -> list[dict[str, Any]]:
+    return [
         {
             "path": list(j.path),
             "sessions": j.sessions,
@@ -165,7 +179,6 @@ async def analytics_journeys(api: Api, request: Request) -> Response:
         }
         for j in rows
     ]
-    return JSONResponse(payload, headers=NO_STORE)
 
 
 async def analytics_actions(api: Api, request: Request) -> Response:

@@ -34,6 +34,7 @@ from tests.e2e.test_demo import (
     session_id,
     shot,
     start_demo,
+    wait_until,
 )
 
 KEY_STORE = "sessionmood_dashboard_key"
@@ -60,6 +61,19 @@ def rage_click_product(page: Page, demo: Demo) -> str:
     box = page.locator("[data-product-figure]").bounding_box()
     assert box is not None
     for _ in range(3):
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.get_by_test_id("live-chat")).to_be_visible()
+    return session_id(page)
+
+
+def rage_on_the_dead_wallet(page: Page, demo: Demo) -> str:
+    """A shopper at checkout hammers the express-pay button, which does nothing."""
+    page.goto(demo.url("checkout.html"))
+    wallet = page.locator("[data-wallet]")
+    wallet.scroll_into_view_if_needed()
+    box = wallet.bounding_box()
+    assert box is not None
+    for _ in range(4):
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     expect(page.get_by_test_id("live-chat")).to_be_visible()
     return session_id(page)
@@ -129,6 +143,61 @@ def test_dashboard_shows_shopper_data_and_streams_mood_changes_live(
 
 
 @pytest.mark.e2e
+def test_where_visitors_struggle_names_the_dead_pay_block_first_on_checkout(
+    tmp_path: Path, browser: Browser, page: Page, console: Console
+) -> None:
+    demo = start_demo(tmp_path)  # a server of its own: these shoppers only
+    shop_context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        shop = console.watch(shop_context.new_page())
+        raged = rage_on_the_dead_wallet(shop, demo)
+        # Another shopper's payment fails twice; one more just browses the shop.
+        frustrated_checkout(console.watch(shop_context.new_page()), demo)
+        browse = console.watch(shop_context.new_page())
+        browse.goto(demo.url("index.html"))
+        browse.goto(demo.url("product.html?id=mug"))
+        checkout = "/demo/checkout.html"
+        stored = [e for e in demo.events(raged) if e["type"] in ("click", "rage_click")]
+        assert stored and {e.get("target") for e in stored} == {"Pay"}, stored
+
+        def first_on_checkout() -> dict[str, Any] | None:
+            found = demo.get(f"/v1/analytics/elements?page={checkout}")["elements"]
+            return found[0] if found and found[0]["frustrated_sessions"] >= 2 else None
+
+        wait_until(lambda: first_on_checkout() is not None)
+        top = first_on_checkout()
+        assert top is not None and top["target"] == "Pay", top
+        assert top["rage_clicks"] >= 1 and top["dead_clicks"] >= 3 and top["error_clicks"] >= 1
+        assert top["suggested_fix"] == "looks clickable but does nothing, or answers too slowly"
+        everywhere = demo.get("/v1/analytics/elements")["elements"]
+        assert (everywhere[0]["page"], everywhere[0]["target"]) == (checkout, "Pay")
+
+        # The dashboard says the same, on a desktop and at phone width.
+        for viewport in ({"width": 1280, "height": 900}, {"width": 390, "height": 844}):
+            page.set_viewport_size(viewport)
+            page.goto(demo.dashboard_url)
+            panel = page.get_by_test_id("struggle")
+            first_page = panel.locator(".struggle-page").first
+            expect(first_page).to_have_attribute("data-page", checkout)
+            first = first_page.locator("li.element").first
+            expect(first).to_have_attribute("data-target", "Pay")
+            expect(first).to_contain_text("looks clickable but does nothing")
+            expect(first.locator(".signals")).to_contain_text("rage click")
+            journeys = page.get_by_test_id("journeys")
+            path = journeys.locator('li.journey[data-path="/demo/checkout.html"]')
+            expect(path.locator("li.step").first).to_have_attribute(
+                "data-frustration-starts", "true"
+            )
+            expect(path.locator('.moodbar span[data-mood="frustrated"]')).to_have_count(1)
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
+            for box in (first, path):
+                assert box.evaluate(CLIPPED) == [], box.inner_text()
+    finally:
+        shop_context.close()
+        demo.server.stop()
+
+
+@pytest.mark.e2e
 def test_a_bad_key_goes_back_to_sign_in_with_a_clear_message(
     demo: Demo, page: Page, console: Console
 ) -> None:
@@ -182,15 +251,19 @@ FRUSTRATED: list[dict[str, Any]] = [
 PATTERNS: dict[str, tuple[str, list[tuple[float, dict[str, Any]]]]] = {
     "frustrated": (
         "checkout.html",
-        [(4, {"type": "click", "x": 1, "y": 1}), (9, FRUSTRATED[1]), (15, FRUSTRATED[2])],
+        [
+            (4, {"type": "click", "x": 1, "y": 1, "target": "Pay"}),
+            (9, {**FRUSTRATED[1], "target": "Pay"}),
+            (15, FRUSTRATED[2]),
+        ],
     ),
     "confused": (
         "checkout.html",
         [
-            (2, {"type": "focus"}),
-            (8, {"type": "input_pause", "duration_ms": 4200}),
-            (14, {"type": "input_pause", "duration_ms": 3600}),
-            (18, {"type": "hover", "duration_ms": 2600}),
+            (2, {"type": "focus", "target": "input#postcode"}),
+            (8, {"type": "input_pause", "duration_ms": 4200, "target": "input#postcode"}),
+            (14, {"type": "input_pause", "duration_ms": 3600, "target": "input#postcode"}),
+            (18, {"type": "hover", "duration_ms": 2600, "target": "label"}),
         ],
     ),
     "disengaged": (
@@ -278,7 +351,7 @@ def test_empty_panels_point_to_the_demo_shop_only_for_the_demo_tenant(
         page.goto(f"{demo.base}/dashboard/#key={other}")
         expect(page.locator("[data-customer]")).to_have_text("Signed in as Acme Inc")
         empty = page.locator(".empty")
-        expect(empty).to_have_count(4)
+        expect(empty).to_have_count(6)
         texts = " ".join(empty.all_text_contents())
         assert "demo" not in texts.lower() and "tracker.js" in texts and "/feedback" in texts
 

@@ -217,7 +217,7 @@ def _record_pages(c: sqlite3.Connection, batch: Batch, b: AppliedBatch) -> None:
 # What a batch did to each element adds to the session's row for it.
 ELEMENTS_SQL = (
     "INSERT INTO element_sessions VALUES (?,?,?,?,?,?,?,?,?,0,?,?) ON CONFLICT "
-    "(tenant_id, session_id, page, target) DO UPDATE SET clicks=clicks+excluded.clicks, "
+    "(tenant_id, page, target, session_id) DO UPDATE SET clicks=clicks+excluded.clicks, "
     "rage_clicks=rage_clicks+excluded.rage_clicks, dead_clicks=dead_clicks+excluded.dead_clicks, "
     "error_clicks=error_clicks+excluded.error_clicks, "
     "hesitations=hesitations+excluded.hesitations, last_ts=max(last_ts, excluded.last_ts), "

@@ -19,9 +19,13 @@ CREATE TABLE element_sessions (
     frustrated INTEGER NOT NULL DEFAULT 0,
     last_ts REAL NOT NULL,
     updated_at REAL NOT NULL,
-    PRIMARY KEY (tenant_id, session_id, page, target)
+    PRIMARY KEY (tenant_id, page, target, session_id)
 ) WITHOUT ROWID;
-CREATE INDEX element_sessions_tenant ON element_sessions(tenant_id, updated_at);
+-- Keyed by element first: the analytics group by (page, target) in key
+-- order, without sorting the rows (a million of them in one tenant took 2 s
+-- to sort), and one page's elements are a range. A session's rows (struggle
+-- marks, erasure) are found through this index.
+CREATE INDEX element_sessions_session ON element_sessions(tenant_id, session_id);
 CREATE TABLE journey_steps (
     tenant_id INTEGER NOT NULL,
     session_id TEXT NOT NULL,
