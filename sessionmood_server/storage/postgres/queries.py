@@ -9,6 +9,7 @@ transaction and the locks; nothing here touches a cache.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -200,7 +201,13 @@ ELEMENT_COUNTS_SQL = shared.ELEMENT_COUNTS_SQL.format(p="$", c=' COLLATE "C"')
 async def element_counts(
     c: Any, tenant_id: int, since: float | None, until: float | None, page: str | None, limit: int
 ) -> list[ElementCounts]:
-    rows = await c.fetch(ELEMENT_COUNTS_SQL, tenant_id, *shared.window(since, until), page, limit)
+    # One core: a parallel plan took every core of a small database host for
+    # seconds (and, sharing the host, the replica's requests with it).
+    async with c.transaction():
+        await c.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        rows = await c.fetch(
+            ELEMENT_COUNTS_SQL, tenant_id, *shared.window(since, until), page, limit
+        )
     return shared.element_counts(rows)
 
 
@@ -208,7 +215,9 @@ async def journeys(
     c: Any, tenant_id: int, since: float | None, until: float | None, steps: int, limit: int
 ) -> list[JourneyCounts]:
     rows = await c.fetch(shared.journeys_sql(steps, "$"), tenant_id, *shared.window(since, until))
-    return shared.journeys(rows, steps, limit)
+    # Thousands of rows folded into paths: on a worker thread, as SQLite's
+    # reads run, so the event loop keeps answering meanwhile.
+    return await asyncio.to_thread(shared.journeys, rows, steps, limit)
 
 
 def _mood_change(row: Row) -> MoodChangeRecord:
