@@ -44,8 +44,11 @@ def webhook_payload(
     signals: list[str],
     action: str,
     occurred_at: float,
+    holdout: bool = False,
 ) -> str:
-    """The JSON body of a ``mood.changed`` delivery, built from the shared wire model."""
+    """The JSON body of a ``mood.changed`` delivery, built from the shared wire
+    model; a held-out session's says ``no_action`` and names ``action`` as the
+    one held back."""
     when = datetime.fromtimestamp(occurred_at, UTC)
     event = WebhookEvent.model_validate(
         {
@@ -58,7 +61,9 @@ def webhook_payload(
                 "mood": mood,
                 "confidence": confidence,
                 "signals": signals,
-                "suggested_action": action,
+                "suggested_action": "no_action" if holdout else action,
+                "holdout": holdout,
+                "held_out_action": action if holdout else None,
                 "occurred_at": when,
             },
         }

@@ -43,6 +43,9 @@ class SessionRecord:
     event_count: int
     updated_at: float
     last_url: str | None
+    # In the holdout (control) group: answers say no_action and name
+    # ``suggested_action`` as ``held_out_action`` (which is what is stored).
+    holdout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,9 @@ class Batch:
     fingerprint: str | None = None
     max_events: int = 0
     admission: Admission | None = None
+    # The group a session this batch opens goes to (``holdout.held_out``);
+    # an existing session keeps the group it was given.
+    holdout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +143,10 @@ class MoodChangeRecord:
     mood: MoodLabel
     confidence: float
     signals: tuple[str, ...]
-    suggested_action: SuggestedAction
+    suggested_action: SuggestedAction  # as for the treated: masked on the way out if held out
     url: str | None
     occurred_at: float
+    holdout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +156,53 @@ class ActionCounts:
     taken: int
     helpful: int
     not_helpful: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldoutSetting:
+    """A tenant's holdout (``PUT /v1/holdout``): the share of new sessions held
+    out, the salt of its group hash, and when the share was last set."""
+
+    share: float = 0.0
+    salt: str | None = None
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A conversion to count once per (session, name) (``Storage.add_conversion``)."""
+
+    tenant_id: int
+    session_id: str
+    name: str
+    value: float | None
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionResult:
+    """What ``add_conversion`` did: ``found`` False if there is no such session;
+    ``counted`` False if this (session, name) was counted before (or ``full``);
+    the session's group."""
+
+    found: bool
+    counted: bool = False
+    holdout: bool = False
+    full: bool = False  # the session holds as many conversion names as it may
+
+
+@dataclass(frozen=True, slots=True)
+class UpliftCounts:
+    """Sessions first suggested ``action`` (or held back from it) in ``mood``, in
+    one group, and how many of them converted (``Storage.uplift_counts``). mood
+    and action are None on the overall rows (sessions exposed to any action)."""
+
+    mood: MoodLabel | None
+    action: SuggestedAction | None
+    holdout: bool
+    sessions: int
+    conversions: int
+    value: float  # sum of the converted sessions' values (0 without values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ class StoredSession(NamedTuple):
     event_count: int
     last_url: str | None
     mood: str
+    holdout: bool = False  # its group, decided at its first batch
 
 
 class Visit(NamedTuple):
@@ -187,10 +188,24 @@ class AppliedBatch:
     # Set when the batch turned the session frustrated or confused: elements
     # acted on since this time (events' clock) are marked as struggled with.
     struggled_since: float | None
+    # The session's group; ``action`` is what a treated session gets (stored
+    # so), the answer says ``no_action`` to a held-out one.
+    holdout: bool
+    # (mood, action) to record as first suggested (or held back) now: the
+    # batch opened the session or changed its mood, to a mood with an action.
+    exposure: tuple[MoodLabel, SuggestedAction] | None
 
     @property
     def changed(self) -> bool:
         return self.folded.verdict.mood != self.previous
+
+
+def answered(action: SuggestedAction, holdout: bool) -> dict[str, Any]:
+    """The action fields of an answer about a session: a held-out one gets
+    ``no_action`` and is told what it would have got."""
+    if holdout:
+        return {"suggested_action": "no_action", "holdout": True, "held_out_action": action}
+    return {"suggested_action": action, "holdout": False, "held_out_action": None}
 
 
 def apply_batch(
@@ -198,13 +213,14 @@ def apply_batch(
     stored: StoredSession | None,
     events: list[dict[str, Any]],
     policy: Mapping[MoodLabel, SuggestedAction] | None,
+    holdout: bool = False,
 ) -> AppliedBatch:
-    """Fold ``events`` into the ``stored`` session (None: a new one) and decide
-    everything the batch writes."""
+    """Fold ``events`` into the ``stored`` session (None: a new one, in the
+    holdout if ``holdout``) and decide everything the batch writes."""
     if stored is None:
         state, count, last_url, previous = engine.new_state(), 0, None, "neutral"
     else:
-        state, count, last_url, previous = stored
+        state, count, last_url, previous, holdout = stored
     folded = fold_batch(state, count, last_url, events)
     verdict = folded.verdict
     signals = list(verdict.signals)
@@ -221,8 +237,10 @@ def apply_batch(
         "current_mood": verdict.mood,
         "confidence": verdict.confidence,
         "signals": signals,
-        "suggested_action": action,
+        **answered(action, holdout),
     }
+    exposed = action != "no_action" and (stored is None or verdict.mood != previous)
     return AppliedBatch(
-        folded, previous, total, signals, action, pages, response, visits, struggled_since
-    )
+        folded, previous, total, signals, action, pages, response, visits, struggled_since,
+        holdout, (verdict.mood, action) if exposed else None,
+    )  # fmt: skip

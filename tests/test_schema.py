@@ -82,9 +82,9 @@ def test_a_failing_sqlite_migration_leaves_nothing_behind(tmp_path: Path) -> Non
 def test_the_migration_files_are_found_in_version_order() -> None:
     sqlite_versions = [v for v, _ in load_migrations("sessionmood_server.storage.sqlite")]
     postgres_versions = [v for v, _ in load_migrations("sessionmood_server.storage.postgres")]
-    assert sqlite_versions == [1, 2, 3, 4, 5, 6, 8, 10]  # 7 is PostgreSQL's only
+    assert sqlite_versions == [1, 2, 3, 4, 5, 6, 8, 10, 11]  # 7 is PostgreSQL's only
     # 9: row versions, PostgreSQL only; 10: elements and journeys, both
-    assert postgres_versions == [1, 4, 6, 7, 8, 9, 10]
+    assert postgres_versions == [1, 4, 6, 7, 8, 9, 10, 11]
     assert sqlite_schema.MIGRATIONS[0][1].lstrip().startswith("CREATE TABLE tenants")
 
 

@@ -19,15 +19,19 @@ from sessionmood_server.records import (
     AppendResult,
     Attempt,
     Batch,
+    Conversion,
+    ConversionResult,
     DeliveryJob,
     DeliveryRecord,
     ElementCounts,
     Feedback,
+    HoldoutSetting,
     JourneyCounts,
     KeyRecord,
     MoodChangeRecord,
     MoodCounts,
     SessionRecord,
+    UpliftCounts,
     WebhookRecord,
 )
 
@@ -91,6 +95,31 @@ class Storage(Protocol):
         ...
 
     async def delete_session(self, tenant_id: int, session_id: str) -> bool: ...
+
+    # holdout and conversions: the uplift of the actions
+    async def get_holdout(self, tenant_id: int) -> HoldoutSetting: ...
+
+    async def set_holdout(
+        self, tenant_id: int, share: float, salt: str, now: float
+    ) -> HoldoutSetting:
+        """Set the tenant's share; ``salt`` becomes its group hash's salt unless it
+        has one already (it never changes, so no session changes group)."""
+        ...
+
+    async def add_conversion(self, conversion: Conversion) -> ConversionResult:
+        """Count ``conversion`` once per (session, name), under the session's lock."""
+        ...
+
+    async def conversions_of(self, tenant_id: int, session_id: str) -> list[dict[str, Any]]:
+        """The session's conversions (name, value, created_at), oldest first (GDPR export)."""
+        ...
+
+    async def uplift_counts(
+        self, tenant_id: int, name: str, since: float | None, until: float | None
+    ) -> list[UpliftCounts]:
+        """Per (mood, action) and group, then per group over any action: sessions
+        first exposed in the window and how many converted under ``name``."""
+        ...
 
     async def mood_counts(self, tenant_id: int) -> MoodCounts: ...
 

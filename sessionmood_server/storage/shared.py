@@ -21,10 +21,12 @@ from sessionmood_server.limits import Admission
 from sessionmood_server.records import (
     AppendResult,
     ElementCounts,
+    HoldoutSetting,
     JourneyCounts,
     KeyRecord,
     MoodCounts,
     Quota,
+    UpliftCounts,
 )
 from sessionmood_server.storage.protocols import ChangeListener
 
@@ -38,6 +40,8 @@ SESSION_TABLES = (
     "page_moods",
     "element_sessions",
     "journey_steps",
+    "exposures",
+    "conversions",
     "mood_changes",
     "webhook_deliveries",
     # Erased too (the id may be a user id); the month's usage count is kept in
@@ -266,6 +270,47 @@ def journeys(rows: Iterable[Row], steps: int, limit: int) -> list[JourneyCounts]
             found.first_frustrated[ff] = found.first_frustrated.get(ff, 0) + n
     ranked = sorted(paths.values(), key=lambda j: (-j.sessions, j.path))
     return ranked[:limit] if limit else ranked
+
+
+# GET /v1/analytics/uplift: per (mood, action) and group, the sessions first
+# suggested the action (or held back from it) in the window and how many of
+# them converted under the name; then the same per group over sessions exposed
+# to any action (mood and action NULL). Parameters: 1 tenant, 2-3 the window
+# (first exposure), 4 the conversion name.
+UPLIFT_SQL = (
+    "WITH e AS (SELECT session_id, mood, action, holdout FROM exposures "
+    "WHERE tenant_id = {p}1 AND first_at >= {p}2 AND first_at < {p}3), "
+    "c AS (SELECT session_id, value FROM conversions WHERE tenant_id = {p}1 AND name = {p}4) "
+    "SELECT e.mood, e.action, e.holdout, count(*) AS sessions, "
+    "count(c.session_id) AS conversions, coalesce(sum(c.value), 0) AS value "
+    "FROM e LEFT JOIN c ON c.session_id = e.session_id GROUP BY e.mood, e.action, e.holdout "
+    "UNION ALL SELECT NULL, NULL, a.holdout, count(*), count(c.session_id), "
+    "coalesce(sum(c.value), 0) FROM (SELECT DISTINCT session_id, holdout FROM e) a "
+    "LEFT JOIN c ON c.session_id = a.session_id GROUP BY a.holdout"
+)
+# A session holds at most this many conversion names: a publishable key is
+# public, and each name is a row.
+MAX_CONVERSION_NAMES = 32
+
+
+def uplift_counts(rows: Iterable[Row]) -> list[UpliftCounts]:
+    return [
+        UpliftCounts(
+            mood=row["mood"],
+            action=row["action"],
+            holdout=bool(row["holdout"]),
+            sessions=int(row["sessions"]),
+            conversions=int(row["conversions"]),
+            value=float(row["value"]),
+        )
+        for row in rows
+    ]
+
+
+def holdout_setting(row: Row | None) -> HoldoutSetting:
+    if row is None:
+        return HoldoutSetting()
+    return HoldoutSetting(row["holdout_share"], row["holdout_salt"], row["holdout_updated_at"])
 
 
 class KeyCache:

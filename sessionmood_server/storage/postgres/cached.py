@@ -38,7 +38,7 @@ CACHE_SESSIONS = 20_000
 ATTEMPTS = 3
 
 READ_SQL = (
-    "SELECT version, state, event_count, last_url, mood FROM sessions "
+    "SELECT version, state, event_count, last_url, mood, holdout FROM sessions "
     "WHERE tenant_id = $1 AND session_id = $2"
 )
 
@@ -51,6 +51,7 @@ class Cached(NamedTuple):
     event_count: int
     last_url: str | None
     mood: str
+    holdout: bool = False
 
 
 class SessionStates:
@@ -80,11 +81,14 @@ class SessionStates:
         return len(self._entries)
 
 
-def _from_row(row: Any) -> Cached:
-    """From a ``READ_SQL`` row, or an ``appender.APPEND_SQL`` one (named alike)."""
+def _from_row(row: Any, holdout: bool | None = None) -> Cached:
+    """From a ``READ_SQL`` row, or an ``appender.APPEND_SQL`` one (named alike,
+    without the group: a session's group never changes, so it is the one
+    ``holdout`` held; an erased and restarted id is a new session, which
+    takes the full path)."""
     return Cached(
         row["version"], engine.loads(row["state"]), row["event_count"], row["last_url"],
-        row["mood"],
+        row["mood"], row["holdout"] if holdout is None else holdout,
     )  # fmt: skip
 
 
@@ -116,7 +120,9 @@ async def append_cached(
     for _ in range(ATTEMPTS):
         if shared.refuse_batch(entry.event_count, len(events), batch.max_events, None):
             break
-        stored = StoredSession(entry.state.copy(), entry.event_count, entry.last_url, entry.mood)
+        stored = StoredSession(
+            entry.state.copy(), entry.event_count, entry.last_url, entry.mood, entry.holdout
+        )
         b = apply_batch(batch.session_id, stored, events, batch.policy)
         if b.changed or b.visits:
             # The mood change, its outbox rows and NOTIFY, or a journey step
@@ -127,12 +133,16 @@ async def append_cached(
         if status == 0:
             out = b.folded
             states.put(
-                key, Cached(row["version"], out.state, b.total, out.last_url, out.verdict.mood)
-            )
+                key,
+                Cached(
+                    row["version"], out.state, b.total, out.last_url, out.verdict.mood,
+                    b.holdout,
+                ),
+            )  # fmt: skip
             return records.AppendResult("stored", b.response)
         if status != 1:
             break
-        entry = _from_row(row)  # another replica wrote it: fold again on its row
+        entry = _from_row(row, entry.holdout)  # another replica wrote it: fold again on its row
     states.drop(key)
     return None
 

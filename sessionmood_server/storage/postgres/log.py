@@ -50,7 +50,7 @@ class Rollback(Exception):
 # the month's count so far.
 READ_BATCH_SQL = (
     "SELECT b.session_id AS seen_session, b.response AS seen_response, "
-    "b.fingerprint AS seen_fingerprint, s.state, s.event_count, s.last_url, s.mood, "
+    "b.fingerprint AS seen_fingerprint, s.state, s.event_count, s.last_url, s.mood, s.holdout, "
     "EXISTS (SELECT 1 FROM session_months m WHERE m.tenant_id = $1 "
     "AND m.month = $3 AND m.session_id = $2) AS counted, "
     "(SELECT u.sessions FROM usage_months u WHERE u.tenant_id = $1 AND u.month = $3) AS used "
@@ -107,8 +107,8 @@ APPEND_SQL = (
     "created_at, fingerprint) SELECT $1::bigint, $10::text, $2::text, $11::text, "
     "$3::float8, $19::text WHERE $10::text IS NOT NULL) "
     "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, signals, "
-    "suggested_action, event_count, created_at, updated_at, last_url) "
-    "VALUES ($1, $2, $12, $13, $14, $15, $16, $17, $3, $3, $18) "
+    "suggested_action, event_count, created_at, updated_at, last_url, holdout) "
+    "VALUES ($1, $2, $12, $13, $14, $15, $16, $17, $3, $3, $18, $20) "
     "ON CONFLICT (tenant_id, session_id) DO UPDATE SET state = excluded.state, "
     "mood = excluded.mood, confidence = excluded.confidence, "
     "signals = excluded.signals, suggested_action = excluded.suggested_action, "
@@ -136,6 +136,7 @@ class BatchColumns(NamedTuple):
     action: str
     event_count: int
     last_url: str | None
+    holdout: bool  # a new session's group (an existing row keeps its own)
 
 
 def batch_columns(batch: Batch, b: AppliedBatch) -> BatchColumns:
@@ -157,11 +158,12 @@ def batch_columns(batch: Batch, b: AppliedBatch) -> BatchColumns:
         action=b.action,
         event_count=b.total,
         last_url=out.last_url,
+        holdout=b.holdout,
     )
 
 
 def append_arguments(cols: BatchColumns) -> tuple[Any, ...]:
-    """``APPEND_SQL``'s parameters, $1 to $19 in order."""
+    """``APPEND_SQL``'s parameters, $1 to $20 in order."""
     events = cols.events
     return (
         cols.tenant_id,
@@ -183,6 +185,7 @@ def append_arguments(cols: BatchColumns) -> tuple[Any, ...]:
         cols.event_count,
         cols.last_url,
         cols.fingerprint,
+        cols.holdout,
     )
 
 
@@ -203,7 +206,7 @@ async def append(c: Any, batch: Batch, schema: str) -> tuple[AppendResult, Cache
         return refused, None
     new = found["state"] is None
     stored = None if new else _stored_session(found)
-    b = apply_batch(batch.session_id, stored, batch.events, batch.policy)
+    b = apply_batch(batch.session_id, stored, batch.events, batch.policy, batch.holdout)
     version = await c.fetchval(APPEND_SQL, *append_arguments(batch_columns(batch, b)))
     if (
         not found["counted"]
@@ -215,14 +218,15 @@ async def append(c: Any, batch: Batch, schema: str) -> tuple[AppendResult, Cache
     if b.changed:
         await record_change(c, batch, b, schema)
     out = b.folded
-    entry = Cached(version, out.state, b.total, out.last_url, out.verdict.mood)
+    entry = Cached(version, out.state, b.total, out.last_url, out.verdict.mood, b.holdout)
     return AppendResult("stored", b.response, b.changed), entry
 
 
 def _stored_session(row: Row) -> StoredSession:
     return StoredSession(
-        engine.loads(row["state"]), row["event_count"], row["last_url"], row["mood"]
-    )
+        engine.loads(row["state"]), row["event_count"], row["last_url"], row["mood"],
+        row["holdout"],
+    )  # fmt: skip
 
 
 # What a batch did to each element adds to the session's row for it (the fast
@@ -247,11 +251,13 @@ STRUGGLED_SQL = (
     "AND last_ts >= $3 AND frustrated = 0"
 )
 JOURNEY_CONTINUE_SQL = shared.JOURNEY_CONTINUE_SQL.format(p="$")
+EXPOSURE_SQL = "INSERT INTO exposures VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
 JOURNEY_STEP_SQL = shared.JOURNEY_STEP_SQL.format(p="$")
 
 
 async def record_struggle(c: Any, batch: Batch, b: AppliedBatch) -> None:
-    """Elements, journey steps and struggle marks of a batch on the full path."""
+    """Elements, journey steps, struggle marks and the exposure of a batch on
+    the full path."""
     t, sid, now = batch.tenant_id, batch.session_id, batch.now
     elements = b.folded.elements
     if elements:
@@ -270,6 +276,8 @@ async def record_struggle(c: Any, batch: Batch, b: AppliedBatch) -> None:
         await c.execute(JOURNEY_STEP_SQL, *args, STORED_STEPS)
     if b.struggled_since is not None:
         await c.execute(STRUGGLED_SQL, t, sid, b.struggled_since)
+    if b.exposure is not None:
+        await c.execute(EXPOSURE_SQL, t, sid, *b.exposure, b.holdout, now)
 
 
 # Count session $5 in month $2 unless the plan ($3 blocks, $4 limit) refuses it.
@@ -300,9 +308,9 @@ async def count_session_month(c: Any, tenant_id: int, session_id: str, quota: Qu
 # returns its id and the webhooks that want it.
 RECORD_CHANGE_SQL = (
     "INSERT INTO mood_changes (tenant_id, session_id, previous_mood, mood, confidence, "
-    "signals, suggested_action, url, occurred_at) "
+    "signals, suggested_action, url, occurred_at, holdout) "
     "SELECT $1::bigint, $2::text, $3::text, $4::text, $5::float8, $6::text[], $7::text, "
-    "$8::text, $9::float8 "
+    "$8::text, $9::float8, $13::boolean "
     "FROM (SELECT pg_advisory_xact_lock($10)) l, (SELECT pg_notify($11, $12)) n "
     "RETURNING id, (SELECT array_agg(w.id) FROM webhooks w WHERE w.tenant_id = $1 "
     "AND w.deleted_at IS NULL AND (w.moods IS NULL OR $4 = ANY(w.moods))) AS hooks"
@@ -327,13 +335,13 @@ async def record_change(c: Any, batch: Batch, b: AppliedBatch, schema: str) -> N
         RECORD_CHANGE_SQL, batch.tenant_id, batch.session_id, b.previous, verdict.mood,
         verdict.confidence, b.signals, b.action, b.folded.last_url, now,
         lock_key("tenant", schema, batch.tenant_id), CHANGES_CHANNEL,
-        f"{schema}:{batch.tenant_id}",
+        f"{schema}:{batch.tenant_id}", b.holdout,
     )  # fmt: skip
     if not row["hooks"]:
         return
     payload = webhook_payload(
         row["id"], batch.session_id, b.previous, verdict.mood, verdict.confidence, b.signals,
-        b.action, now,
+        b.action, now, b.holdout,
     )  # fmt: skip
     await c.execute(
         ENQUEUE_SQL, batch.tenant_id, batch.session_id, row["id"], payload, now,
@@ -344,7 +352,8 @@ async def record_change(c: Any, batch: Batch, b: AppliedBatch, schema: str) -> N
 # -- reads ---------------------------------------------------------------------------------
 
 GET_SESSION_SQL = (
-    "SELECT mood, confidence, signals, suggested_action, event_count, updated_at, last_url "
+    "SELECT mood, confidence, signals, suggested_action, event_count, updated_at, last_url, "
+    "holdout "
     "FROM sessions WHERE tenant_id = $1 AND session_id = $2"
 )
 
@@ -362,6 +371,7 @@ async def get_session(c: Any, tenant_id: int, session_id: str) -> SessionRecord 
         event_count=row["event_count"],
         updated_at=row["updated_at"],
         last_url=row["last_url"],
+        holdout=row["holdout"],
     )
 
 

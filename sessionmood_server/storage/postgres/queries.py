@@ -18,13 +18,17 @@ from sessionmood_server.keys import display_prefix, hash_key
 from sessionmood_server.records import (
     ActionCounts,
     Attempt,
+    Conversion,
+    ConversionResult,
     DeliveryJob,
     DeliveryRecord,
     ElementCounts,
+    HoldoutSetting,
     JourneyCounts,
     KeyRecord,
     MoodChangeRecord,
     MoodCounts,
+    UpliftCounts,
     WebhookRecord,
 )
 from sessionmood_server.storage import shared
@@ -167,7 +171,7 @@ ACTION_COUNTS_SQL = (
 )
 MOOD_CHANGES_SQL = (
     "SELECT id, session_id, previous_mood, mood, confidence, signals, "
-    "suggested_action, url, occurred_at FROM mood_changes "
+    "suggested_action, url, occurred_at, holdout FROM mood_changes "
     "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
 )
 LAST_MOOD_CHANGE_SQL = "SELECT max(id) FROM mood_changes WHERE tenant_id = $1"
@@ -193,6 +197,69 @@ async def action_counts(
 ) -> list[ActionCounts]:
     rows = await c.fetch(ACTION_COUNTS_SQL, tenant_id, *shared.window(since, until), trusted_only)
     return [shared.record_from(ActionCounts, row) for row in rows]
+
+
+HOLDOUT_SQL = "SELECT holdout_share, holdout_salt, holdout_updated_at FROM tenants WHERE id = $1"
+SET_HOLDOUT_SQL = (
+    "UPDATE tenants SET holdout_share = $2, holdout_salt = coalesce(holdout_salt, $3), "
+    "holdout_updated_at = $4 WHERE id = $1 "
+    "RETURNING holdout_share, holdout_salt, holdout_updated_at"
+)
+
+
+async def get_holdout(c: Any, tenant_id: int) -> HoldoutSetting:
+    return shared.holdout_setting(await c.fetchrow(HOLDOUT_SQL, tenant_id))
+
+
+async def set_holdout(
+    c: Any, tenant_id: int, share: float, salt: str, now: float
+) -> HoldoutSetting:
+    return shared.holdout_setting(await c.fetchrow(SET_HOLDOUT_SQL, tenant_id, share, salt, now))
+
+
+# Under the session's lock (storage.py): the session's group, how many names
+# it has counted, whether this one is among them; then the insert if it may.
+CONVERSION_STATE_SQL = (
+    "SELECT s.holdout, (SELECT count(*) FROM conversions v WHERE v.tenant_id = $1 "
+    "AND v.session_id = $2) AS names, EXISTS (SELECT 1 FROM conversions v "
+    "WHERE v.tenant_id = $1 AND v.session_id = $2 AND v.name = $3) AS seen "
+    "FROM sessions s WHERE s.tenant_id = $1 AND s.session_id = $2"
+)
+CONVERSION_SQL = "INSERT INTO conversions VALUES ($1, $2, $3, $4, $5)"
+
+
+async def add_conversion(c: Any, conversion: Conversion) -> ConversionResult:
+    key = (conversion.tenant_id, conversion.session_id)
+    row = await c.fetchrow(CONVERSION_STATE_SQL, *key, conversion.name)
+    if row is None:
+        return ConversionResult(found=False)
+    holdout = row["holdout"]
+    if row["seen"]:
+        return ConversionResult(True, False, holdout)
+    if row["names"] >= shared.MAX_CONVERSION_NAMES:
+        return ConversionResult(True, False, holdout, full=True)
+    await c.execute(CONVERSION_SQL, *key, conversion.name, conversion.value, conversion.now)
+    return ConversionResult(True, True, holdout)
+
+
+CONVERSIONS_OF_SQL = (
+    "SELECT name, value, created_at FROM conversions WHERE tenant_id = $1 AND session_id = $2 "
+    'ORDER BY created_at, name COLLATE "C"'
+)
+
+
+async def conversions_of(c: Any, tenant_id: int, session_id: str) -> list[dict[str, Any]]:
+    return [dict(row) for row in await c.fetch(CONVERSIONS_OF_SQL, tenant_id, session_id)]
+
+
+UPLIFT_SQL = shared.UPLIFT_SQL.format(p="$")
+
+
+async def uplift_counts(
+    c: Any, tenant_id: int, name: str, since: float | None, until: float | None
+) -> list[UpliftCounts]:
+    rows = await c.fetch(UPLIFT_SQL, tenant_id, *shared.window(since, until), name)
+    return shared.uplift_counts(rows)
 
 
 ELEMENT_COUNTS_SQL = shared.ELEMENT_COUNTS_SQL.format(p="$", c=' COLLATE "C"')
@@ -231,6 +298,7 @@ def _mood_change(row: Row) -> MoodChangeRecord:
         suggested_action=row["suggested_action"],
         url=row["url"],
         occurred_at=row["occurred_at"],
+        holdout=row["holdout"],
     )
 
 

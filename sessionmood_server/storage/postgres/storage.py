@@ -279,6 +279,33 @@ class PostgresStorage(Notifications):
         async with self._tx(self._session_lock(feedback.tenant_id, feedback.session_id)) as c:
             return await session_log.add_feedback(c, feedback)
 
+    async def get_holdout(self, tenant_id: int) -> records.HoldoutSetting:
+        async with self._conn() as conn:
+            return await queries.get_holdout(conn, tenant_id)
+
+    async def set_holdout(
+        self, tenant_id: int, share: float, salt: str, now: float
+    ) -> records.HoldoutSetting:
+        async with self._conn() as conn:
+            return await queries.set_holdout(conn, tenant_id, share, salt, now)
+
+    async def add_conversion(self, conversion: records.Conversion) -> records.ConversionResult:
+        # Under the session lock: an erasure running now cannot miss this row,
+        # and two replicas counting one name at once count it once.
+        lock = self._session_lock(conversion.tenant_id, conversion.session_id)
+        async with self._tx(lock) as c:
+            return await queries.add_conversion(c, conversion)
+
+    async def conversions_of(self, tenant_id: int, session_id: str) -> list[dict[str, Any]]:
+        async with self._conn() as conn:
+            return await queries.conversions_of(conn, tenant_id, session_id)
+
+    async def uplift_counts(
+        self, tenant_id: int, name: str, since: float | None, until: float | None
+    ) -> list[records.UpliftCounts]:
+        async with self._conn() as conn:
+            return await queries.uplift_counts(conn, tenant_id, name, since, until)
+
     async def delete_session(self, tenant_id: int, session_id: str) -> bool:
         async with self._tx(self._session_lock(tenant_id, session_id)) as c:
             deleted = await session_log.delete_session(c, tenant_id, session_id)

@@ -58,7 +58,7 @@ def hot_entry(session_id: str, b: AppliedBatch, at: float, batch: int) -> HotEnt
     verdict, out = b.folded.verdict, b.folded
     record = SessionRecord(
         session_id, verdict.mood, verdict.confidence, tuple(b.signals), b.action, b.total, at,
-        out.last_url,
+        out.last_url, b.holdout,
     )  # fmt: skip
     return HotEntry(record, out.state, batch)
 
@@ -101,7 +101,9 @@ def append(c: sqlite3.Connection, cache: SessionCache, batch: Batch) -> tuple[Ap
     if hot is not None and hot.state is not None:
         rec = hot.record
         # A copy: if this group rolls back, the cached state is still right.
-        stored = StoredSession(hot.state.copy(), rec.event_count, rec.last_url, rec.mood)
+        stored = StoredSession(
+            hot.state.copy(), rec.event_count, rec.last_url, rec.mood, rec.holdout
+        )
         prev_batch = hot.last_batch
     else:
         stored, prev_batch = _stored(c, key)
@@ -115,7 +117,7 @@ def append(c: sqlite3.Connection, cache: SessionCache, batch: Batch) -> tuple[Ap
         c, cache, batch.tenant_id, batch.session_id, batch.quota, stored is None
     ):
         return AppendResult("quota"), False
-    b = apply_batch(batch.session_id, stored, batch.events, batch.policy)
+    b = apply_batch(batch.session_id, stored, batch.events, batch.policy, batch.holdout)
     batch_row = _insert_events(c, batch, b, prev_batch)
     if stored is None:
         _insert_session(c, batch, b, batch_row)
@@ -131,6 +133,11 @@ def append(c: sqlite3.Connection, cache: SessionCache, batch: Batch) -> tuple[Ap
         _record_journey(c, batch, b)
     if b.struggled_since is not None:
         c.execute(STRUGGLED_SQL, (batch.tenant_id, batch.session_id, b.struggled_since))
+    if b.exposure is not None:
+        c.execute(
+            "INSERT INTO exposures VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+            (batch.tenant_id, batch.session_id, *b.exposure, int(b.holdout), batch.now),
+        )
     if b.changed:
         _record_change(c, batch, b)
     if batch.batch_id is not None:
@@ -156,7 +163,7 @@ def _seen(c: sqlite3.Connection, batch: Batch, batch_id: str) -> AppendResult | 
 def _stored(c: sqlite3.Connection, key: SessionKey) -> tuple[StoredSession | None, int | None]:
     """The session as its row holds it and its newest batch; (None, None): a new one."""
     row = c.execute(
-        "SELECT state, event_count, last_url, mood, last_batch FROM sessions "
+        "SELECT state, event_count, last_url, mood, holdout, last_batch FROM sessions "
         "WHERE tenant_id=? AND session_id=?",
         key,
     ).fetchone()
@@ -167,8 +174,9 @@ def _stored(c: sqlite3.Connection, key: SessionKey) -> tuple[StoredSession | Non
 
 def _stored_session(row: Row) -> StoredSession:
     return StoredSession(
-        engine.loads(row["state"]), row["event_count"], row["last_url"], row["mood"]
-    )
+        engine.loads(row["state"]), row["event_count"], row["last_url"], row["mood"],
+        bool(row["holdout"]),
+    )  # fmt: skip
 
 
 def _insert_events(
@@ -193,11 +201,11 @@ def _insert_session(c: sqlite3.Connection, batch: Batch, b: AppliedBatch, batch_
     c.execute(
         "INSERT INTO sessions (tenant_id, session_id, state, mood, confidence, "
         "signals, suggested_action, event_count, created_at, updated_at, last_url, "
-        "last_batch) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        "last_batch, holdout) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             batch.tenant_id, batch.session_id, engine.dumps(out.state), verdict.mood,
             verdict.confidence, orjson.dumps(b.signals).decode(), b.action, b.total,
-            now, now, out.last_url, batch_row,
+            now, now, out.last_url, batch_row, int(b.holdout),
         ),
     )  # fmt: skip
 
@@ -259,11 +267,11 @@ def _record_change(c: sqlite3.Connection, batch: Batch, b: AppliedBatch) -> None
     signals = orjson.dumps(b.signals).decode()
     cur = c.execute(
         "INSERT INTO mood_changes (tenant_id, session_id, previous_mood, mood, "
-        "confidence, signals, suggested_action, url, occurred_at) "
-        "VALUES (?,?,?,?,?,?,?,?,?)",
+        "confidence, signals, suggested_action, url, occurred_at, holdout) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?)",
         (
             batch.tenant_id, batch.session_id, b.previous, verdict.mood, verdict.confidence,
-            signals, b.action, out.last_url, batch.now,
+            signals, b.action, out.last_url, batch.now, int(b.holdout),
         ),
     )  # fmt: skip
     change = MoodChangeRecord(
@@ -276,6 +284,7 @@ def _record_change(c: sqlite3.Connection, batch: Batch, b: AppliedBatch) -> None
         suggested_action=b.action,
         url=out.last_url,
         occurred_at=batch.now,
+        holdout=b.holdout,
     )
     enqueue_webhooks(c, change, batch.tenant_id, batch.now)
 
@@ -430,7 +439,7 @@ def get_row(c: sqlite3.Connection, tenant_id: int, session_id: str) -> HotEntry 
     """A session's verdict as its row holds it (a read: no engine state)."""
     row = c.execute(
         "SELECT mood, confidence, signals, suggested_action, event_count, updated_at, "
-        "last_url, last_batch FROM sessions WHERE tenant_id=? AND session_id=?",
+        "last_url, last_batch, holdout FROM sessions WHERE tenant_id=? AND session_id=?",
         (tenant_id, session_id),
     ).fetchone()
     if row is None:
@@ -444,6 +453,7 @@ def get_row(c: sqlite3.Connection, tenant_id: int, session_id: str) -> HotEntry 
         event_count=row["event_count"],
         updated_at=row["updated_at"],
         last_url=row["last_url"],
+        holdout=bool(row["holdout"]),
     )
     return HotEntry(record, None, row["last_batch"])
 
@@ -485,7 +495,7 @@ def replay(c: sqlite3.Connection) -> None:
             continue  # erased since, or the row has this batch already
         b = apply_batch(session_id, now, orjson.loads(logged["events"]), None)
         folded[key] = StoredSession(
-            b.folded.state, b.total, b.folded.last_url, b.folded.verdict.mood
+            b.folded.state, b.total, b.folded.last_url, b.folded.verdict.mood, b.holdout
         )
         replayed[key] = hot_entry(session_id, b, logged["received_at"], logged["id"])
     rows = [session_row(key, entry) for key, entry in replayed.items()]

@@ -19,13 +19,17 @@ from sessionmood_server.outbox import webhook_payload
 from sessionmood_server.records import (
     ActionCounts,
     Attempt,
+    Conversion,
+    ConversionResult,
     DeliveryJob,
     DeliveryRecord,
     ElementCounts,
+    HoldoutSetting,
     JourneyCounts,
     KeyRecord,
     MoodChangeRecord,
     MoodCounts,
+    UpliftCounts,
     WebhookRecord,
 )
 from sessionmood_server.storage import shared
@@ -231,6 +235,64 @@ def journeys(
     return shared.journeys(rows, steps, limit)
 
 
+def get_holdout(c: sqlite3.Connection, tenant_id: int) -> HoldoutSetting:
+    row = c.execute(
+        "SELECT holdout_share, holdout_salt, holdout_updated_at FROM tenants WHERE id=?",
+        (tenant_id,),
+    ).fetchone()
+    return shared.holdout_setting(row)
+
+
+def set_holdout(
+    c: sqlite3.Connection, tenant_id: int, share: float, salt: str, now: float
+) -> HoldoutSetting:
+    """Set the share; the salt is drawn once, at the first setting, and kept."""
+    c.execute(
+        "UPDATE tenants SET holdout_share=?, holdout_salt=coalesce(holdout_salt, ?), "
+        "holdout_updated_at=? WHERE id=?",
+        (share, salt, now, tenant_id),
+    )
+    return get_holdout(c, tenant_id)
+
+
+def add_conversion(c: sqlite3.Connection, conversion: Conversion) -> ConversionResult:
+    key = (conversion.tenant_id, conversion.session_id)
+    row = c.execute(
+        "SELECT holdout, (SELECT count(*) FROM conversions v WHERE v.tenant_id=s.tenant_id "
+        "AND v.session_id=s.session_id) AS names, EXISTS (SELECT 1 FROM conversions v "
+        "WHERE v.tenant_id=s.tenant_id AND v.session_id=s.session_id AND v.name=?) AS seen "
+        "FROM sessions s WHERE tenant_id=? AND session_id=?",
+        (conversion.name, *key),
+    ).fetchone()
+    if row is None:
+        return ConversionResult(found=False)
+    holdout = bool(row["holdout"])
+    if row["seen"]:
+        return ConversionResult(True, False, holdout)
+    if row["names"] >= shared.MAX_CONVERSION_NAMES:
+        return ConversionResult(True, False, holdout, full=True)
+    c.execute(
+        "INSERT INTO conversions VALUES (?,?,?,?,?)",
+        (*key, conversion.name, conversion.value, conversion.now),
+    )
+    return ConversionResult(True, True, holdout)
+
+
+def conversions_of(c: sqlite3.Connection, tenant_id: int, session_id: str) -> list[Row]:
+    return c.execute(
+        "SELECT name, value, created_at FROM conversions WHERE tenant_id=? AND session_id=? "
+        "ORDER BY created_at, name",
+        (tenant_id, session_id),
+    ).fetchall()
+
+
+def uplift_counts(
+    c: sqlite3.Connection, tenant_id: int, name: str, since: float | None, until: float | None
+) -> list[UpliftCounts]:
+    sql = shared.UPLIFT_SQL.format(p="?")
+    return shared.uplift_counts(c.execute(sql, (tenant_id, *shared.window(since, until), name)))
+
+
 def action_counts(
     c: sqlite3.Connection,
     tenant_id: int,
@@ -262,7 +324,7 @@ def mood_changes(
 ) -> list[MoodChangeRecord]:
     rows = c.execute(
         "SELECT id, session_id, previous_mood, mood, confidence, signals, "
-        "suggested_action, url, occurred_at FROM mood_changes "
+        "suggested_action, url, occurred_at, holdout FROM mood_changes "
         "WHERE tenant_id=? AND id > ? ORDER BY id LIMIT ?",
         (tenant_id, after_id, limit),
     )
@@ -277,6 +339,7 @@ def mood_changes(
             suggested_action=row["suggested_action"],
             url=row["url"],
             occurred_at=row["occurred_at"],
+            holdout=bool(row["holdout"]),
         )
         for row in rows
     ]
@@ -304,7 +367,7 @@ def enqueue_webhooks(
         return
     payload = webhook_payload(
         change.id, change.session_id, change.previous_mood, change.mood, change.confidence,
-        list(change.signals), change.suggested_action, now,
+        list(change.signals), change.suggested_action, now, change.holdout,
     )  # fmt: skip
     c.executemany(
         "INSERT INTO webhook_deliveries (webhook_id, tenant_id, session_id, change_id, "

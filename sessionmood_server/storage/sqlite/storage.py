@@ -326,6 +326,30 @@ class SQLiteStorage(Notifications):
             lambda c: session_log.add_feedback(c, self._sessions, feedback)
         )
 
+    async def get_holdout(self, tenant_id: int) -> records.HoldoutSetting:
+        return await self._writer.read(lambda c: queries.get_holdout(c, tenant_id))
+
+    async def set_holdout(
+        self, tenant_id: int, share: float, salt: str, now: float
+    ) -> records.HoldoutSetting:
+        return await self._writer.write(
+            lambda c: queries.set_holdout(c, tenant_id, share, salt, now)
+        )
+
+    async def add_conversion(self, conversion: records.Conversion) -> records.ConversionResult:
+        return await self._writer.write(lambda c: queries.add_conversion(c, conversion))
+
+    async def conversions_of(self, tenant_id: int, session_id: str) -> list[dict[str, Any]]:
+        rows = await self._writer.read(lambda c: queries.conversions_of(c, tenant_id, session_id))
+        return [dict(row) for row in rows]
+
+    async def uplift_counts(
+        self, tenant_id: int, name: str, since: float | None, until: float | None
+    ) -> list[records.UpliftCounts]:
+        return await self._writer.read_large(
+            lambda c: queries.uplift_counts(c, tenant_id, name, since, until)
+        )
+
     async def delete_session(self, tenant_id: int, session_id: str) -> bool:
         deleted = await self._writer.write(
             lambda c: session_log.delete_session(c, self._sessions, tenant_id, session_id)
