@@ -95,8 +95,9 @@ const busy = (el) => {
   return control.matches(BUSY) || !!control.querySelector(BUSY);
 };
 
-// An icon inside a button names the button.
-const descriptor = (el) => describe(el.closest(INTERACTIVE) || el);
+// An icon names the control it is in (a button), or what holds it (flatpickr's
+// month arrows are a <span> around an <svg>).
+const descriptor = (el, icon = el.closest('svg')) => describe(el.closest(INTERACTIVE) || (icon ? icon.parentElement : el));
 
 // What a press was meant for. A disabled control styled to ignore the pointer
 // (Bootstrap's `pointer-events: none`) hands its clicks to what lies beneath,

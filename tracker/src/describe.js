@@ -17,7 +17,7 @@ const PLAIN = /^-?[a-z_][\w-]{0,31}$/i;
 // CSS-in-JS hashes (styled-jsx's `jsx-123456` has its digits), nor a state that comes and goes (`active`, `show`...): the
 // same control must read the same before and after it is clicked.
 const SKIPPED =
-  /\d\d|\d[a-zA-Z]|[A-Z][a-z]?[A-Z]|^(css|sc|svelte|is|has)-|active|selected|current|show|open|disabled|focus|hover|checked|expanded/;
+  /\d\d|\d[a-zA-Z]|[A-Z][a-z]?[A-Z]|^(css|sc|svelte|is|has)-|active|selected|current|show|open|disabled|focus/;
 const usable = (name) => PLAIN.test(name) && !SKIPPED.test(name);
 
 const MAX = 120; // characters (code points: never half a character)
