@@ -96,8 +96,8 @@ const busy = (el) => {
 };
 
 // An icon names the control it is in (a button), or what holds it (flatpickr's
-// month arrows are a <span> around an <svg>).
-const descriptor = (el, icon = el.closest('svg')) => describe(el.closest(INTERACTIVE) || (icon ? icon.parentElement : el));
+// month arrows are a <span> around an <svg>): the nearest element outside any <svg>.
+const descriptor = (el) => describe(el.closest(INTERACTIVE) || el.closest(':not(svg,svg *)'));
 
 // What a press was meant for. A disabled control styled to ignore the pointer
 // (Bootstrap's `pointer-events: none`) hands its clicks to what lies beneath,

@@ -34,8 +34,9 @@ const level = (el) =>
 
 /** `el`'s descriptor (undefined if anything about it throws). */
 export const describe = safe((el) => {
-  const named = el.closest('[data-sm-name]');
-  if (named && named.dataset.smName) return cut(named.dataset.smName);
+  // (No named ancestor: `el` has no name either.)
+  const name = (el.closest('[data-sm-name]') || el).dataset.smName;
+  if (name) return cut(name);
   let out = '';
   for (let n = 0; el && n < 3; n++, el = el.parentElement) {
     let s = level(el);
