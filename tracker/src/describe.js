@@ -14,8 +14,9 @@ const PLAIN = /^-?[a-z_][\w-]{0,31}$/i;
 // ...that looks neither generated nor like data: two digits in a row or a digit
 // before a letter (`Button_x7f3a_12`, `css-1x2y3z`, `user-42`, `_2Ce8z`), two
 // capitals at most a letter apart (`sc-bdVaJa`, `kBqTbC`), the prefixes of
-// CSS-in-JS hashes (styled-jsx's `jsx-123456` has its digits), nor a state that comes and goes (`active`, `show`...): the
-// same control must read the same before and after it is clicked.
+// CSS-in-JS hashes (styled-jsx's `jsx-123456` has its digits), nor a state
+// that comes and goes (`active`, `show`...): the same control must read the
+// same before and after it is clicked.
 const SKIPPED =
   /\d\d|\d[a-zA-Z]|[A-Z][a-z]?[A-Z]|^(css|sc|svelte|is|has)-|active|selected|current|show|open|disabled|focus/;
 const usable = (name) => PLAIN.test(name) && !SKIPPED.test(name);
