@@ -203,6 +203,27 @@ def test_an_error_right_after_a_click_names_the_clicked_control(any_shop: Shop) 
     assert targets(clicks(events)) == ["button#save", "button#explode"]
 
 
+def test_track_keeps_a_clean_target_on_the_types_that_carry_one(shop: Shop) -> None:
+    shop.open(PAGE)
+    shop.clicks("#save", 1)
+    shop.page.evaluate(
+        """() => {
+            SessionMood.track('error', {message: 'Payment declined'});  // just after the click
+            SessionMood.track('click', {target: 'promo\\nbanner\\u0007'});
+            SessionMood.track('scroll', {speed: 10, direction: 'down', target: 'dropped'});
+            SessionMood.track('error', {message: 'own', target: 'payment form'});
+        }"""
+    )
+    shop.flush()
+    events = shop.wait_for(lambda ev: len(of(ev, "error")) == 2)
+    declined, own = of(events, "error")
+    assert declined["target"] == "button#save"
+    assert own["target"] == "payment form"
+    assert targets(clicks(events)) == ["button#save", "promobanner"]
+    [scroll] = of(events, "scroll")
+    assert "target" not in scroll  # the server would refuse the batch
+
+
 def test_a_rage_click_names_its_control(any_shop: Shop) -> None:
     shop = any_shop
     shop.open(PAGE)
