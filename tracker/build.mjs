@@ -24,7 +24,7 @@ const out = option('--out') || target;
 // A new field of an internal record is added here; left out, it only costs bytes.
 const RECORD_FIELDS = [
   // a click (clicks.js)
-  'at', 'el', 'looks', 'busy', 'done', 'answered', 'keyboard',
+  'at', 'el', 'looks', 'busy', 'done', 'answered', 'keyboard', 'desc',
   // a burst of clicks (clicks.js)
   'clicks', 'last', 'raged',
   // a batch being sent (send.js)

@@ -34,6 +34,9 @@
  * - `done`: its click event came (until then it is a press)
  * - `answered`: the page responded to it
  * - `keyboard`: Enter or Space: judged from the element's centre
+ * - `desc`: its element's descriptor (describe.js), the control it is in, taken
+ *   when pressed: the page's answer may replace that element (Grid.js
+ *   re-renders its pagination)
  * A burst, `burst`:
  * - `x`, `y`: where its first click was
  * - `clicks`: its clicks, in order
@@ -44,6 +47,7 @@ import { cfg, onStop } from './life.js';
 import { W, D, now, safe, listen, distance, isField, hook, INTERACTIVE } from './util.js';
 import { push } from './send.js';
 import { markHoverClicked } from './fields.js';
+import { describe } from './describe.js';
 
 /** The pointer press in progress: a pending click until its click event arrives. */
 let press;
@@ -57,6 +61,8 @@ let observer;
 let pressedAt;
 /** Set while a click is dispatched (what changes then, its handlers changed). */
 let clickTask;
+/** The latest click (an error soon after it names its element). */
+let latest;
 /**
  * Node -> when it last changed with no click anywhere near in time, negative
  * the first time: a node that keeps changing on its own (a countdown, a
@@ -79,6 +85,7 @@ const NEAR_PX = 250; // a DOM change this close to the click can be its response
 const QUIET_MS = 1500; // a change this long after any click is the page's own doing...
 const TICK_MS = 200; // ...and a node changing so twice, this far apart (not a widget's setup)...
 const TICKING_MS = 60000; // ...answers no click for this long
+const ERROR_CLICK_MS = 1500; // an error this soon after a click is its failure (the engine's ERROR_CLICK_S)
 
 // (Events target elements; `safe` catches whatever a strange one throws.)
 const looksInteractive = (el) => !!el.closest(INTERACTIVE) || getComputedStyle(el).cursor == 'pointer';
@@ -87,6 +94,10 @@ const busy = (el) => {
   const control = el.closest(INTERACTIVE) || el;
   return control.matches(BUSY) || !!control.querySelector(BUSY);
 };
+
+// An icon names the control it is in (a button), or what holds it (flatpickr's
+// month arrows are a <span> around an <svg>): the nearest element outside any <svg>.
+const descriptor = (el) => describe(el.closest(INTERACTIVE) || el.closest(':not(svg,svg *)'));
 
 // What a press was meant for. A disabled control styled to ignore the pointer
 // (Bootstrap's `pointer-events: none`) hands its clicks to what lies beneath,
@@ -115,7 +126,15 @@ function onPress(e) {
   if (press) forget(press); // pressed and never clicked: a drag released elsewhere
   const el = aimed(e);
   moveOn(el);
-  press = { x: e.clientX, y: e.clientY, at: pressedAt, el, looks: looksInteractive(el), busy: busy(el) };
+  press = {
+    x: e.clientX,
+    y: e.clientY,
+    at: pressedAt,
+    el,
+    looks: looksInteractive(el),
+    busy: busy(el),
+    desc: descriptor(el),
+  };
   pending.push(press);
 }
 
@@ -142,7 +161,15 @@ function onClick(e) {
     // from the element's centre.
     const r = el.getBoundingClientRect();
     moveOn(el);
-    click = { x: r.x + r.width / 2, y: r.y + r.height / 2, at: pressedAt, el, looks: looksInteractive(el), keyboard: 1 };
+    click = {
+      x: r.x + r.width / 2,
+      y: r.y + r.height / 2,
+      at: pressedAt,
+      el,
+      looks: looksInteractive(el),
+      keyboard: 1,
+      desc: descriptor(el),
+    };
     pending.push(click);
   }
   clicked(click, e);
@@ -155,6 +182,7 @@ function clicked(click, e) {
   // listener (bubbling to window) ends it; the timer when a handler stopped it.
   clickTask = setTimeout(() => (clickTask = 0));
   press = null;
+  latest = click;
   click.done = true;
   markHoverClicked(); // what the pointer rests on was clicked: no hesitation
   // The end of a drag (a slider handle) lands away from where it was pressed.
@@ -177,7 +205,7 @@ function clicked(click, e) {
         // The burst's clicks go with it, dead: the mood needs them now, and an
         // answer to some of them (a spinner that never ends) did not help.
         run.clicks.forEach((c) => ((c.answered = false), settle(c)));
-        push('rage_click', { x: click.x, y: click.y });
+        push('rage_click', { x: click.x, y: click.y, target: click.desc });
       }),
       RAGE_WAIT_MS,
     );
@@ -188,7 +216,8 @@ function clicked(click, e) {
 function settle(click) {
   if (!pending.includes(click)) return;
   forget(click);
-  const fields = click.keyboard ? {} : { x: click.x, y: click.y };
+  const fields = { target: click.desc };
+  click.keyboard || ((fields.x = click.x), (fields.y = click.y));
   if (click.looks && !click.answered) fields.dead = true;
   push('click', fields, click.at);
 }
@@ -198,11 +227,13 @@ export const settleAll = () => pending.filter((c) => c.done).forEach(settle);
 
 /**
  * An error: the clicks before it go with it, judged by what the page did until
- * now (the changes it made before throwing included).
+ * now (the changes it made before throwing included). Returns the descriptor
+ * of the element clicked within ERROR_CLICK_MS before, if any.
  */
 export function settleNow() {
   onMutations(observer.takeRecords());
   settleAll();
+  return latest && now() - latest.at <= ERROR_CLICK_MS && latest.desc;
 }
 
 /** Resolves once every pending click and rage check has its verdict. */

@@ -18,8 +18,8 @@ function report(message) {
   const t = now();
   if (t - errorsSince > 6e4) (errorCounts = {}), (errorsSince = t);
   if ((errorCounts[m] = (errorCounts[m] || 0) + 1) <= PER_MINUTE) {
-    settleNow(); // an error after a click: the click goes with it
-    push('error', { message: m });
+    // An error after a click: the click goes with it, and names its element.
+    push('error', { message: m, target: settleNow() });
   }
 }
 

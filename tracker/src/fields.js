@@ -2,6 +2,7 @@
 import { cfg } from './life.js';
 import { D, now, listen, isField, INTERACTIVE } from './util.js';
 import { push } from './send.js';
+import { describe } from './describe.js';
 
 /** The interactive element under the mouse. */
 let hoverEl;
@@ -20,13 +21,13 @@ const HOVERABLE = INTERACTIVE + ',textarea,label,[title]';
 
 function hoverEnd() {
   const d = now() - hoverSince;
-  if (hoverEl && !hoverClicked && d >= cfg.hoverMs) push('hover', { duration_ms: d });
+  if (hoverEl && !hoverClicked && d >= cfg.hoverMs) push('hover', { duration_ms: d, target: describe(hoverEl) });
   hoverEl = null;
 }
 
 function typingEnd(el) {
   const d = now() - typedAt;
-  if (el == typingEl && d >= cfg.pauseMs) push('input_pause', { duration_ms: d });
+  if (el == typingEl && d >= cfg.pauseMs) push('input_pause', { duration_ms: d, target: describe(el) });
 }
 
 export function bindFields() {
@@ -48,12 +49,12 @@ export function bindFields() {
     typingEl = el;
     typedAt = now();
   });
-  listen(D, 'focusin', (e) => isField(e.target) && push('focus'));
+  listen(D, 'focusin', (e) => isField(e.target) && push('focus', { target: describe(e.target) }));
   listen(D, 'focusout', (e) => {
     if (!isField(e.target)) return;
     typingEnd(e.target); // left after a pause
     typingEl = null;
-    push('blur');
+    push('blur', { target: describe(e.target) });
   });
 }
 

@@ -68,8 +68,11 @@ function init(options) {
 
 const api = (W.SessionMood = W.SessionMood || {
   init,
-  // An error the page reports takes the clicks before it along, as one it throws does (errors.js).
-  track: safe((type, fields, at) => (type == 'error' && settleNow(), push(type, fields, at))),
+  // An error the page reports takes the clicks before it along, and the element
+  // clicked just before, as one it throws does (errors.js).
+  track: safe(
+    (type, fields, at) => push(type, type == 'error' ? Object.assign({ target: settleNow() }, fields) : fields, at),
+  ),
   // Clicks wait up to `deadMs` for the page's response before they are sent.
   flush: () => (on ? settled().then(send) : Promise.resolve()),
   onMood,

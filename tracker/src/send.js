@@ -32,9 +32,13 @@ onStop(() => {
   retryTimer = 0;
 });
 
-/** The 12 event types of the API reference: anything else is dropped before sending. */
+/**
+ * The 12 event types of the API reference: anything else is dropped before
+ * sending. The first `TARGETED` may carry a `target`.
+ */
 const EVENT_TYPES =
-  'click rage_click scroll input_pause backtrack back_nav page_view error idle hover focus blur'.split(' ');
+  'click rage_click input_pause error hover focus blur scroll backtrack back_nav page_view idle'.split(' ');
+const TARGETED = 7;
 const MAX_QUEUE = 500; // oldest dropped beyond this (a long offline spell)
 const MAX_BATCH = 100;
 
@@ -55,6 +59,9 @@ export function push(type, fields, at) {
       event[k] = String(v).slice(0, 512);
     } else if (k == 'dead' && v === true && type == 'click') {
       event.dead = true;
+    } else if (k == 'target' && v && EVENT_TYPES.indexOf(type) < TARGETED) {
+      // the element (describe.js), or the page's own: no control characters
+      (v = String(v).replace(/[\0-\x1f\x7f]/g, '').slice(0, 256)) && (event.target = v);
     }
   }
   debug('captured', event);
