@@ -385,9 +385,11 @@ class BaseClient(Generic[HttpClientT]):
 
     @staticmethod
     def _whole_export(pages: list[ExportEventsResponse]) -> ExportEventsResponse:
-        """The pages of one export as a single answer (the last page's count)."""
+        """The pages of one export as a single answer (the last page's count, the
+        first page's conversions)."""
         events = [e for page in pages for e in page.events]
-        return pages[-1].model_copy(update={"events": events, "next_cursor": None})
+        update = {"events": events, "next_cursor": None, "conversions": pages[0].conversions}
+        return pages[-1].model_copy(update=update)
 
     def _get_usage_spec(self) -> RequestSpec[UsageResponse]:
         return RequestSpec("GET", "/v1/usage", UsageResponse)

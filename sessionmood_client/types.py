@@ -42,6 +42,7 @@ __all__ = [
     "EventType",
     "EventsRequest",
     "ExportEventsResponse",
+    "ExportedConversion",
     "ExportedEvent",
     "FeedbackRequest",
     "FeedbackResponse",
@@ -756,6 +757,15 @@ class ExportedEvent(BaseModel):
     received_at: float
 
 
+class ExportedConversion(BaseModel):
+    """One conversion a session recorded, as stored."""
+
+    model_config = _RESPONSE
+    name: str
+    value: float | None
+    created_at: datetime
+
+
 class ExportEventsResponse(BaseModel):
     """Answer to ``GET /v1/sessions/{id}/events``: the stored events, in order, a
     page at a time (``next_cursor`` fetches the next page)."""
@@ -767,6 +777,10 @@ class ExportEventsResponse(BaseModel):
     next_cursor: str | None = Field(
         default=None,
         description="Pass as ?cursor= for the next page; null on the last page",
+    )
+    conversions: list[ExportedConversion] | None = Field(
+        default=None,
+        description="The session's conversions (POST .../conversions), on the first page only",
     )
 
 

@@ -143,6 +143,10 @@ class Settings:
     # ``limit`` of GET /v1/analytics/pages (whose default is 100).
     export_page_events: int = 1000
     analytics_pages_max: int = 1000
+    # The key of the holdout group hash (SESSIONMOOD_HOLDOUT_KEY). Unset, each
+    # tenant's own salt (drawn at its first PUT /v1/holdout, stored) is the
+    # key: the same on every replica either way.
+    holdout_key: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -186,6 +190,7 @@ class Settings:
             "analytics_pages_max": max(
                 1, _env_int("SESSIONMOOD_ANALYTICS_PAGES_MAX", d.analytics_pages_max)
             ),
+            "holdout_key": os.environ.get("SESSIONMOOD_HOLDOUT_KEY") or None,
             "webhook_timeout_s": _env_positive("SESSIONMOOD_WEBHOOK_TIMEOUT_S", 10.0, float),
             "webhook_concurrency": _env_positive("SESSIONMOOD_WEBHOOK_CONCURRENCY", 4, int),
             "webhook_max_in_flight": _env_positive("SESSIONMOOD_WEBHOOK_MAX_IN_FLIGHT", 100, int),

@@ -438,11 +438,15 @@ def test_get_mood_shape(client: TestClient, auth: dict[str, str]) -> None:
         "confidence",
         "signals",
         "suggested_action",
+        "holdout",
+        "held_out_action",
         "event_count",
         "updated_at",
     }
     assert body["mood"] == "frustrated"
     assert body["suggested_action"] == "show_live_chat"
+    # No holdout set: treated, nothing held back (issue 27).
+    assert (body["holdout"], body["held_out_action"]) == (False, None)
     assert body["signals"] and all(isinstance(s, str) for s in body["signals"])
     assert body["updated_at"].endswith("Z")
     assert 0 <= body["confidence"] <= 1

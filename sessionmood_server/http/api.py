@@ -11,6 +11,7 @@ from sessionmood_client import __version__ as VERSION
 from sessionmood_client.types import HealthResponse
 from sessionmood_server.http.responses import model_response
 from sessionmood_server.limits import RateLimiter, StreamSlots
+from sessionmood_server.services.holdout import HoldoutCache
 from sessionmood_server.services.live import LiveFeed
 from sessionmood_server.services.policy import PolicyCache
 from sessionmood_server.settings import Settings
@@ -24,6 +25,7 @@ class Api:
         self.settings = settings
         self.storage = storage
         self.policies = PolicyCache(storage)
+        self.holdouts = HoldoutCache(storage, settings.holdout_key)
         self.feed = LiveFeed(storage, poll_s=min(5.0, settings.sse_heartbeat_s))
         self.stream_slots = StreamSlots()
         on = settings.limits

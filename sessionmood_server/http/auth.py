@@ -62,7 +62,7 @@ async def authenticate(
     if record.kind == "publishable":
         if not publishable_ok:
             raise forbidden(
-                "publishable keys (pk_) may only send events and feedback (the answer "
+                "publishable keys (pk_) may only send events, feedback and conversions (the answer "
                 "to each batch carries the mood); reading needs a secret key (sm_) "
                 "from your backend"
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-ALLOW_METHODS = b"GET, POST, DELETE, OPTIONS"
+ALLOW_METHODS = b"GET, POST, PUT, DELETE, OPTIONS"
 ALLOW_HEADERS = b"X-Api-Key, Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
 EXPOSE_HEADERS = b"Idempotent-Replayed, X-Request-Id, Retry-After"
 MAX_AGE = b"600"

@@ -118,6 +118,6 @@ async def create_publishable_key(api: Api, request: Request) -> Response:
     body = PublishableKeyResponse(
         publishable_key=raw,
         allowed_origins=origins,
-        message="Embed this key in tracker.js; it can only send events and feedback.",
+        message="Embed this key in tracker.js; it can only send events, feedback and conversions.",
     )
     return model_response(body, 201)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sessionmood_client import types as m
-from sessionmood_server.http import analytics, keys, sessions, stream, webhooks
+from sessionmood_server.http import analytics, experiments, keys, sessions, stream, webhooks
 from sessionmood_server.http.api import Api, health
 
 Handler = Callable[[Api, Request], Awaitable[Response]]
@@ -68,6 +68,16 @@ JOURNEYS_LIMIT = _query(
     "paths at most, commonest first (default 20, cap 1,000)",
     {"type": "integer", "minimum": 1},
 )
+UPLIFT_NAME = _query(
+    "name",
+    "the conversion name to measure (default: conversion)",
+    {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"},
+)
+UPLIFT_EFFECT = _query(
+    "effect",
+    "the absolute uplift sessions_needed is sized for (default 0.02: two points)",
+    {"type": "number", "minimum": 0.001, "maximum": 0.5},
+)
 CURSOR = _query(
     "cursor",
     "the next_cursor of the previous page",
@@ -79,7 +89,7 @@ CURSOR = _query(
 class Operation:
     """One endpoint: how it is routed, answered and documented."""
 
-    method: Literal["GET", "POST", "DELETE"]
+    method: Literal["GET", "POST", "PUT", "DELETE"]
     path: str  # as documented: /v1/sessions/{session_id}/events
     handler: Handler
     summary: str
@@ -192,6 +202,27 @@ OPERATIONS: tuple[Operation, ...] = (
         request=m.FeedbackRequest,
     ),
     Operation(
+        "POST",
+        _SESSION + "/conversions",
+        experiments.post_conversion,
+        "Record a conversion of the session (counted once per session and name)",
+        "experiments",
+        {
+            200: m.ConversionResponse,
+            201: m.ConversionResponse,
+            400: m.ApiError,
+            401: m.ApiError,
+            404: m.ApiError,
+            429: m.ApiError,
+        },
+        auth="any",
+        request=m.ConversionRequest,
+        description="Secret or publishable key (tracker.js: `SessionMood.convert(name, value)`). "
+        "201 when counted; 200 with `counted: false` when this session already counted this "
+        "name (a reload, a retry). `name` defaults to `conversion`; `value` (0 to 1e9) is "
+        "optional. At most 32 names per session (429).",
+    ),
+    Operation(
         "DELETE",
         _SESSION,
         sessions.delete_session,
@@ -244,6 +275,43 @@ OPERATIONS: tuple[Operation, ...] = (
         "collapsed): sessions, the mood visitors left each step in, and the step where most "
         "of the path's frustrated sessions first turned frustrated.",
         query=(SINCE, UNTIL, STEPS, JOURNEYS_LIMIT),
+    ),
+    Operation(
+        "GET",
+        "/v1/analytics/uplift",
+        experiments.analytics_uplift,
+        "Uplift of each action: treated against held-out sessions, with a 95 % interval",
+        "experiments",
+        {200: m.UpliftResponse, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        description="Secret keys only. Per (mood, action) suggested or held back: sessions, "
+        "conversions (under `name`) and rates in each group, the absolute uplift with a 95 % "
+        "interval (Newcombe's hybrid score method), the relative uplift, value per session, a "
+        "verdict from the interval (helps, hurts, unclear) and, while unclear, the sessions per "
+        "group still needed to detect `effect`; an overall row. A session counts once per "
+        "(mood, action), from the first time it was suggested or held back; `since`/`until` "
+        "select that time.",
+        query=(SINCE, UNTIL, UPLIFT_NAME, UPLIFT_EFFECT),
+    ),
+    Operation(
+        "GET",
+        "/v1/holdout",
+        experiments.get_holdout,
+        "The share of new sessions held out (no actions), to measure the uplift",
+        "experiments",
+        {200: m.HoldoutResponse, 401: m.ApiError, 403: m.ApiError},
+    ),
+    Operation(
+        "PUT",
+        "/v1/holdout",
+        experiments.put_holdout,
+        "Set the share of new sessions held out (0 to 0.5; default 0)",
+        "experiments",
+        {200: m.HoldoutResponse, 400: m.ApiError, 401: m.ApiError, 403: m.ApiError},
+        request=m.HoldoutRequest,
+        description="Secret keys only. A session's group is decided at its first batch (a keyed "
+        "hash of tenant and session id) and kept: a new share applies to sessions that start "
+        "afterwards. Held-out sessions are answered `suggested_action: no_action`, "
+        "`holdout: true` and `held_out_action`.",
     ),
     Operation(
         "GET",

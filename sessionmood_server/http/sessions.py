@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,9 +39,10 @@ from sessionmood_server.http.validation import (
     read_json,
 )
 from sessionmood_server.keys import PLAN_INFO
-from sessionmood_server.learning import LEARNED_SIGNAL, apply_policy
+from sessionmood_server.learning import POLICY_SIGNALS, apply_policy
 from sessionmood_server.limits import Admission, client_source
 from sessionmood_server.records import AppendResult, Batch, Feedback, KeyRecord, Quota
+from sessionmood_server.scoring import answered
 from sessionmood_server.services.metrics import METRICS
 
 _SEQ = re.compile(r"[0-9]{1,18}")  # an export cursor
@@ -69,6 +71,7 @@ async def post_events(api: Api, request: Request) -> Response:
             fingerprint=fingerprint,
             max_events=api.max_session_events,
             admission=_admission(api, request, key) if public and api.limits_on else None,
+            holdout=await api.holdouts.held_out(key.tenant_id, session_id),
         )
     )
     status = result.status
@@ -176,9 +179,10 @@ async def get_mood(api: Api, request: Request) -> Response:
     signals = list(rec.signals)
     # Re-applied at read time: feedback since the last batch counts too.
     policy = await api.policies.get(key.tenant_id)
+    for learned in POLICY_SIGNALS:
+        if learned in signals:
+            signals.remove(learned)  # learned at write time: learned again below
     action = apply_policy(policy, rec.mood, DEFAULT_ACTIONS[rec.mood], signals)
-    if action == DEFAULT_ACTIONS[rec.mood] and LEARNED_SIGNAL in signals:
-        signals.remove(LEARNED_SIGNAL)  # learned at write time, since unlearned
     # The MoodResponse shape, built directly: this is the hottest read.
     return JSONResponse(
         {
@@ -186,7 +190,7 @@ async def get_mood(api: Api, request: Request) -> Response:
             "mood": rec.mood,
             "confidence": rec.confidence,
             "signals": signals,
-            "suggested_action": action,
+            **answered(action, rec.holdout),
             "event_count": rec.event_count,
             "updated_at": iso(rec.updated_at),
         },
@@ -215,6 +219,8 @@ async def export_events(api: Api, request: Request) -> Response:
     events = events[:limit]
     rec = await api.storage.get_session(key.tenant_id, session_id)
     total = rec.event_count if rec is not None else after + len(events)
+    # The session's conversions, on the first page (GDPR access: all it holds).
+    conversions = await api.storage.conversions_of(key.tenant_id, session_id) if not after else None
     # Plain dicts, not pydantic models: a page is built and serialised in
     # about a millisecond, so the event loop never stalls on an export.
     return JSONResponse(
@@ -223,9 +229,18 @@ async def export_events(api: Api, request: Request) -> Response:
             "event_count": total,
             "events": events,
             "next_cursor": str(events[-1]["seq"]) if more else None,
+            **(
+                {"conversions": [_conversion(c) for c in conversions]}
+                if conversions is not None
+                else {}
+            ),
         },
         headers=NO_STORE,
     )
+
+
+def _conversion(row: dict[str, Any]) -> dict[str, Any]:
+    return {"name": row["name"], "value": row["value"], "created_at": iso(row["created_at"])}
 
 
 async def post_feedback(api: Api, request: Request) -> Response:

@@ -19,6 +19,7 @@ from sessionmood_server.http.errors import bad_request, too_many
 from sessionmood_server.http.responses import NO_STORE
 from sessionmood_server.limits import client_source
 from sessionmood_server.records import MoodChangeRecord
+from sessionmood_server.scoring import answered
 from sessionmood_server.services.live import Subscription
 
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
@@ -122,7 +123,7 @@ def _message(ch: MoodChangeRecord) -> bytes:
         mood=ch.mood,
         confidence=ch.confidence,
         signals=list(ch.signals),
-        suggested_action=ch.suggested_action,
+        **answered(ch.suggested_action, ch.holdout),
         url=ch.url,
         occurred_at=datetime.fromtimestamp(ch.occurred_at, UTC),
     ).model_dump_json()

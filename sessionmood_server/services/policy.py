@@ -1,4 +1,5 @@
-"""The learned-policy cache: which action each of a tenant's moods should suggest.
+"""The learned-policy cache: which action each of a tenant's moods should suggest,
+from its uplift and its feedback.
 
 Learning itself is pure (``learning.learn_policy``); this keeps each tenant's
 result for ``ttl_s`` seconds, so a batch or a mood read costs no analytics
@@ -38,9 +39,17 @@ class PolicyCache:
         if hit is not None and hit.expires > time.monotonic():
             return hit.policy
         now = time.monotonic()
-        # Only secret-key feedback teaches: publishable keys are public.
+        # Only secret-key feedback teaches: publishable keys are public. The
+        # uplift (any conversion, all time) comes first where it is clear.
         counts = await self.storage.action_counts(tenant_id, None, None, trusted_only=True)
-        policy = learn_policy(counts)
+        # Without a holdout ever set there is no control group to compare with.
+        held = await self.storage.get_holdout(tenant_id)
+        uplift = (
+            []
+            if held.updated_at is None
+            else await self.storage.uplift_counts(tenant_id, None, None, None)
+        )
+        policy = learn_policy(counts, uplift)
         if len(self._policies) > MAX_TENANTS:
             self._policies.clear()
         self._policies[tenant_id] = _Learned(now + self.ttl_s, policy)

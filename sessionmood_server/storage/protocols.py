@@ -115,7 +115,7 @@ class Storage(Protocol):
         ...
 
     async def uplift_counts(
-        self, tenant_id: int, name: str, since: float | None, until: float | None
+        self, tenant_id: int, name: str | None, since: float | None, until: float | None
     ) -> list[UpliftCounts]:
         """Per (mood, action) and group, then per group over any action: sessions
         first exposed in the window and how many converted under ``name``."""

@@ -276,11 +276,12 @@ def journeys(rows: Iterable[Row], steps: int, limit: int) -> list[JourneyCounts]
 # suggested the action (or held back from it) in the window and how many of
 # them converted under the name; then the same per group over sessions exposed
 # to any action (mood and action NULL). Parameters: 1 tenant, 2-3 the window
-# (first exposure), 4 the conversion name.
+# (first exposure), 4 the conversion name (NULL: any; a session converts once).
 UPLIFT_SQL = (
     "WITH e AS (SELECT session_id, mood, action, holdout FROM exposures "
     "WHERE tenant_id = {p}1 AND first_at >= {p}2 AND first_at < {p}3), "
-    "c AS (SELECT session_id, value FROM conversions WHERE tenant_id = {p}1 AND name = {p}4) "
+    "c AS (SELECT session_id, sum(value) AS value FROM conversions WHERE tenant_id = {p}1 "
+    "AND (CAST({p}4 AS TEXT) IS NULL OR name = {p}4) GROUP BY session_id) "
     "SELECT e.mood, e.action, e.holdout, count(*) AS sessions, "
     "count(c.session_id) AS conversions, coalesce(sum(c.value), 0) AS value "
     "FROM e LEFT JOIN c ON c.session_id = e.session_id GROUP BY e.mood, e.action, e.holdout "

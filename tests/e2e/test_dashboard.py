@@ -148,12 +148,16 @@ def test_where_visitors_struggle_names_the_dead_pay_block_first_on_checkout(
 ) -> None:
     demo = start_demo(tmp_path)  # a server of its own: these shoppers only
     shop_context = browser.new_context(viewport={"width": 1280, "height": 800})
+    others: list[Any] = []
     try:
         shop = console.watch(shop_context.new_page())
         raged = rage_on_the_dead_wallet(shop, demo)
-        # Another shopper's payment fails twice; one more just browses the shop.
-        frustrated_checkout(console.watch(shop_context.new_page()), demo)
-        browse = console.watch(shop_context.new_page())
+        # Another shopper's payment fails twice; one more just browses the shop
+        # (each a browser of their own: the cart lives in localStorage).
+        for other in (browser.new_context(), browser.new_context()):
+            others.append(other)
+        frustrated_checkout(console.watch(others[0].new_page()), demo)
+        browse = console.watch(others[1].new_page())
         browse.goto(demo.url("index.html"))
         browse.goto(demo.url("product.html?id=mug"))
         checkout = "/demo/checkout.html"
@@ -193,7 +197,8 @@ def test_where_visitors_struggle_names_the_dead_pay_block_first_on_checkout(
             for box in (first, path):
                 assert box.evaluate(CLIPPED) == [], box.inner_text()
     finally:
-        shop_context.close()
+        for context in (shop_context, *others):
+            context.close()
         demo.server.stop()
 
 

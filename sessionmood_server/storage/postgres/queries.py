@@ -256,7 +256,7 @@ UPLIFT_SQL = shared.UPLIFT_SQL.format(p="$")
 
 
 async def uplift_counts(
-    c: Any, tenant_id: int, name: str, since: float | None, until: float | None
+    c: Any, tenant_id: int, name: str | None, since: float | None, until: float | None
 ) -> list[UpliftCounts]:
     rows = await c.fetch(UPLIFT_SQL, tenant_id, *shared.window(since, until), name)
     return shared.uplift_counts(rows)

@@ -301,7 +301,7 @@ class PostgresStorage(Notifications):
             return await queries.conversions_of(conn, tenant_id, session_id)
 
     async def uplift_counts(
-        self, tenant_id: int, name: str, since: float | None, until: float | None
+        self, tenant_id: int, name: str | None, since: float | None, until: float | None
     ) -> list[records.UpliftCounts]:
         async with self._conn() as conn:
             return await queries.uplift_counts(conn, tenant_id, name, since, until)

@@ -287,7 +287,11 @@ def conversions_of(c: sqlite3.Connection, tenant_id: int, session_id: str) -> li
 
 
 def uplift_counts(
-    c: sqlite3.Connection, tenant_id: int, name: str, since: float | None, until: float | None
+    c: sqlite3.Connection,
+    tenant_id: int,
+    name: str | None,
+    since: float | None,
+    until: float | None,
 ) -> list[UpliftCounts]:
     sql = shared.UPLIFT_SQL.format(p="?")
     return shared.uplift_counts(c.execute(sql, (tenant_id, *shared.window(since, until), name)))

@@ -344,7 +344,7 @@ class SQLiteStorage(Notifications):
         return [dict(row) for row in rows]
 
     async def uplift_counts(
-        self, tenant_id: int, name: str, since: float | None, until: float | None
+        self, tenant_id: int, name: str | None, since: float | None, until: float | None
     ) -> list[records.UpliftCounts]:
         return await self._writer.read_large(
             lambda c: queries.uplift_counts(c, tenant_id, name, since, until)
