@@ -224,7 +224,9 @@ def apply_batch(
     folded = fold_batch(state, count, last_url, events)
     verdict = folded.verdict
     signals = list(verdict.signals)
-    action = apply_policy(policy or {}, verdict.mood, verdict.suggested_action, signals)
+    action = apply_policy(
+        policy if policy is not None else {}, verdict.mood, verdict.suggested_action, signals
+    )
     total = count + len(events)
     pages = folded.page_moods if folded.page_moods != {last_url: previous} else {}
     visits = folded.visits if pages else []

@@ -9,10 +9,11 @@ from starlette.testclient import TestClient
 from sessionmood_server.learning import (
     LEARNED_SIGNAL,
     MIN_SAMPLES,
+    UPLIFT_SIGNAL,
     apply_policy,
     learn_policy,
 )
-from sessionmood_server.records import ActionCounts
+from sessionmood_server.records import ActionCounts, UpliftCounts
 from tests.conftest import make_key
 
 FRUSTRATED = [
@@ -129,3 +130,55 @@ def test_publishable_key_feedback_never_steers_the_policy(client: TestClient) ->
     actions = client.get("/v1/analytics/actions", headers=h).json()["actions"]
     offer = next(a for a in actions if a["action"] == "show_exit_offer")
     assert offer["helpful"] == 3 * MIN_SAMPLES
+
+
+# -- the uplift first (issue 27) ------------------------------------------------------
+
+
+def _uplift(
+    mood: str, action: str, treated: tuple[int, int], control: tuple[int, int]
+) -> list[UpliftCounts]:
+    return [
+        UpliftCounts(mood, action, False, treated[0], treated[1], 0.0),  # type: ignore[arg-type]
+        UpliftCounts(mood, action, True, control[0], control[1], 0.0),  # type: ignore[arg-type]
+    ]
+
+
+def test_an_action_that_hurts_is_dropped_for_no_action() -> None:
+    policy = learn_policy([], _uplift("frustrated", "show_live_chat", (300, 3), (300, 40)))
+    assert policy == {"frustrated": "no_action"} and policy.by_uplift == {"frustrated"}
+    signals: list[str] = []
+    assert apply_policy(policy, "frustrated", "show_live_chat", signals) == "no_action"
+    assert signals == [UPLIFT_SIGNAL]
+
+
+def test_an_action_that_hurts_gives_way_to_the_default_when_feedback_had_replaced_it() -> None:
+    fb = [ActionCounts("frustrated", "show_tooltip", 30, 28, 2)]  # type: ignore[arg-type]
+    assert learn_policy(fb) == {"frustrated": "show_tooltip"}
+    policy = learn_policy(fb, _uplift("frustrated", "show_tooltip", (300, 3), (300, 40)))
+    assert "frustrated" not in policy and policy.by_uplift == {"frustrated"}
+    signals: list[str] = []
+    assert apply_policy(policy, "frustrated", "show_live_chat", signals) == "show_live_chat"
+    assert signals == [UPLIFT_SIGNAL]
+
+
+def test_an_action_that_helps_is_kept_whatever_the_feedback() -> None:
+    fb = [
+        ActionCounts("frustrated", "show_live_chat", 30, 0, 30),  # type: ignore[arg-type]
+        ActionCounts("frustrated", "show_tooltip", 30, 29, 1),  # type: ignore[arg-type]
+    ]
+    assert learn_policy(fb) == {"frustrated": "show_tooltip"}
+    policy = learn_policy(fb, _uplift("frustrated", "show_live_chat", (300, 40), (300, 3)))
+    assert "frustrated" not in policy and policy.by_uplift == {"frustrated"}
+
+
+def test_an_unclear_uplift_leaves_the_feedback_in_charge() -> None:
+    fb = [ActionCounts("frustrated", "show_tooltip", 30, 29, 1)]  # type: ignore[arg-type]
+    policy = learn_policy(fb, _uplift("frustrated", "show_live_chat", (40, 4), (40, 3)))
+    assert policy == {"frustrated": "show_tooltip"} and not policy.by_uplift
+    signals: list[str] = []
+    apply_policy(policy, "frustrated", "show_live_chat", signals)
+    assert signals == [LEARNED_SIGNAL]
+    # Only one group: nothing to compare.
+    lone = [UpliftCounts("frustrated", "show_live_chat", False, 500, 0, 0.0)]  # type: ignore[arg-type]
+    assert not learn_policy([], lone).by_uplift
