@@ -249,3 +249,43 @@ async def test_stream_on_one_replica_sees_changes_made_through_the_other(
         change = await asyncio.wait_for(next_change(), 10)
         assert change["session_id"] == "seen-from-a" and change["mood"] == "frustrated"
         assert time.monotonic() - t0 < 5
+
+
+async def test_two_replicas_put_every_session_in_the_same_group(
+    replicas: tuple[LiveServer, LiveServer],
+) -> None:
+    """Without SESSIONMOOD_HOLDOUT_KEY the tenant's stored salt keys the group
+    hash: whichever replica sees a session's first batch, the group is the one
+    the salt gives, and the other replica answers it the same afterwards."""
+    from sessionmood_server.holdout import held_out
+
+    a, b = replicas
+    key = a.new_key("pro")
+    h = {"X-Api-Key": key}
+    async with httpx.AsyncClient(headers=h, timeout=30) as c:
+        r = await c.put(b.base_url + "/v1/holdout", json={"share": 0.3})
+        assert r.status_code == 200
+        rows = await _sql(
+            a.database_url,
+            "SELECT t.id, t.holdout_salt FROM tenants t JOIN api_keys k ON k.tenant_id = t.id "
+            "WHERE k.key_hash = $1",
+            hash_key(key),
+        )
+        [(tenant, salt)] = [(r["id"], r["holdout_salt"]) for r in rows]
+        # (Replica a has not read this tenant's setting yet: nothing cached to age.)
+        seen: dict[str, bool] = {}
+        for i in range(400):
+            first, other = (a, b) if i % 2 else (b, a)
+            sid = f"visitor-{i}"
+            ev = {"events": [{"type": "click", "x": 1, "y": 1, "ts": T0 + i}]}
+            one = (await c.post(f"{first.base_url}/v1/sessions/{sid}/events", json=ev)).json()
+            two = (await c.post(f"{other.base_url}/v1/sessions/{sid}/events", json=ev)).json()
+            assert one["holdout"] == two["holdout"], sid
+            seen[sid] = one["holdout"]
+    expected = {sid: held_out(salt.encode(), tenant, sid, 0.3) for sid in seen}
+    assert seen == expected
+    assert 0.2 < sum(seen.values()) / len(seen) < 0.4
+    stored = await _sql(
+        a.database_url, "SELECT session_id, holdout FROM sessions WHERE tenant_id = $1", tenant
+    )
+    assert {r["session_id"]: r["holdout"] for r in stored} == expected
