@@ -61,6 +61,11 @@ declare namespace SessionMood {
     message?: string;
     /** `click` only: the click looked interactive and the page did not respond. */
     dead?: boolean;
+    /**
+     * The element (`click`, `rage_click`, `hover`, `input_pause`, `focus`, `blur`,
+     * `error`): 1-256 characters, never page text or values (docs/tracker.md).
+     */
+    target?: string;
   }
 
   /** The server's answer to a batch (POST /v1/sessions/{id}/events), plus `mood`. */
@@ -73,7 +78,12 @@ declare namespace SessionMood {
     mood: MoodLabel;
     confidence: number;
     signals: string[];
+    /** `no_action` for a held-out session (`holdout`), whatever its mood. */
     suggested_action: SuggestedAction;
+    /** In the holdout group (PUT /v1/holdout): no action is to be shown. */
+    holdout: boolean;
+    /** For a held-out session: the action it would have got; else null. */
+    held_out_action: SuggestedAction | null;
     [field: string]: unknown;
   }
 
@@ -84,6 +94,12 @@ declare namespace SessionMood {
     track(type: EventType, fields?: EventFields): void;
     /** Send now; resolves (never rejects) once the server answered or the try failed. */
     flush(): Promise<void>;
+    /**
+     * Count a conversion of this session, once per `name` (default `conversion`)
+     * however often it is called; `value` optional (0 to 1e9). Sent after what is
+     * queued, as a beacon; resolves to whether the browser took it.
+     */
+    convert(name?: string, value?: number): Promise<boolean>;
     /** Called after every answer from the server; returns a function that unsubscribes. */
     onMood(callback: (mood: MoodUpdate) => void): () => void;
     /** Stop capturing and sending; unsent events are discarded. */

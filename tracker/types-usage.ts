@@ -14,6 +14,15 @@ const unsubscribe: () => void = window.SessionMood.onMood((m) => {
 });
 unsubscribe();
 
+window.SessionMood.onMood((m) => {
+  const held: boolean = m.holdout;
+  const wouldBe: SessionMood.SuggestedAction | null = m.held_out_action;
+  if (!held && wouldBe === null) console.log(m.suggested_action);
+});
+SessionMood.track('click', { target: 'Pay' });
+SessionMood.convert('purchase', 42.5).then((taken: boolean) => taken);
+SessionMood.convert();
+
 const sessionId: string | null = SessionMood.sessionId;
 SessionMood.flush().then(() => SessionMood.stop());
 
@@ -21,6 +30,8 @@ SessionMood.flush().then(() => SessionMood.stop());
 SessionMood.track('page_visit');
 // @ts-expect-error: direction is up or down
 SessionMood.track('scroll', { direction: 'sideways' });
+// @ts-expect-error: a value is a number
+SessionMood.convert('purchase', '42.5');
 // @ts-expect-error: the key is required
 SessionMood.init({ endpoint: 'https://mood.example.com' });
 export { sessionId };

@@ -235,6 +235,9 @@
             if (window.SessionMood) SessionMood.track('error', { message: 'Payment declined' });
             return;
           }
+          // The sale, counted once per visit however often this page runs:
+          // what GET /v1/analytics/uplift compares between the groups.
+          if (window.SessionMood) SessionMood.convert('purchase', totals().total);
           store.set(CART, []);
           store.set(DISCOUNT, 0);
           renderCartCount();
@@ -424,6 +427,11 @@
   function onMood(m) {
     m.signals = Array.isArray(m.signals) ? m.signals : [];
     renderBadge(m);
+    // A held-out visitor is the control group that proves the help pays
+    // (PUT /v1/holdout): it gets none, whatever its mood. (Its
+    // suggested_action is no_action already; a real shop checks this too.)
+    badge.dataset.holdout = m.holdout ? 'true' : 'false';
+    if (m.holdout) return;
     const action = m.suggested_action, act = INTERVENTIONS[action];
     if (!act || (current && current.action === action) || Date.now() < quietUntil(action)) return;
     if (current && current.answered) return; // the visitor is using one: leave them be

@@ -4,7 +4,7 @@
  */
 import { on, cfg, sessionId, configure, start, stop } from './life.js';
 import { W, D, N, safe, listen, randomId } from './util.js';
-import { push, send, sendSoon, beacon, startSending, onMood } from './send.js';
+import { push, send, sendSoon, beacon, startSending, onMood, convert } from './send.js';
 import { bindClicks, settleAll, settleNow, settled, respond } from './clicks.js';
 import { bindScroll } from './scroll.js';
 import { bindNavigation, startNavigation } from './navigation.js';
@@ -75,6 +75,8 @@ const api = (W.SessionMood = W.SessionMood || {
   ),
   // Clicks wait up to `deadMs` for the page's response before they are sent.
   flush: () => (on ? settled().then(send) : Promise.resolve()),
+  // After what is queued: the server counts conversions of sessions it has.
+  convert: (name, value) => send().then(() => on && convert(name, value)),
   onMood,
   stop,
   sessionId: null,
@@ -87,7 +89,7 @@ try {
     // called init() itself by the time it loaded.
     else
       W.addEventListener('load', () =>
-        cfg || console.warn('[SessionMood] add data-api-key="pk_..." to the script tag (or call SessionMood.init): nothing is sent.'),
+        cfg || console.warn('[SessionMood] no data-api-key: nothing is sent.'),
       );
   }
 } catch (_) {}

@@ -64,19 +64,15 @@ export function push(type, fields, at) {
       (v = String(v).replace(/[\0-\x1f\x7f]/g, '').slice(0, 256)) && (event.target = v);
     }
   }
-  debug('captured', event);
+  debug('event', event);
   queue.push(event);
   if (queue.length > MAX_QUEUE) queue.shift();
   if (/^(rage_click|error)$/.test(type)) sendSoon(); // sent at once: frustration is answered now
 }
 
 // The key rides in the query string, so the body can be text/plain.
-const url = () =>
-  cfg.endpoint +
-  '/v1/sessions/' +
-  encodeURIComponent(sessionId) +
-  '/events?key=' +
-  encodeURIComponent(cfg.apiKey);
+const url = (path = 'events') =>
+  cfg.endpoint + '/v1/sessions/' + encodeURIComponent(sessionId) + '/' + path + '?key=' + encodeURIComponent(cfg.apiKey);
 const body = (batch) => JSON.stringify({ events: batch.events, batch_id: batch.id });
 
 /** Send everything queued; resolves (never rejects) when the server answered or the try failed. */
@@ -130,6 +126,13 @@ export function beacon() {
     queue.splice(0, next.events.length);
   }
 }
+
+/**
+ * Count a conversion of this session (once per name, however often the page
+ * calls it: a reload, a retry). A beacon: it still goes when the page moves on
+ * to its thank-you page at once. True if the browser took it.
+ */
+export const convert = (name, value) => N.sendBeacon(url('conversions'), JSON.stringify({ name, value }));
 
 /** Send every `flushInterval` from now on (`init()`). */
 export const startSending = () => (flushTimer = setInterval(safe(sendSoon), cfg.flushInterval));
