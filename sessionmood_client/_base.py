@@ -44,12 +44,14 @@ from .types import (
     MOODS,
     ActionAnalyticsResponse,
     AnalyticsResponse,
+    ConversionResponse,
     DeleteSessionResponse,
     ElementAnalyticsResponse,
     Event,
     ExportEventsResponse,
     FeedbackResponse,
     HealthResponse,
+    HoldoutResponse,
     JourneyAnalyticsResponse,
     KeyGenerateResponse,
     MoodChange,
@@ -59,6 +61,7 @@ from .types import (
     Plan,
     PostEventsResponse,
     PublishableKeyResponse,
+    UpliftResponse,
     UsageResponse,
     WebhookCreated,
     WebhookDeleted,
@@ -364,6 +367,52 @@ class BaseClient(Generic[HttpClientT]):
             FeedbackResponse,
             json=body,
         )
+
+    def _record_conversion_spec(
+        self, session_id: str, name: str | None, value: float | None
+    ) -> RequestSpec[ConversionResponse]:
+        body: dict[str, Any] = {}
+        if name is not None:
+            if not isinstance(name, str):
+                raise TypeError("name must be a string")
+            body["name"] = name
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError("value must be a number")
+            body["value"] = value
+        # Counted once per (session, name): a retry cannot count twice.
+        return RequestSpec(
+            "POST",
+            f"/v1/sessions/{quote_session_id(session_id)}/conversions",
+            ConversionResponse,
+            json=body,
+        )
+
+    def _get_holdout_spec(self) -> RequestSpec[HoldoutResponse]:
+        return RequestSpec("GET", "/v1/holdout", HoldoutResponse)
+
+    def _set_holdout_spec(self, share: float) -> RequestSpec[HoldoutResponse]:
+        if isinstance(share, bool) or not isinstance(share, int | float):
+            raise TypeError("share must be a number")
+        if not 0 <= share <= 0.5:
+            raise ValueError("share must be between 0 and 0.5")
+        return RequestSpec("PUT", "/v1/holdout", HoldoutResponse, json={"share": share})
+
+    def _get_uplift_spec(
+        self,
+        name: str | None,
+        since: TimeInput | None,
+        until: TimeInput | None,
+        effect: float | None,
+    ) -> RequestSpec[UpliftResponse]:
+        params = _time_params(since, until)
+        if name is not None:
+            params["name"] = name
+        if effect is not None:
+            if isinstance(effect, bool) or not isinstance(effect, int | float) or effect <= 0:
+                raise ValueError("effect must be a positive number (an absolute uplift)")
+            params["effect"] = repr(float(effect))
+        return RequestSpec("GET", "/v1/analytics/uplift", UpliftResponse, params=params)
 
     def _get_analytics_spec(self) -> RequestSpec[AnalyticsResponse]:
         return RequestSpec("GET", "/v1/analytics/moods", AnalyticsResponse)

@@ -32,11 +32,13 @@ from ._tracker import AsyncEventTracker, EventTracker
 from .types import (
     ActionAnalyticsResponse,
     AnalyticsResponse,
+    ConversionResponse,
     DeleteSessionResponse,
     ElementAnalyticsResponse,
     ExportEventsResponse,
     FeedbackResponse,
     HealthResponse,
+    HoldoutResponse,
     JourneyAnalyticsResponse,
     KeyGenerateResponse,
     MoodLabel,
@@ -45,6 +47,7 @@ from .types import (
     Plan,
     PostEventsResponse,
     PublishableKeyResponse,
+    UpliftResponse,
     UsageResponse,
     WebhookCreated,
     WebhookDeleted,
@@ -175,6 +178,34 @@ class SessionMoodClient(BaseClient[httpx.Client]):
     ) -> FeedbackResponse:
         """Record what you did about a mood and, if known, whether it helped."""
         return self._request(self._send_feedback_spec(session_id, action_taken, was_helpful, notes))
+
+    def record_conversion(
+        self, session_id: str, name: str | None = None, value: float | None = None
+    ) -> ConversionResponse:
+        """Count a conversion of the session (the server's default name is
+        ``conversion``), once per (session, name): ``counted`` is False when it
+        was counted before, so retrying is safe."""
+        return self._request(self._record_conversion_spec(session_id, name, value))
+
+    def get_holdout(self) -> HoldoutResponse:
+        """The share of new sessions held out (no actions), to measure the uplift."""
+        return self._request(self._get_holdout_spec())
+
+    def set_holdout(self, share: float) -> HoldoutResponse:
+        """Hold out ``share`` (0 to 0.5) of the sessions that start from now on."""
+        return self._request(self._set_holdout_spec(share))
+
+    def get_uplift(
+        self,
+        name: str | None = None,
+        since: TimeInput | None = None,
+        until: TimeInput | None = None,
+        effect: float | None = None,
+    ) -> UpliftResponse:
+        """Per mood and action: treated against held-out sessions converting under
+        ``name`` (default ``conversion``), the uplift with its 95 % interval and a
+        verdict; ``effect`` sizes ``sessions_needed`` (default 0.02: two points)."""
+        return self._request(self._get_uplift_spec(name, since, until, effect))
 
     def get_analytics(self) -> AnalyticsResponse:
         """Mood distribution and feedback count across this key's sessions."""
@@ -413,6 +444,34 @@ class AsyncSessionMoodClient(BaseClient[httpx.AsyncClient]):
         return await self._request(
             self._send_feedback_spec(session_id, action_taken, was_helpful, notes)
         )
+
+    async def record_conversion(
+        self, session_id: str, name: str | None = None, value: float | None = None
+    ) -> ConversionResponse:
+        """Count a conversion of the session (the server's default name is
+        ``conversion``), once per (session, name): ``counted`` is False when it
+        was counted before, so retrying is safe."""
+        return await self._request(self._record_conversion_spec(session_id, name, value))
+
+    async def get_holdout(self) -> HoldoutResponse:
+        """The share of new sessions held out (no actions), to measure the uplift."""
+        return await self._request(self._get_holdout_spec())
+
+    async def set_holdout(self, share: float) -> HoldoutResponse:
+        """Hold out ``share`` (0 to 0.5) of the sessions that start from now on."""
+        return await self._request(self._set_holdout_spec(share))
+
+    async def get_uplift(
+        self,
+        name: str | None = None,
+        since: TimeInput | None = None,
+        until: TimeInput | None = None,
+        effect: float | None = None,
+    ) -> UpliftResponse:
+        """Per mood and action: treated against held-out sessions converting under
+        ``name`` (default ``conversion``), the uplift with its 95 % interval and a
+        verdict; ``effect`` sizes ``sessions_needed`` (default 0.02: two points)."""
+        return await self._request(self._get_uplift_spec(name, since, until, effect))
 
     async def get_analytics(self) -> AnalyticsResponse:
         """Mood distribution and feedback count across this key's sessions."""

@@ -60,8 +60,10 @@ def verdict(low: float | None, high: float | None) -> Verdict:
 def sample_size(control_rate: float, effect: float) -> int:
     """Sessions per group to detect ``control_rate + effect`` against
     ``control_rate`` (two-sided 5 %, 80 % power)."""
-    p2 = min(max(control_rate, 1e-4), 1 - 1e-4)
-    p1 = min(max(p2 + effect, 1e-4), 1 - 1e-4)
+    # Rates at the edges are moved in just far enough for the effect to fit
+    # (every control session converted: the effect is sized below 100 %).
+    p2 = min(max(control_rate, 1e-4), 1 - 1e-4 - effect)
+    p1 = p2 + effect
     bar = (p1 + p2) / 2
     root = Z95 * math.sqrt(2 * bar * (1 - bar)) + Z80 * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
     return math.ceil(root * root / ((p1 - p2) ** 2))

@@ -49,6 +49,9 @@ def test_sample_size_matches_the_textbook_formula() -> None:
     # / .02^2 = (0.65827 + 0.28242)^2 / 0.0004 = 2212.2, so 2,213 per group.
     assert sample_size(0.05, 0.02) == 2213
     assert sample_size(0.05, 0.04) < sample_size(0.05, 0.02)
+    # Every control session converted, or none: still a finite answer.
+    assert 0 < sample_size(1.0, 0.02) < 10**6 and 0 < sample_size(0.0, 0.5) < 100
+    assert compare(12, 12, 5, 5, 0.02).sessions_needed is not None
 
 
 def test_sessions_needed_shrinks_as_data_comes_and_stops_once_decided() -> None:

@@ -458,3 +458,44 @@ async def test_async_webhooks_deliver_signed_mood_changes(
         assert [d.session_id for d in listed.deliveries] == [session]
         assert (await client.delete_webhook(created.id)).deleted
         assert (await client.list_webhooks()).webhooks == []
+
+
+def test_sync_struggle_holdout_conversions_and_uplift(live_server: Any, api_key: str) -> None:
+    """Issues 26 and 27 through the typed client against the real server."""
+    with SessionMoodClient(api_key, base_url=live_server.base_url) as client:
+        assert client.get_holdout().share == 0.0
+        assert client.set_holdout(0.5).share == 0.5
+        groups: dict[str, bool] = {}
+        for _ in range(12):
+            session = _session()
+            events = [
+                {"type": "page_view", "url": "/checkout", "ts": 1746352799},
+                *[{**ev, "target": "Pay"} if isinstance(ev, dict) else ev for ev in FRUSTRATING],
+                {"type": "click", "x": 1, "y": 1, "dead": True, "target": "Pay", "ts": 1746352805},
+            ]
+            answer = client.send_events(session, events)
+            assert answer.current_mood == "frustrated"
+            groups[session] = answer.holdout
+            if answer.holdout:
+                assert (answer.suggested_action, answer.held_out_action) == (
+                    "no_action",
+                    "show_live_chat",
+                )
+            first = client.record_conversion(session, "purchase", 12.5)
+            assert first.counted and first.holdout == answer.holdout
+            assert client.record_conversion(session, "purchase", 12.5).counted is False
+            assert client.get_mood(session).holdout == answer.holdout
+        assert len(set(groups.values())) == 2, groups  # (both groups, with 12 sessions)
+        export = client.export_events(session)
+        assert [c.name for c in export.conversions or []] == ["purchase"]
+        uplift = client.get_uplift("purchase")
+        [row] = uplift.uplift
+        assert row.treated_sessions + row.control_sessions == 12
+        assert row.treated_conversions + row.control_conversions == 12
+        assert row.verdict == "unclear" and row.sessions_needed
+        elements = client.get_element_analytics(page="/checkout")
+        assert elements.elements[0].target == "Pay"
+        assert elements.elements[0].dead_clicks == 12
+        journeys = client.get_journeys(steps=2)
+        assert journeys.journeys[0].path == ["/checkout"]
+        assert journeys.journeys[0].sessions == 12

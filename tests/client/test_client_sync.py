@@ -33,11 +33,13 @@ from sessionmood_client import (
     BadRequestError,
     ClickEvent,
     ConflictError,
+    ConversionResponse,
     DeleteSessionResponse,
     ElementAnalyticsResponse,
     ExportEventsResponse,
     FeedbackResponse,
     HealthResponse,
+    HoldoutResponse,
     InternalServerError,
     JourneyAnalyticsResponse,
     KeyGenerateResponse,
@@ -51,6 +53,7 @@ from sessionmood_client import (
     RateLimitError,
     SessionMoodClient,
     SessionMoodError,
+    UpliftResponse,
     UsageResponse,
     WebhookCreated,
     WebhookDeleted,
@@ -656,6 +659,72 @@ def test_get_journeys(api: respx.MockRouter, client: SessionMoodClient) -> None:
     }
     with pytest.raises(ValueError, match="steps"):
         client.get_journeys(steps=0)
+    assert route.call_count == 1
+
+
+def test_record_conversion(api: respx.MockRouter, client: SessionMoodClient) -> None:
+    answer = {
+        "session_id": "a/b",
+        "name": "purchase",
+        "value": 9.5,
+        "counted": True,
+        "holdout": False,
+    }
+    route = api.post("/v1/sessions/a%2Fb/conversions").respond(201, json=answer)
+    result = client.record_conversion("a/b", "purchase", 9.5)
+    assert isinstance(result, ConversionResponse) and result.counted
+    assert _sent_json(route) == {"name": "purchase", "value": 9.5}
+    route.respond(200, json={**answer, "name": "conversion", "value": None, "counted": False})
+    again = client.record_conversion("a/b")
+    assert _sent_json(route) == {} and again.counted is False
+    for bad in ({"value": "9"}, {"value": True}, {"name": 3}):
+        with pytest.raises(TypeError):
+            client.record_conversion("a/b", **bad)
+    assert route.call_count == 2
+
+
+def test_holdout(api: respx.MockRouter, client: SessionMoodClient) -> None:
+    got = api.get("/v1/holdout").respond(200, json={"share": 0.0, "updated_at": None})
+    assert client.get_holdout().share == 0.0
+    put = api.put("/v1/holdout").respond(
+        200, json={"share": 0.1, "updated_at": "2026-12-08T00:00:00Z"}
+    )
+    result = client.set_holdout(0.1)
+    assert isinstance(result, HoldoutResponse) and result.updated_at is not None
+    assert _sent_json(put) == {"share": 0.1}
+    with pytest.raises(ValueError):
+        client.set_holdout(0.6)
+    with pytest.raises(TypeError):
+        client.set_holdout("0.1")  # type: ignore[arg-type]
+    assert (got.call_count, put.call_count) == (1, 1)
+
+
+def test_get_uplift(api: respx.MockRouter, client: SessionMoodClient) -> None:
+    row = {
+        "mood": None, "action": None, "treated_sessions": 0, "treated_conversions": 0,
+        "treated_rate": None, "control_sessions": 0, "control_conversions": 0,
+        "control_rate": None, "uplift": None, "uplift_low": None, "uplift_high": None,
+        "relative_uplift": None, "treated_value_per_session": None,
+        "control_value_per_session": None, "verdict": "unclear", "sessions_needed": 2213,
+    }  # fmt: skip
+    body = {
+        "name": "purchase",
+        "since": None,
+        "until": None,
+        "method": "Newcombe",
+        "uplift": [],
+        "overall": row,
+    }
+    route = api.get("/v1/analytics/uplift").respond(200, json=body)
+    result = client.get_uplift("purchase", since=1_777_000_000, effect=0.03)
+    assert isinstance(result, UpliftResponse) and result.overall.sessions_needed == 2213
+    assert dict(route.calls.last.request.url.params) == {
+        "name": "purchase",
+        "since": "1777000000",
+        "effect": "0.03",
+    }
+    with pytest.raises(ValueError):
+        client.get_uplift(effect=0)
     assert route.call_count == 1
 
 
