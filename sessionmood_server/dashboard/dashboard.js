@@ -17,6 +17,7 @@
   const STRUGGLE_FETCH = 60; // elements read; shown: STRUGGLE_PAGES pages x STRUGGLE_PER_PAGE
   const STRUGGLE_PAGES = 5, STRUGGLE_PER_PAGE = 4;
   const JOURNEYS_SHOWN = 8;
+  const NAME_STORE = 'sessionmood_dashboard_conversion';
   const MOODS = ['frustrated', 'confused', 'disengaged', 'browsing', 'decisive', 'focused', 'neutral'];
   const COLOURS = {
     frustrated: '#e5484d', confused: '#f5a524', disengaged: '#8b8d98', browsing: '#12a594',
@@ -95,6 +96,7 @@
 
   function signOut(message) {
     key = null;
+    tenantKnown = false;
     try { sessionStorage.removeItem(KEY_STORE); sessionStorage.removeItem(LAST_ID_STORE); } catch (_) {}
     stopStream();
     clearInterval(refreshTimer);
@@ -118,7 +120,7 @@
 
   // -- aggregate panels --------------------------------------------------------------
 
-  let refreshTimer = 0, soonTimer = 0, refreshing = null, again = false, demo = false;
+  let refreshTimer = 0, soonTimer = 0, refreshing = null, again = false, demo = false, tenantKnown = false;
 
   function refresh() {
     if (refreshing) { again = true; return refreshing; }
@@ -126,9 +128,15 @@
     const q = range ? '?since=' + Math.floor(Date.now() / 1000 - Number(range)) : '';
     const k = key;
     const more = q ? q + '&' : '?';
-    refreshing = Promise.all([api('/v1/analytics/moods'), api('/v1/analytics/pages' + q), api('/v1/analytics/actions' + q), api('/v1/usage'),
-      api('/v1/analytics/elements' + more + 'limit=' + STRUGGLE_FETCH), api('/v1/analytics/journeys' + more + 'limit=' + JOURNEYS_SHOWN)])
-      .then(([moods, pages, actions, usage, elements, journeys]) => {
+    // Which tenant this is, first (once): the demo's conversions are purchases.
+    const known = tenantKnown ? Promise.resolve() : api('/v1/usage').then(u => {
+      demo = u.customer === DEMO_CUSTOMER;
+      tenantKnown = true;
+    });
+    refreshing = known.then(() => Promise.all([api('/v1/analytics/moods'), api('/v1/analytics/pages' + q), api('/v1/analytics/actions' + q), api('/v1/usage'),
+      api('/v1/analytics/elements' + more + 'limit=' + STRUGGLE_FETCH), api('/v1/analytics/journeys' + more + 'limit=' + JOURNEYS_SHOWN),
+      api('/v1/analytics/uplift' + more + 'name=' + encodeURIComponent(conversionName())), api('/v1/holdout')]))
+      .then(([moods, pages, actions, usage, elements, journeys, uplift, holdout]) => {
         if (k !== key) return;
         demo = usage.customer === DEMO_CUSTOMER;
         $('[data-customer]').textContent = usage.customer ? 'Signed in as ' + usage.customer : '';
@@ -140,6 +148,7 @@
         renderActions(actions.actions);
         renderStruggle(elements.elements);
         renderJourneys(journeys.journeys);
+        renderUplift(uplift, holdout);
         $('[data-updated]').textContent = 'Updated ' + new Date().toLocaleTimeString();
       })
       .catch(err => {
@@ -316,6 +325,73 @@
       }))))));
   }
 
+  // Does acting pay: per mood x action, treated against held-out sessions. The
+  // interval decides the verdict; until it does, how many more sessions each
+  // group needs to detect a two-point uplift.
+  const conversionName = () => {
+    let name = null;
+    try { name = localStorage.getItem(NAME_STORE); } catch (_) {}
+    return name || (demo ? 'purchase' : 'conversion');
+  };
+  const points = x => (x > 0 ? '+' : x < 0 ? '−' : '') + Math.abs(x * 100).toFixed(1);
+  const VERDICTS = { helps: 'Helps', hurts: 'Hurts', unclear: 'Collecting data' };
+  function renderUplift(uplift, holdout) {
+    const share = $('[data-holdout-share]');
+    if (document.activeElement !== share) share.value = Math.round(holdout.share * 100);
+    const nameBox = $('[data-uplift-name]');
+    if (document.activeElement !== nameBox) nameBox.value = uplift.name;
+    $('[data-holdout-status]').textContent = holdout.share
+      ? Math.round(holdout.share * 100) + '% of new sessions get no action, so the others can be compared with them.'
+      : 'No holdout: nothing to compare with. Hold out 5–10% to measure the uplift.';
+    const box = $('[data-uplift]');
+    if (!uplift.uplift.length) {
+      box.replaceChildren(el('p', { class: 'empty', text: holdout.share
+        ? 'No session has been suggested an action (or held back from one) in this period yet.'
+        : 'Set a holdout share above, then record conversions (SessionMood.convert(), POST /v1/sessions/{id}/conversions).' }));
+      return;
+    }
+    const rate = (n, k, r) => el('td', { class: 'num' }, el('strong', { text: r == null ? '–' : pct(r) }),
+      el('span', { class: 'muted small', text: ' ' + k + '/' + n }));
+    const rows = [...uplift.uplift, { ...uplift.overall, overall: true }].map(u => {
+      const decided = u.verdict !== 'unclear';
+      const interval = u.uplift == null ? '–' : points(u.uplift) + ' pts [' + points(u.uplift_low) + ', ' + points(u.uplift_high) + ']';
+      return el('tr', { 'data-mood': u.mood, 'data-action': u.action, 'data-verdict': u.verdict, class: u.overall ? 'overall' : null },
+        el('th', { scope: 'row' }, u.overall ? el('span', { text: 'All actions' }) : moodChip(u.mood),
+          u.overall ? null : el('span', { class: 'action-name', text: ' ' + (ACTIONS[u.action] || u.action) })),
+        rate(u.treated_sessions, u.treated_conversions, u.treated_rate),
+        rate(u.control_sessions, u.control_conversions, u.control_rate),
+        el('td', { class: 'num interval', text: interval }),
+        el('td', {}, el('span', { class: 'verdict', 'data-verdict': u.verdict, text: VERDICTS[u.verdict] }),
+          decided || u.sessions_needed == null ? null
+            : el('span', { class: 'muted small needed', text: ' ~' + u.sessions_needed.toLocaleString() + ' more sessions per group for ±2 pts' })));
+    });
+    box.replaceChildren(el('table', { class: 'uplift' },
+      el('caption', { class: 'sr-only', text: 'Conversion uplift of each action against the holdout (' + uplift.method + ')' }),
+      el('thead', {}, el('tr', {}, ...['Mood and action', 'Treated', 'Held out', 'Uplift, 95% interval', 'Verdict']
+        .map((t, i) => el('th', { scope: 'col', class: i && i < 4 ? 'num' : null, text: t })))),
+      el('tbody', {}, ...rows)));
+  }
+
+  async function saveHoldout(e) {
+    e.preventDefault();
+    const status = $('[data-holdout-status]');
+    const share = Number($('[data-holdout-share]').value) / 100;
+    const nameBox = $('[data-uplift-name]'), name = nameBox.value.trim();
+    // Only a name the owner typed is kept: the default follows the tenant.
+    try { if (name && nameBox.dataset.edited) localStorage.setItem(NAME_STORE, name); } catch (_) {}
+    const r = await fetch('/v1/holdout', {
+      method: 'PUT', headers: { 'X-Api-Key': key, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ share }), credentials: 'omit', cache: 'no-store',
+    }).catch(() => null);
+    if (!r || !r.ok) {
+      const body = r ? await r.json().catch(() => ({})) : {};
+      status.textContent = 'Not saved: ' + (body.message || body.error || 'the server did not answer') + '.';
+      return;
+    }
+    status.textContent = 'Saved.';
+    refresh();
+  }
+
   // -- live feed ----------------------------------------------------------------------
 
   function addFeedEntry(ch) {
@@ -434,6 +510,8 @@
     });
     $('[data-sign-out]').addEventListener('click', () => signOut(''));
     $('[data-range]').addEventListener('change', refresh);
+    $('[data-holdout-form]').addEventListener('submit', saveHoldout);
+    $('[data-uplift-name]').addEventListener('input', e => { e.target.dataset.edited = '1'; });
     // A phone turned sideways, a window resized: redraw at the new width.
     addEventListener('resize', () => {
       if (lastMoods && chartWidth($('[data-dist-chart]')) !== drawnWidth) renderDistribution(lastMoods);

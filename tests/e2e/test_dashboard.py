@@ -203,6 +203,59 @@ def test_where_visitors_struggle_names_the_dead_pay_block_first_on_checkout(
 
 
 @pytest.mark.e2e
+def test_the_uplift_table_and_the_holdout_setting(
+    tmp_path: Path, page: Page, console: Console
+) -> None:
+    demo = start_demo(tmp_path)  # a server of its own: only these sessions
+    try:
+        h = {"X-Api-Key": demo.secret}
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(demo.dashboard_url)
+        panel = page.get_by_test_id("uplift")
+        expect(panel.locator(".empty")).to_contain_text("Set a holdout share")
+        # The owner holds out 50 % from the dashboard; the server has it.
+        panel.locator("[data-holdout-share]").fill("50")
+        panel.get_by_role("button", name="Save").click()
+        expect(panel.locator("[data-holdout-status]")).to_contain_text("50% of new sessions")
+        assert demo.get("/v1/holdout")["share"] == 0.5
+        # Frustrated visitors, most treated ones buying, few held-out ones.
+        held = treated = 0
+        for i in range(400):
+            sid = f"u{i}"
+            send(demo, sid, [{"type": "page_view", "url": "/demo/checkout.html"}, *FRUSTRATED])
+            group = demo.mood(sid)["holdout"]
+            held, treated = held + group, treated + (not group)
+            if (not group and i % 2 == 0) or (group and i % 10 == 0):
+                httpx.post(
+                    f"{demo.base}/v1/sessions/{sid}/conversions",
+                    json={"name": "purchase"},
+                    headers=h,
+                ).raise_for_status()
+        page.reload()
+        row = panel.locator('tr[data-mood="frustrated"][data-action="show_live_chat"]')
+        expect(row).to_have_attribute("data-verdict", "helps")
+        expect(row.locator(".verdict")).to_have_text("Helps")
+        expect(row.locator(".interval")).to_contain_text("pts [+")
+        expect(panel.locator("tr.overall")).to_contain_text("All actions")
+        api = demo.get("/v1/analytics/uplift?name=purchase")["uplift"][0]
+        assert (api["treated_sessions"], api["control_sessions"]) == (treated, held)
+        assert api["verdict"] == "helps"
+        # Another conversion name: collecting data, with the sessions still needed.
+        panel.locator("[data-uplift-name]").fill("newsletter")
+        panel.get_by_role("button", name="Save").click()
+        expect(row).to_have_attribute("data-verdict", "unclear")
+        expect(row.locator(".needed")).to_contain_text("more sessions per group")
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        rows = panel.locator("tbody tr")
+        for i in range(rows.count()):
+            assert rows.nth(i).evaluate(CLIPPED) == [], rows.nth(i).inner_text()
+        assert panel.locator("form").evaluate(CLIPPED) == []
+    finally:
+        demo.server.stop()
+
+
+@pytest.mark.e2e
 def test_a_bad_key_goes_back_to_sign_in_with_a_clear_message(
     demo: Demo, page: Page, console: Console
 ) -> None:
@@ -356,7 +409,7 @@ def test_empty_panels_point_to_the_demo_shop_only_for_the_demo_tenant(
         page.goto(f"{demo.base}/dashboard/#key={other}")
         expect(page.locator("[data-customer]")).to_have_text("Signed in as Acme Inc")
         empty = page.locator(".empty")
-        expect(empty).to_have_count(6)
+        expect(empty).to_have_count(7)
         texts = " ".join(empty.all_text_contents())
         assert "demo" not in texts.lower() and "tracker.js" in texts and "/feedback" in texts
 
