@@ -523,7 +523,19 @@ def test_refresh_readme_dashboard_screenshot(tmp_path: Path, page: Page, console
 
 def readme_dashboard(demo: Demo, page: Page) -> None:
     rng = random.Random(7)
+    h = {"X-Api-Key": demo.secret}
+    httpx.put(f"{demo.base}/v1/holdout", json={"share": 0.3}, headers=h).raise_for_status()
     seed(demo, 40, rng)
+    # Purchases, more often where the action was given than where it was held back.
+    for i in range(160):
+        sid = f"buyer-{i}"
+        send(demo, sid, [{"type": "page_view", "url": "/demo/checkout.html"}, *FRUSTRATED])
+        if rng.random() < (0.12 if demo.mood(sid)["holdout"] else 0.3):
+            httpx.post(
+                f"{demo.base}/v1/sessions/{sid}/conversions",
+                json={"name": "purchase", "value": round(rng.uniform(14, 90), 2)},
+                headers=h,
+            ).raise_for_status()
     page.set_viewport_size({"width": 1280, "height": 1000})
     page.goto(demo.dashboard_url)
     expect(page.locator("[data-stream-status]")).to_have_attribute("data-state", "live")
