@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,11 @@ from starlette.testclient import TestClient
 from sessionmood_server.app import create_app
 from sessionmood_server.cli import main
 from sessionmood_server.keys import new_key
-from sessionmood_server.records import Batch, Feedback, Quota
+from sessionmood_server.records import Batch, Conversion, Feedback, Quota
 from sessionmood_server.services.retention import DAY_S, cutoffs, purge_expired
 from sessionmood_server.settings import Settings
 from sessionmood_server.storage import Storage, open_storage
+from tests import test_storage
 
 T0 = 1_790_000_000.0
 Q = Quota("2026-09", 1_000_000, False)
@@ -27,20 +27,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Storage]:
-    s = open_storage(f"sqlite:///{tmp_path / 'ret.db'}")
-    await s.open()
-    yield s
-    await s.close()
+# The storage contract's fixture: every retention test runs on every backend.
+store = test_storage.store
 
 
 async def _tenant_with_session(store: Storage, plan: str, sid: str, at: float) -> int:
     rec = await store.create_tenant_key(plan, None, plan, new_key(), at)  # type: ignore[arg-type]
     ev: list[dict[str, Any]] = [{"type": "page_view", "url": "/a", "ts": at}]
-    ev += [{"type": t, "ts": at + 1} for t in ("rage_click", "error", "error")]
+    ev += [{"type": t, "ts": at + 1, "target": "Pay"} for t in ("rage_click", "error", "error")]
     await store.append_events(Batch(rec.tenant_id, sid, ev, "b-" + sid, Q, at))
     await store.add_feedback(Feedback(rec.tenant_id, sid, "show_live_chat", True, None, at))
+    conversion = Conversion(rec.tenant_id, sid, "purchase", 10.0, at)
+    assert (await store.add_conversion(conversion)).counted
     return rec.tenant_id
 
 
@@ -77,6 +75,11 @@ async def test_each_plan_expires_on_its_own_window(store: Storage) -> None:
         assert await store.page_moods(t, None, None) == {}
         assert await store.mood_changes(t, 0) == []
         assert await store.action_counts(t, None, None) == []
+        # (elements, journeys, exposures and conversions too: issues 26 and 27)
+        assert await store.element_counts(t, None, None, None, 50) == []
+        assert await store.journeys(t, None, None, 4, 0) == []
+        assert await store.uplift_counts(t, None, None, None) == []
+        assert await store.conversions_of(t, f"{p}-s") == []
         # ...but the month's usage is history: quotas stay exact
         assert await store.month_usage(t, "2026-09") == usage_before[p]
 
