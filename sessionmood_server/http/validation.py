@@ -14,7 +14,13 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from sessionmood_client.types import EVENT_TYPES, EventsRequest, FeedbackRequest, event_adapter
+from sessionmood_client.types import (
+    EVENT_TYPES,
+    NO_NUL,
+    EventsRequest,
+    FeedbackRequest,
+    event_adapter,
+)
 from sessionmood_server.http.errors import HTTPProblem, bad_request
 
 M = TypeVar("M", bound=BaseModel)
@@ -128,13 +134,26 @@ def _require_object(data: Any) -> dict[str, Any]:
     return data
 
 
+# What a pattern the wire models use means, in words: "should match pattern
+# '^[^\x00-\x1f\x7f]+$'" teaches nobody what to change.
+PATTERN_MEANINGS = {
+    NO_NUL: "must not contain NUL",
+    r"^[^\x00-\x1f\x7f]+$": "must not contain control characters (newlines, tabs, NUL...)",
+    r"^[A-Za-z0-9_.:-]+$": "may hold only letters, digits and _ . : -",
+}
+
+
 def _first_error(exc: ValidationError, prefix: str, skip: int = 0) -> HTTPProblem:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"][skip:]]
     field = prefix + ("." if prefix and loc else "") + ".".join(loc)
     if err["type"] == "missing":
         return bad_request("Missing required field", field=field)
-    return bad_request("Invalid field", field=field, message=err["msg"])
+    message = err["msg"]
+    if err["type"] == "string_pattern_mismatch":
+        meaning = PATTERN_MEANINGS.get(str((err.get("ctx") or {}).get("pattern")))
+        message = f"{loc[-1] if loc else 'the value'} {meaning}" if meaning else message
+    return bad_request("Invalid field", field=field, message=message)
 
 
 # The shape that works, in the 400s of a body without it (the launch post's
