@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # async source -> generated sync copy
 FILES = {
     "tests/client/test_client_async.py": "tests/client/test_client_sync.py",
+    "tests/client/test_client_insights_async.py": "tests/client/test_client_insights_sync.py",
     "tests/client/test_client_retries_async.py": "tests/client/test_client_retries_sync.py",
     "tests/client/test_client_stream_async.py": "tests/client/test_client_stream_sync.py",
     "tests/client/test_client_tracker_async.py": "tests/client/test_client_tracker_sync.py",

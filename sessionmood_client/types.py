@@ -372,8 +372,7 @@ class PostEventsResponse(BaseModel):
     confidence: float = 0.0
     signals: list[str] = Field(default_factory=list)
     suggested_action: SuggestedAction = "no_action"
-    # Issue 27's holdout: a held-out session gets ``no_action`` and is told the
-    # action it would have got, so its outcome can be compared with treated ones.
+    # A held-out session (issue 27) gets no_action, and the action it would have got.
     holdout: bool = False
     held_out_action: SuggestedAction | None = None
 
@@ -389,8 +388,7 @@ class MoodResponse(BaseModel):
     suggested_action: SuggestedAction
     event_count: int
     updated_at: datetime
-    # Issue 27's holdout: a held-out session gets ``no_action`` and is told the
-    # action it would have got, so its outcome can be compared with treated ones.
+    # A held-out session (issue 27) gets no_action, and the action it would have got.
     holdout: bool = False
     held_out_action: SuggestedAction | None = None
 
@@ -606,8 +604,7 @@ class MoodChange(BaseModel):
     suggested_action: SuggestedAction
     url: str | None
     occurred_at: datetime
-    # Issue 27's holdout: a held-out session gets ``no_action`` and is told the
-    # action it would have got, so its outcome can be compared with treated ones.
+    # A held-out session (issue 27) gets no_action, and the action it would have got.
     holdout: bool = False
     held_out_action: SuggestedAction | None = None
 
@@ -711,8 +708,7 @@ class WebhookMoodChange(BaseModel):
     signals: list[str]
     suggested_action: SuggestedAction
     occurred_at: datetime
-    # Issue 27's holdout: a held-out session gets ``no_action`` and is told the
-    # action it would have got, so its outcome can be compared with treated ones.
+    # A held-out session (issue 27) gets no_action, and the action it would have got.
     holdout: bool = False
     held_out_action: SuggestedAction | None = None
 

@@ -227,8 +227,9 @@ def test_conversions_need_a_session_and_are_capped_per_session(
     client: TestClient, auth: dict[str, str]
 ) -> None:
     assert _convert(client, auth, "nobody").status_code == 404
-    r = client.post("/v1/sessions/s/conversions", content=b"[1]", headers=auth)
-    assert r.status_code == 400
+    for body in (b"[1]", b"null", b'"purchase"', b""):
+        r = client.post("/v1/sessions/s/conversions", content=body, headers=auth)
+        assert r.status_code == 400, body
     _send(client, auth, "s")
     for i in range(32):
         assert _convert(client, auth, "s", name=f"n{i}").status_code == 201

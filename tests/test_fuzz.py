@@ -62,6 +62,7 @@ SEMANTIC_VALIDATION = {
     ("GET", "/v1/analytics/pages"),
     ("GET", "/v1/analytics/elements"),
     ("GET", "/v1/analytics/journeys"),
+    ("GET", "/v1/analytics/uplift"),
     ("GET", "/v1/analytics/actions"),
     ("POST", "/v1/webhooks"),
 }

@@ -298,7 +298,9 @@ def test_exports_come_in_pages_with_a_cursor(make_client: Any) -> None:
     while True:
         page = c.get(path, headers=sk).json()
         pages += 1
-        assert set(page) == {"session_id", "event_count", "events", "next_cursor"}
+        # The session's conversions come with the first page only (issue 27).
+        first = {"conversions"} if pages == 1 else set()
+        assert set(page) == {"session_id", "event_count", "events", "next_cursor"} | first
         ExportEventsResponse.model_validate(page)  # the shape the client parses
         assert page["event_count"] == 105 and len(page["events"]) <= 40
         got += page["events"]

@@ -34,7 +34,6 @@ from sessionmood_server.uplift import METHOD, compare
 
 DEFAULT_NAME = "conversion"
 DEFAULT_EFFECT = 0.02  # the uplift sessions_needed is sized for: two points
-_NAME = ConversionRequest.model_fields["name"]
 
 
 def _holdout(setting: HoldoutSetting) -> Response:
@@ -63,8 +62,7 @@ async def post_conversion(api: Api, request: Request) -> Response:
     # (tracker.js's SessionMood.convert). Counted once per (session, name).
     key = await authenticate(api.storage, request, publishable_ok=True)
     session_id = session_id_param(request)
-    raw = await read_json(request, api.settings.max_body_bytes)
-    body = validate_body(ConversionRequest, {} if raw is None else raw)
+    body = validate_body(ConversionRequest, await read_json(request, api.settings.max_body_bytes))
     result = await api.storage.add_conversion(
         Conversion(key.tenant_id, session_id, body.name, body.value, time.time())
     )
@@ -90,7 +88,7 @@ async def post_conversion(api: Api, request: Request) -> Response:
 
 
 def _name_param(request: Request) -> str:
-    name = request.query_params.get("name") or DEFAULT_NAME
+    name = request.query_params.get("name", DEFAULT_NAME)
     try:
         ConversionRequest(name=name)
     except ValueError:
@@ -104,7 +102,7 @@ def _name_param(request: Request) -> str:
 
 def _effect_param(request: Request) -> float:
     raw = request.query_params.get("effect")
-    if raw is None or raw == "":
+    if raw is None:
         return DEFAULT_EFFECT
     try:
         effect = float(raw)

@@ -33,15 +33,11 @@ from sessionmood_client import (
     BadRequestError,
     ClickEvent,
     ConflictError,
-    ConversionResponse,
     DeleteSessionResponse,
-    ElementAnalyticsResponse,
     ExportEventsResponse,
     FeedbackResponse,
     HealthResponse,
-    HoldoutResponse,
     InternalServerError,
-    JourneyAnalyticsResponse,
     KeyGenerateResponse,
     MoodResponse,
     NotFoundError,
@@ -53,7 +49,6 @@ from sessionmood_client import (
     RateLimitError,
     SessionMoodClient,
     SessionMoodError,
-    UpliftResponse,
     UsageResponse,
     WebhookCreated,
     WebhookDeleted,
@@ -606,126 +601,6 @@ def test_get_action_analytics(api: respx.MockRouter, client: SessionMoodClient) 
     assert route.calls.last.request.url.query == b""
     client.get_action_analytics(until=1_777_000_000)
     assert dict(route.calls.last.request.url.params) == {"until": "1777000000"}
-
-
-ELEMENT = {
-    "page": "/checkout",
-    "target": "Pay",
-    "sessions": 4,
-    "clicks": 9,
-    "rage_clicks": 2,
-    "dead_clicks": 5,
-    "error_clicks": 1,
-    "hesitations": 0,
-    "frustrated_sessions": 3,
-    "struggle_rate": 0.75,
-    "suggested_fix": "looks clickable but does nothing, or answers too slowly",
-}
-
-
-def test_get_element_analytics(api: respx.MockRouter, client: SessionMoodClient) -> None:
-    route = api.get("/v1/analytics/elements").respond(
-        200, json={"since": None, "until": None, "page": "/checkout", "elements": [ELEMENT]}
-    )
-    result = client.get_element_analytics(page="/checkout", limit=5, until=1_777_000_000)
-    assert isinstance(result, ElementAnalyticsResponse)
-    assert result.elements[0].target == "Pay" and result.elements[0].struggle_rate == 0.75
-    assert dict(route.calls.last.request.url.params) == {
-        "page": "/checkout",
-        "limit": "5",
-        "until": "1777000000",
-    }
-    client.get_element_analytics()
-    assert route.calls.last.request.url.query == b""
-    for bad in ({"limit": 0}, {"limit": True}, {"page": ""}):
-        with pytest.raises(ValueError):
-            client.get_element_analytics(**bad)
-    assert route.call_count == 2
-
-
-def test_get_journeys(api: respx.MockRouter, client: SessionMoodClient) -> None:
-    step = {"url": "/", "mood_distribution": [{"mood": "neutral", "count": 2, "percentage": 100.0}]}
-    journey = {"path": ["/"], "sessions": 2, "steps": [step], "frustration_starts_at": None}
-    route = api.get("/v1/analytics/journeys").respond(
-        200, json={"since": None, "until": None, "steps": 3, "journeys": [journey]}
-    )
-    result = client.get_journeys(steps=3, limit=10, since=1_777_000_000)
-    assert isinstance(result, JourneyAnalyticsResponse)
-    assert result.journeys[0].path == ["/"] and result.journeys[0].frustration_starts_at is None
-    assert dict(route.calls.last.request.url.params) == {
-        "steps": "3",
-        "limit": "10",
-        "since": "1777000000",
-    }
-    with pytest.raises(ValueError, match="steps"):
-        client.get_journeys(steps=0)
-    assert route.call_count == 1
-
-
-def test_record_conversion(api: respx.MockRouter, client: SessionMoodClient) -> None:
-    answer = {
-        "session_id": "a/b",
-        "name": "purchase",
-        "value": 9.5,
-        "counted": True,
-        "holdout": False,
-    }
-    route = api.post("/v1/sessions/a%2Fb/conversions").respond(201, json=answer)
-    result = client.record_conversion("a/b", "purchase", 9.5)
-    assert isinstance(result, ConversionResponse) and result.counted
-    assert _sent_json(route) == {"name": "purchase", "value": 9.5}
-    route.respond(200, json={**answer, "name": "conversion", "value": None, "counted": False})
-    again = client.record_conversion("a/b")
-    assert _sent_json(route) == {} and again.counted is False
-    for bad in ({"value": "9"}, {"value": True}, {"name": 3}):
-        with pytest.raises(TypeError):
-            client.record_conversion("a/b", **bad)
-    assert route.call_count == 2
-
-
-def test_holdout(api: respx.MockRouter, client: SessionMoodClient) -> None:
-    got = api.get("/v1/holdout").respond(200, json={"share": 0.0, "updated_at": None})
-    assert client.get_holdout().share == 0.0
-    put = api.put("/v1/holdout").respond(
-        200, json={"share": 0.1, "updated_at": "2026-12-08T00:00:00Z"}
-    )
-    result = client.set_holdout(0.1)
-    assert isinstance(result, HoldoutResponse) and result.updated_at is not None
-    assert _sent_json(put) == {"share": 0.1}
-    with pytest.raises(ValueError):
-        client.set_holdout(0.6)
-    with pytest.raises(TypeError):
-        client.set_holdout("0.1")  # type: ignore[arg-type]
-    assert (got.call_count, put.call_count) == (1, 1)
-
-
-def test_get_uplift(api: respx.MockRouter, client: SessionMoodClient) -> None:
-    row = {
-        "mood": None, "action": None, "treated_sessions": 0, "treated_conversions": 0,
-        "treated_rate": None, "control_sessions": 0, "control_conversions": 0,
-        "control_rate": None, "uplift": None, "uplift_low": None, "uplift_high": None,
-        "relative_uplift": None, "treated_value_per_session": None,
-        "control_value_per_session": None, "verdict": "unclear", "sessions_needed": 2213,
-    }  # fmt: skip
-    body = {
-        "name": "purchase",
-        "since": None,
-        "until": None,
-        "method": "Newcombe",
-        "uplift": [],
-        "overall": row,
-    }
-    route = api.get("/v1/analytics/uplift").respond(200, json=body)
-    result = client.get_uplift("purchase", since=1_777_000_000, effect=0.03)
-    assert isinstance(result, UpliftResponse) and result.overall.sessions_needed == 2213
-    assert dict(route.calls.last.request.url.params) == {
-        "name": "purchase",
-        "since": "1777000000",
-        "effect": "0.03",
-    }
-    with pytest.raises(ValueError):
-        client.get_uplift(effect=0)
-    assert route.call_count == 1
 
 
 @pytest.mark.parametrize(

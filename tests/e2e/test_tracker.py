@@ -274,7 +274,7 @@ def test_data_debug_logs_what_is_captured_and_sent(shop: Shop) -> None:
     shop.open(debug="")
     shop.clicks("#pay", 1)
     shop.flush()
-    captured = [m for m in logs if m.startswith("[SessionMood] captured")]
+    captured = [m for m in logs if m.startswith("[SessionMood] event")]
     sent = [m for m in logs if m.startswith("[SessionMood] sent")]
     assert len(captured) == 2 and "page_view" in captured[0] and "click" in captured[1]
     assert len(sent) == 1 and " 200 " in sent[0]
