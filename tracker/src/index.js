@@ -89,7 +89,7 @@ try {
     // called init() itself by the time it loaded.
     else
       W.addEventListener('load', () =>
-        cfg || console.warn('[SessionMood] no data-api-key: nothing is sent.'),
+        cfg || console.warn('[SessionMood] no data-api-key'),
       );
   }
 } catch (_) {}
