@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import NamedTuple
 
 MAX_SHARE = 0.5  # at least half of a tenant's sessions get the actions
 _SCALE = float(1 << 64)
@@ -25,3 +26,15 @@ def position(key: bytes, tenant_id: int, session_id: str) -> float:
 def held_out(key: bytes, tenant_id: int, session_id: str, share: float) -> bool:
     """Whether a session starting now goes to the control group (no actions)."""
     return share > 0 and position(key, tenant_id, session_id) < share
+
+
+class Holdout(NamedTuple):
+    """A tenant's holdout as a batch carries it: the hash key and the share.
+    Asked (``of``) only when the batch opens a session: the hash is not paid
+    by the batches of sessions that have their group already."""
+
+    key: bytes
+    share: float
+
+    def of(self, tenant_id: int, session_id: str) -> bool:
+        return held_out(self.key, tenant_id, session_id, self.share)

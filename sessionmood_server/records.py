@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sessionmood_client.types import MoodLabel, Plan, SuggestedAction
+from sessionmood_server.holdout import Holdout
 from sessionmood_server.keys import KeyKind
 from sessionmood_server.limits import Admission
 
@@ -84,9 +85,13 @@ class Batch:
     fingerprint: str | None = None
     max_events: int = 0
     admission: Admission | None = None
-    # The group a session this batch opens goes to (``holdout.held_out``);
-    # an existing session keeps the group it was given.
-    holdout: bool = False
+    # The tenant's holdout (None: none), asked for the group of a session
+    # this batch opens; an existing session keeps the group it was given.
+    holdout: Holdout | None = None
+
+    def opens_held_out(self) -> bool:
+        """The group of the session, were this batch to open it."""
+        return self.holdout is not None and self.holdout.of(self.tenant_id, self.session_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,8 @@ class Api:
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self.settings = settings
         self.storage = storage
-        self.policies = PolicyCache(storage)
         self.holdouts = HoldoutCache(storage, settings.holdout_key)
+        self.policies = PolicyCache(storage, self.holdouts)
         self.feed = LiveFeed(storage, poll_s=min(5.0, settings.sse_heartbeat_s))
         self.stream_slots = StreamSlots()
         on = settings.limits

@@ -71,7 +71,7 @@ async def post_events(api: Api, request: Request) -> Response:
             fingerprint=fingerprint,
             max_events=api.max_session_events,
             admission=_admission(api, request, key) if public and api.limits_on else None,
-            holdout=await api.holdouts.held_out(key.tenant_id, session_id),
+            holdout=await api.holdouts.holdout(key.tenant_id),
         )
     )
     status = result.status

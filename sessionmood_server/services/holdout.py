@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-from sessionmood_server.holdout import held_out
+from sessionmood_server.holdout import Holdout
 from sessionmood_server.records import HoldoutSetting
 from sessionmood_server.storage import Storage
 
@@ -46,13 +46,12 @@ class HoldoutCache:
         self._kept[tenant_id] = _Kept(now + self.ttl_s, setting)
         return setting
 
-    async def held_out(self, tenant_id: int, session_id: str) -> bool:
-        """The group a session this tenant opens now goes to."""
+    async def holdout(self, tenant_id: int) -> Holdout | None:
+        """What decides the group of a session this tenant opens now (None: no holdout)."""
         setting = await self.setting(tenant_id)
         if setting.share <= 0:
-            return False
-        key = self.key or (setting.salt or "").encode()
-        return held_out(key, tenant_id, session_id, setting.share)
+            return None
+        return Holdout(self.key or (setting.salt or "").encode(), setting.share)
 
     def forget(self, tenant_id: int) -> None:
         self._kept.pop(tenant_id, None)

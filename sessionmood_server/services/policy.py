@@ -13,6 +13,7 @@ import time
 from typing import NamedTuple
 
 from sessionmood_server.learning import Policy, learn_policy
+from sessionmood_server.services.holdout import HoldoutCache
 from sessionmood_server.storage import Storage
 
 POLICY_TTL_S = 10.0
@@ -29,8 +30,11 @@ class _Learned(NamedTuple):
 class PolicyCache:
     """Per tenant: the policy learned from its trusted feedback, for ``ttl_s``."""
 
-    def __init__(self, storage: Storage, ttl_s: float = POLICY_TTL_S) -> None:
+    def __init__(
+        self, storage: Storage, holdouts: HoldoutCache, ttl_s: float = POLICY_TTL_S
+    ) -> None:
         self.storage = storage
+        self.holdouts = holdouts
         self.ttl_s = ttl_s
         self._policies: dict[int, _Learned] = {}  # by tenant
 
@@ -43,7 +47,7 @@ class PolicyCache:
         # uplift (any conversion, all time) comes first where it is clear.
         counts = await self.storage.action_counts(tenant_id, None, None, trusted_only=True)
         # Without a holdout ever set there is no control group to compare with.
-        held = await self.storage.get_holdout(tenant_id)
+        held = await self.holdouts.setting(tenant_id)
         uplift = (
             []
             if held.updated_at is None

@@ -215,21 +215,8 @@ ELEMENT_COUNTS_SQL = (
 
 
 def element_counts(rows: Iterable[Row]) -> list[ElementCounts]:
-    # sum() of integers is numeric on PostgreSQL: int() keeps the records exact ints.
-    return [
-        ElementCounts(
-            page=row["page"],
-            target=row["target"],
-            sessions=int(row["sessions"]),
-            clicks=int(row["clicks"]),
-            rage_clicks=int(row["rage_clicks"]),
-            dead_clicks=int(row["dead_clicks"]),
-            error_clicks=int(row["error_clicks"]),
-            hesitations=int(row["hesitations"]),
-            frustrated_sessions=int(row["frustrated_sessions"]),
-        )
-        for row in rows
-    ]
+    # (sum of an INT column is a bigint on PostgreSQL: ints on both backends.)
+    return [record_from(ElementCounts, row) for row in rows]
 
 
 def journeys_sql(steps: int, p: str) -> str:

@@ -206,7 +206,8 @@ async def append(c: Any, batch: Batch, schema: str) -> tuple[AppendResult, Cache
         return refused, None
     new = found["state"] is None
     stored = None if new else _stored_session(found)
-    b = apply_batch(batch.session_id, stored, batch.events, batch.policy, batch.holdout)
+    held = stored is None and batch.opens_held_out()
+    b = apply_batch(batch.session_id, stored, batch.events, batch.policy, held)
     version = await c.fetchval(APPEND_SQL, *append_arguments(batch_columns(batch, b)))
     if (
         not found["counted"]

@@ -117,7 +117,8 @@ def append(c: sqlite3.Connection, cache: SessionCache, batch: Batch) -> tuple[Ap
         c, cache, batch.tenant_id, batch.session_id, batch.quota, stored is None
     ):
         return AppendResult("quota"), False
-    b = apply_batch(batch.session_id, stored, batch.events, batch.policy, batch.holdout)
+    held = stored is None and batch.opens_held_out()
+    b = apply_batch(batch.session_id, stored, batch.events, batch.policy, held)
     batch_row = _insert_events(c, batch, b, prev_batch)
     if stored is None:
         _insert_session(c, batch, b, batch_row)
