@@ -9,40 +9,29 @@ process's own feedback drops the entry at once (``forget``).
 
 from __future__ import annotations
 
-import time
-from typing import NamedTuple
-
 from sessionmood_server.learning import Policy, learn_policy
 from sessionmood_server.services.holdout import HoldoutCache
+from sessionmood_server.services.tenant_cache import TenantCache
 from sessionmood_server.storage import Storage
 
 POLICY_TTL_S = 10.0
-MAX_TENANTS = 10_000  # entries kept before the cache starts over
-
-
-class _Learned(NamedTuple):
-    """A tenant's policy, and until when (``time.monotonic``) it stands."""
-
-    expires: float
-    policy: Policy
 
 
 class PolicyCache:
-    """Per tenant: the policy learned from its trusted feedback, for ``ttl_s``."""
+    """Per tenant: the policy learned from its uplift and its trusted feedback,
+    for ``ttl_s``."""
 
     def __init__(
         self, storage: Storage, holdouts: HoldoutCache, ttl_s: float = POLICY_TTL_S
     ) -> None:
         self.storage = storage
         self.holdouts = holdouts
-        self.ttl_s = ttl_s
-        self._policies: dict[int, _Learned] = {}  # by tenant
+        self._policies = TenantCache(self._learn, ttl_s)
 
     async def get(self, tenant_id: int) -> Policy:
-        hit = self._policies.get(tenant_id)
-        if hit is not None and hit.expires > time.monotonic():
-            return hit.policy
-        now = time.monotonic()
+        return await self._policies.get(tenant_id)
+
+    async def _learn(self, tenant_id: int) -> Policy:
         # Only secret-key feedback teaches: publishable keys are public. The
         # uplift (any conversion, all time) comes first where it is clear.
         counts = await self.storage.action_counts(tenant_id, None, None, trusted_only=True)
@@ -53,12 +42,8 @@ class PolicyCache:
             if held.updated_at is None
             else await self.storage.uplift_counts(tenant_id, None, None, None)
         )
-        policy = learn_policy(counts, uplift)
-        if len(self._policies) > MAX_TENANTS:
-            self._policies.clear()
-        self._policies[tenant_id] = _Learned(now + self.ttl_s, policy)
-        return policy
+        return learn_policy(counts, uplift)
 
     def forget(self, tenant_id: int) -> None:
         """The tenant's feedback changed: learn again at the next look-up."""
-        self._policies.pop(tenant_id, None)
+        self._policies.forget(tenant_id)
